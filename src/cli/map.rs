@@ -1,0 +1,181 @@
+//! `fbpixel map`: Segment messages (NDJSON) on stdin → the CAPI server events the sink would send.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+
+use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
+use crate::sinks::facebook_pixel::mapping::DroppedValues;
+use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome, SINK_TYPE};
+
+#[derive(Debug, clap::Args)]
+pub struct MapArgs {
+    /// Pipeline config file(s) holding the sink's settings (repeatable).
+    #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Which `facebook_pixel_server_side` sink, when the config has several.
+    #[arg(long, value_name = "ID")]
+    pub sink: Option<String>,
+    /// Fix the clock for the event-time window (RFC 3339, e.g. 2024-06-15T12:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; expected RFC 3339 such as 2024-06-15T12:00:00Z"))
+}
+
+pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
+    let mapper = load_mapper(&args.config, args.sink.as_deref())?;
+    let stdin = io::stdin().lock();
+    let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let stderr = io::stderr().lock();
+    let totals = map_stream(&mapper, stdin, stdout, stderr, args.now)?;
+    eprintln!("fbpixel map: {totals}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sink's mapper from a pipeline config. Missing environment variables become empty values
+/// (a dry run needs no credentials), each reported as a warning on stderr.
+pub fn load_mapper(paths: &[PathBuf], sink_id: Option<&str>) -> anyhow::Result<Mapper> {
+    let env = |name: &str| std::env::var(name).ok();
+    let options = LoadOptions {
+        env: &env,
+        missing_vars: MissingVars::Empty,
+    };
+    let pipeline = config::load_files(paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for warning in &pipeline.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let component = pick_sink(&pipeline, sink_id)?;
+    let settings: FacebookPixelConfig = component
+        .parse_options()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Mapper::new(&settings).map_err(|e| {
+        let path = component.path();
+        let lines: Vec<String> = e.0.iter().map(|p| format!("{path}.{p}")).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })
+}
+
+fn pick_sink<'c>(pipeline: &'c PipelineConfig, wanted: Option<&str>) -> anyhow::Result<&'c ComponentConfig> {
+    let ours: Vec<&ComponentConfig> = pipeline
+        .sinks()
+        .filter(|c| c.type_name == SINK_TYPE)
+        .collect();
+    match wanted {
+        Some(id) => match pipeline.sinks().find(|c| c.id == id) {
+            Some(c) if c.type_name == SINK_TYPE => Ok(c),
+            Some(c) => bail!("sinks.{id} is a `{}` sink, not `{SINK_TYPE}`", c.type_name),
+            None => bail!(
+                "there is no sink `{id}`; the config's {SINK_TYPE} sinks are: {}",
+                ids(&ours)
+            ),
+        },
+        None => match ours.as_slice() {
+            [only] => Ok(only),
+            [] => bail!("the config has no `{SINK_TYPE}` sink"),
+            several => bail!(
+                "the config has {} `{SINK_TYPE}` sinks ({}); pick one with --sink",
+                several.len(),
+                ids(several)
+            ),
+        },
+    }
+}
+
+fn ids(components: &[&ComponentConfig]) -> String {
+    if components.is_empty() {
+        return "none".to_string();
+    }
+    components
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Counts of one `map` run.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub mapped: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub dropped: DroppedValues,
+    pub purchase_value_defaulted: u64,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} mapped, {} skipped, {} rejected",
+            self.mapped, self.skipped, self.rejected
+        )?;
+        if self.dropped.total() > 0 {
+            let fields: Vec<String> = self
+                .dropped
+                .iter()
+                .map(|(field, n)| format!("{field} {n}"))
+                .collect();
+            write!(f, "; user_data values dropped: {}", fields.join(", "))?;
+        }
+        if self.purchase_value_defaulted > 0 {
+            write!(
+                f,
+                "; {} Purchase events without a value sent with value 0",
+                self.purchase_value_defaulted
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps every NDJSON line of `input`: mapped events to `output`, one a line; rejections to
+/// `errors` as `line N: reason`; skipped messages print nothing.
+pub fn map_stream(
+    mapper: &Mapper,
+    mut input: impl BufRead,
+    mut output: impl Write,
+    mut errors: impl Write,
+    now: Option<DateTime<Utc>>,
+) -> anyhow::Result<Totals> {
+    let mut totals = Totals::default();
+    let mut line = Vec::with_capacity(4096);
+    let mut event = Vec::with_capacity(4096);
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).context("reading stdin")? == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        event.clear();
+        let (outcome, notes) = mapper.map_json(text, now.unwrap_or_else(Utc::now), &mut event);
+        totals.dropped.merge(&notes.dropped);
+        totals.purchase_value_defaulted += u64::from(notes.purchase_value_defaulted);
+        match outcome {
+            Outcome::Mapped(()) => {
+                totals.mapped += 1;
+                event.push(b'\n');
+                output.write_all(&event).context("writing stdout")?;
+            }
+            Outcome::Skipped(_) => totals.skipped += 1,
+            Outcome::Rejected(rejection) => {
+                totals.rejected += 1;
+                writeln!(errors, "line {number}: {rejection}").context("writing stderr")?;
+            }
+        }
+    }
+    output.flush().context("writing stdout")?;
+    Ok(totals)
+}

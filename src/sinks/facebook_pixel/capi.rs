@@ -1,0 +1,256 @@
+//! The Conversions API server event, as typed structs so that field names cannot drift.
+//!
+//! Everything borrows from the input message and the settings: an event is built, serialized
+//! into its request and dropped, without copying the strings it carries.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use super::normalize::Sha256Hex;
+use crate::json::Json;
+
+/// One element of the request's `data` array.
+#[derive(Debug, Serialize)]
+pub struct ServerEvent<'a> {
+    pub event_name: Cow<'a, str>,
+    /// Unix seconds.
+    pub event_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source_url: Option<&'a str>,
+    pub action_source: ActionSource,
+    pub user_data: UserData<'a>,
+    #[serde(skip_serializing_if = "CustomData::is_empty")]
+    pub custom_data: CustomData<'a>,
+    #[serde(flatten)]
+    pub data_processing: Option<DataProcessing<'a>>,
+}
+
+/// Where the conversion happened (Meta's `action_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSource {
+    Email,
+    Website,
+    App,
+    PhoneCall,
+    Chat,
+    PhysicalStore,
+    SystemGenerated,
+    BusinessMessaging,
+    Other,
+}
+
+impl ActionSource {
+    pub const ALL: [ActionSource; 9] = [
+        ActionSource::Email,
+        ActionSource::Website,
+        ActionSource::App,
+        ActionSource::PhoneCall,
+        ActionSource::Chat,
+        ActionSource::PhysicalStore,
+        ActionSource::SystemGenerated,
+        ActionSource::BusinessMessaging,
+        ActionSource::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionSource::Email => "email",
+            ActionSource::Website => "website",
+            ActionSource::App => "app",
+            ActionSource::PhoneCall => "phone_call",
+            ActionSource::Chat => "chat",
+            ActionSource::PhysicalStore => "physical_store",
+            ActionSource::SystemGenerated => "system_generated",
+            ActionSource::BusinessMessaging => "business_messaging",
+            ActionSource::Other => "other",
+        }
+    }
+
+    /// Exact (trimmed, case-insensitive) match of Meta's name.
+    pub fn parse(text: &str) -> Option<ActionSource> {
+        let text = text.trim();
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for ActionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Customer information. Hashed keys are arrays, as Meta's SDKs send them.
+#[derive(Debug, Default, Serialize)]
+pub struct UserData<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub em: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ph: Vec<Sha256Hex>,
+    #[serde(rename = "fn", skip_serializing_if = "Vec::is_empty")]
+    pub first_name: Vec<Sha256Hex>,
+    #[serde(rename = "ln", skip_serializing_if = "Vec::is_empty")]
+    pub last_name: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ge: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub db: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ct: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub st: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zp: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub country: Vec<Sha256Hex>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_id: Vec<ExternalId<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip_address: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fbc: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fbp: Option<&'a str>,
+}
+
+impl UserData<'_> {
+    /// Meta rejects a whole request when one event has none of these.
+    pub fn has_customer_information(&self) -> bool {
+        !self.em.is_empty()
+            || !self.ph.is_empty()
+            || !self.external_id.is_empty()
+            || self.fbp.is_some()
+            || self.fbc.is_some()
+            || (self.client_ip_address.is_some() && self.client_user_agent.is_some())
+    }
+}
+
+/// `external_id` is hashed unless the setting `hash_external_id` is off.
+#[derive(Debug, PartialEq)]
+pub enum ExternalId<'a> {
+    Hashed(Sha256Hex),
+    Plain(Cow<'a, str>),
+}
+
+impl Serialize for ExternalId<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ExternalId::Hashed(hash) => serializer.serialize_str(hash.as_str()),
+            ExternalId::Plain(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+/// Event details: value, currency, products, and the properties that pass through.
+#[derive(Debug, Default, Serialize)]
+pub struct CustomData<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub content_ids: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contents: Vec<Content<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_category: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_items: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_string: Option<Cow<'a, str>>,
+    /// Properties passed through unchanged (or hashed), after the computed keys.
+    #[serde(flatten)]
+    pub properties: Properties<'a>,
+}
+
+impl CustomData<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.value.is_none()
+            && self.currency.is_none()
+            && self.content_ids.is_empty()
+            && self.contents.is_empty()
+            && self.content_type.is_none()
+            && self.content_name.is_none()
+            && self.content_category.is_none()
+            && self.num_items.is_none()
+            && self.order_id.is_none()
+            && self.search_string.is_none()
+            && self.properties.0.is_empty()
+    }
+
+    /// Whether a computed key of this name is set (computed keys win over pass-through ones).
+    pub fn has_computed(&self, key: &str) -> bool {
+        match key {
+            "value" => self.value.is_some(),
+            "currency" => self.currency.is_some(),
+            "content_ids" => !self.content_ids.is_empty(),
+            "contents" => !self.contents.is_empty(),
+            "content_type" => self.content_type.is_some(),
+            "content_name" => self.content_name.is_some(),
+            "content_category" => self.content_category.is_some(),
+            "num_items" => self.num_items.is_some(),
+            "order_id" => self.order_id.is_some(),
+            "search_string" => self.search_string.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// One product line.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Content<'a> {
+    pub id: Cow<'a, str>,
+    pub quantity: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_price: Option<serde_json::Number>,
+}
+
+/// Pass-through properties, serialized as members of `custom_data`.
+#[derive(Debug, Default)]
+pub struct Properties<'a>(pub Vec<(&'a str, Property<'a>)>);
+
+/// A pass-through property value.
+#[derive(Debug, PartialEq)]
+pub enum Property<'a> {
+    Raw(&'a Json<'a>),
+    /// Listed in `hash_properties`: normalized and hashed.
+    Hashed(Sha256Hex),
+    HashedList(Vec<Sha256Hex>),
+}
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            match value {
+                Property::Raw(json) => map.serialize_entry(key, json)?,
+                Property::Hashed(hash) => map.serialize_entry(key, hash)?,
+                Property::HashedList(hashes) => map.serialize_entry(key, hashes)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Limited Data Use: `data_processing_options` with its country and state.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct DataProcessing<'a> {
+    pub data_processing_options: Vec<Cow<'a, str>>,
+    pub data_processing_options_country: i64,
+    pub data_processing_options_state: i64,
+}

@@ -1,0 +1,48 @@
+//! SPEC §6: Limited Data Use.
+
+use std::borrow::Cow;
+
+use super::Message;
+use crate::json::Json;
+use crate::sinks::facebook_pixel::capi::DataProcessing;
+
+/// The per-event override, `integrations[<destination>].dataProcessingOptions =
+/// [[options], country, state]`, applies whether the setting is on or off: the sender asked for
+/// it explicitly. A malformed override falls back to the setting.
+pub fn options<'j>(message: &Message<'j, '_>, limited_data_use: bool) -> Option<DataProcessing<'j>> {
+    message
+        .destination_settings()
+        .and_then(|settings| settings.get("dataProcessingOptions"))
+        .and_then(parse_override)
+        .or_else(|| {
+            limited_data_use.then(|| DataProcessing {
+                data_processing_options: vec![Cow::Borrowed("LDU")],
+                data_processing_options_country: 0,
+                data_processing_options_state: 0,
+            })
+        })
+}
+
+/// `[[options…], country?, state?]`; a missing country or state is 0 ("geolocate"), as in
+/// Meta's own examples.
+fn parse_override<'j>(value: &'j Json<'_>) -> Option<DataProcessing<'j>> {
+    let parts = value.as_array()?;
+    if parts.is_empty() || parts.len() > 3 {
+        return None;
+    }
+    let options = parts[0]
+        .as_array()?
+        .iter()
+        .map(|o| o.as_str().map(Cow::Borrowed))
+        .collect::<Option<Vec<_>>>()?;
+    let integer = |i: usize| match parts.get(i) {
+        None => Some(0),
+        Some(Json::Number(n)) => n.as_i64(),
+        Some(_) => None,
+    };
+    Some(DataProcessing {
+        data_processing_options: options,
+        data_processing_options_country: integer(1)?,
+        data_processing_options_state: integer(2)?,
+    })
+}

@@ -1,0 +1,524 @@
+//! Segment message → Conversions API server event (SPEC §1–6).
+//!
+//! Pure: no I/O, no clock (the caller passes `now`), no globals. Every message ends as exactly
+//! one of [`Outcome::Mapped`], [`Outcome::Skipped`] or [`Outcome::Rejected`].
+
+pub mod custom_data;
+mod data_processing;
+pub mod event_name;
+pub mod event_time;
+pub mod money;
+pub mod user_data;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Utc};
+
+pub use event_name::StandardEvent;
+
+use self::custom_data::CustomDataRules;
+use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
+use self::user_data::UserDataRules;
+use super::capi::{ActionSource, ServerEvent};
+use super::config::FacebookPixelConfig;
+use super::normalize::{EventFacts, HashedField, Normalizer};
+use crate::json::Json;
+
+/// The keys under `integrations` that address this destination (Segment renamed it twice).
+pub const DESTINATION_KEYS: [&str; 3] = [
+    "Facebook Pixel Server Side",
+    "Facebook Pixel Server-Side",
+    "Facebook Conversions API",
+];
+
+/// The sink's mapping settings, compiled once from its configuration.
+#[derive(Debug)]
+pub struct Mapper {
+    standard_events: StandardEventMap,
+    action_source: ActionSource,
+    page_view: bool,
+    limited_data_use: bool,
+    max_future_secs: u64,
+    user_data: UserDataRules,
+    custom_data: CustomDataRules,
+}
+
+/// Invalid settings, one problem a line, each naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct SettingsError(pub Vec<String>);
+
+/// What became of one message, with the notes mapping took on the way.
+#[derive(Debug)]
+pub struct Mapping<'j> {
+    pub outcome: Outcome<ServerEvent<'j>>,
+    pub notes: Notes,
+}
+
+/// Every message ends as exactly one of these.
+#[derive(Debug, PartialEq)]
+pub enum Outcome<T> {
+    Mapped(T),
+    /// Intentionally not sent; counted, never dead-lettered.
+    Skipped(SkipReason),
+    /// Cannot be sent; goes to the dead letter with the reason.
+    Rejected(Rejection),
+}
+
+/// Why a message was intentionally not sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// identify, screen, group, alias… calls.
+    NotSent(String),
+    /// A page call while `page_view` is off.
+    PageViewOff,
+    /// The message's `integrations` switch this destination off.
+    DisabledByIntegrations,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::NotSent(kind) => {
+                write!(f, "{} calls are not sent to the Conversions API", quote(kind))
+            }
+            SkipReason::PageViewOff => f.write_str("page calls are sent only with page_view = true"),
+            SkipReason::DisabledByIntegrations => {
+                f.write_str("the message's integrations switch this destination off")
+            }
+        }
+    }
+}
+
+/// Why a message cannot be sent: the field at fault and what is wrong with it. Never contains
+/// personal data (trait values are dropped, not rejected).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct Rejection {
+    pub field: Cow<'static, str>,
+    pub problem: String,
+}
+
+impl Rejection {
+    pub fn new(field: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
+        Rejection {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// What mapping noticed about a message besides its outcome, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Notes {
+    /// user_data values that normalized to nothing, per field.
+    pub dropped: DroppedValues,
+    /// A Purchase without a value was sent with value 0.
+    pub purchase_value_defaulted: bool,
+    /// Properties left out of custom_data because they are personal data.
+    pub properties_dropped: u32,
+}
+
+/// The user_data fields whose values can be dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserDataField {
+    Hashed(HashedField),
+    ClientIpAddress,
+}
+
+const DROPPABLE: usize = HashedField::ALL.len() + 1;
+
+/// Dropped user_data values, counted per field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DroppedValues([u32; DROPPABLE]);
+
+impl DroppedValues {
+    fn index(field: UserDataField) -> usize {
+        match field {
+            UserDataField::Hashed(f) => HashedField::ALL.iter().position(|x| *x == f).unwrap_or(0),
+            UserDataField::ClientIpAddress => DROPPABLE - 1,
+        }
+    }
+
+    pub fn add(&mut self, field: UserDataField) {
+        self.0[Self::index(field)] += 1;
+    }
+
+    pub fn get(&self, field: UserDataField) -> u32 {
+        self.0[Self::index(field)]
+    }
+
+    pub fn merge(&mut self, other: &DroppedValues) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    /// `(CAPI key, count)` for each field with drops.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        HashedField::ALL
+            .iter()
+            .map(|f| f.key())
+            .chain(["client_ip_address"])
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// A Segment message's parts that mapping reads, each checked to be an object when present.
+pub struct Message<'j, 'a> {
+    pub root: &'j Json<'a>,
+    pub context: Option<&'j Json<'a>>,
+    pub context_traits: Option<&'j Json<'a>>,
+    pub traits: Option<&'j Json<'a>>,
+    pub properties: Option<&'j Json<'a>>,
+    pub integrations: Option<&'j Json<'a>>,
+    /// `context.page.url`, else `properties.url`.
+    pub page_url: Option<&'j str>,
+}
+
+impl<'j, 'a> Message<'j, 'a> {
+    pub fn read(root: &'j Json<'a>) -> Result<Self, Rejection> {
+        if root.as_object().is_none() {
+            return Err(Rejection::new(
+                "message",
+                format!("expected a JSON object, got {}", root.kind()),
+            ));
+        }
+        let object = |parent: Option<&'j Json<'a>>, key: &str, path: &'static str| {
+            match parent.and_then(|p| p.get(key)) {
+                Some(value) if value.as_object().is_none() => Err(Rejection::new(
+                    path,
+                    format!("expected an object, got {}", value.kind()),
+                )),
+                found => Ok(found),
+            }
+        };
+        let context = object(Some(root), "context", "context")?;
+        let properties = object(Some(root), "properties", "properties")?;
+        let page_url = context
+            .and_then(|c| c.path("page.url"))
+            .or_else(|| properties.and_then(|p| p.get("url")))
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .filter(|url| !url.is_empty());
+        Ok(Message {
+            root,
+            context,
+            context_traits: object(context, "traits", "context.traits")?,
+            traits: object(Some(root), "traits", "traits")?,
+            properties,
+            integrations: object(Some(root), "integrations", "integrations")?,
+            page_url,
+        })
+    }
+
+    /// This destination's entry under `integrations`, when it is an object.
+    pub fn destination_settings(&self) -> Option<&'j Json<'a>> {
+        let integrations = self.integrations?;
+        DESTINATION_KEYS
+            .iter()
+            .filter_map(|key| integrations.get(key))
+            .find(|v| v.as_object().is_some())
+    }
+
+    /// Segment's per-destination switches (SPEC §1).
+    fn disabled_by_integrations(&self) -> bool {
+        let Some(integrations) = self.integrations else {
+            return false;
+        };
+        let ours: Vec<&Json<'_>> = DESTINATION_KEYS
+            .iter()
+            .filter_map(|key| integrations.get(key))
+            .collect();
+        if ours.iter().any(|v| matches!(v, Json::Bool(false))) {
+            return true;
+        }
+        let all_off = matches!(integrations.get("All"), Some(Json::Bool(false)));
+        all_off
+            && !ours
+                .iter()
+                .any(|v| matches!(v, Json::Bool(true) | Json::Object(_)))
+    }
+}
+
+enum CallType {
+    Track,
+    Page,
+}
+
+impl Mapper {
+    /// Compiles validated settings; every invalid one is reported, each naming its key.
+    pub fn new(config: &FacebookPixelConfig) -> Result<Mapper, SettingsError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(SettingsError(problems));
+        }
+        let normalizer = Normalizer::new(config.phone_country.as_deref())
+            .map_err(|e| SettingsError(vec![format!("phone_country: {e}")]))?;
+        let default_currency = money::currency_code(&config.default_currency).ok_or_else(|| {
+            SettingsError(vec!["default_currency: not an ISO 4217 code".to_string()])
+        })?;
+        Ok(Mapper {
+            standard_events: StandardEventMap::new(&config.standard_events),
+            action_source: config.action_source,
+            page_view: config.page_view,
+            limited_data_use: config.limited_data_use,
+            max_future_secs: config.max_future_secs,
+            user_data: UserDataRules {
+                normalizer,
+                external_id_path: config.external_id_field.clone(),
+                hash_external_id: config.hash_external_id,
+            },
+            custom_data: CustomDataRules {
+                content_types: config
+                    .content_types
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                value_field: config.value_field,
+                default_currency,
+                allow_pii: config.allow_pii_properties.iter().map(|p| squash(p)).collect(),
+                hash: config.hash_properties.iter().map(|p| squash(p)).collect(),
+            },
+        })
+    }
+
+    /// Maps one parsed message. `now` is the clock for the event-time window.
+    pub fn map<'j>(&'j self, root: &'j Json<'_>, now: DateTime<Utc>) -> Mapping<'j> {
+        let mut notes = Notes::default();
+        let outcome = match self.map_inner(root, now, &mut notes) {
+            Ok(event) => Outcome::Mapped(event),
+            Err(Stop::Skip(reason)) => Outcome::Skipped(reason),
+            Err(Stop::Reject(rejection)) => Outcome::Rejected(rejection),
+        };
+        Mapping { outcome, notes }
+    }
+
+    /// Parses, maps and serializes one message, appending the server event's JSON to `out` when
+    /// it is mapped. Invalid JSON is a rejection like any other.
+    pub fn map_json(&self, bytes: &[u8], now: DateTime<Utc>, out: &mut Vec<u8>) -> (Outcome<()>, Notes) {
+        let root = match Json::parse(bytes) {
+            Ok(root) => root,
+            Err(e) => {
+                return (
+                    Outcome::Rejected(Rejection::new("message", e.to_string())),
+                    Notes::default(),
+                );
+            }
+        };
+        let Mapping { outcome, notes } = self.map(&root, now);
+        let outcome = match outcome {
+            Outcome::Mapped(event) => match serde_json::to_writer(&mut *out, &event) {
+                Ok(()) => Outcome::Mapped(()),
+                Err(e) => Outcome::Rejected(Rejection::new("message", format!("cannot serialize: {e}"))),
+            },
+            Outcome::Skipped(reason) => Outcome::Skipped(reason),
+            Outcome::Rejected(rejection) => Outcome::Rejected(rejection),
+        };
+        (outcome, notes)
+    }
+
+    fn map_inner<'j>(
+        &'j self,
+        root: &'j Json<'_>,
+        now: DateTime<Utc>,
+        notes: &mut Notes,
+    ) -> Result<ServerEvent<'j>, Stop> {
+        let message = Message::read(root)?;
+        if message.disabled_by_integrations() {
+            return Err(Stop::Skip(SkipReason::DisabledByIntegrations));
+        }
+        let (event_name, naming) = match call_type(root)? {
+            CallType::Page if !self.page_view => return Err(Stop::Skip(SkipReason::PageViewOff)),
+            CallType::Page => (
+                Cow::Borrowed("PageView"),
+                Naming {
+                    standard: None,
+                    ecommerce: None,
+                },
+            ),
+            CallType::Track => self.name(root)?,
+        };
+
+        let action_source = self.action_source(&message)?;
+        let time = event_time::read(root, now)?;
+        let event_time = event_time::check_window(time, now, action_source, self.max_future_secs)?;
+        let event_id = match root.get("messageId") {
+            None => None,
+            Some(id) => Some(id.to_text().ok_or_else(|| {
+                Rejection::new("messageId", format!("expected a string, got {}", id.kind()))
+            })?),
+        }
+        .filter(|id| !id.trim().is_empty());
+
+        let current_year = now.year();
+        let fbc_millis = time.millis.min(now.timestamp_millis());
+        let user_data =
+            user_data::build(&message, &self.user_data, fbc_millis, current_year, &mut notes.dropped);
+        if action_source == ActionSource::Website {
+            let missing = match (user_data.client_user_agent, message.page_url) {
+                (None, None) => Some("context.userAgent and context.page.url"),
+                (None, Some(_)) => Some("context.userAgent"),
+                (Some(_), None) => Some("context.page.url"),
+                (Some(_), Some(_)) => None,
+            };
+            if let Some(missing) = missing {
+                return Err(Rejection::new(
+                    "action_source",
+                    format!(
+                        "website events need client_user_agent and event_source_url, and this one has no {missing}; \
+                         for events your servers send, set the sink's action_source (e.g. \"system_generated\") \
+                         or properties.action_source"
+                    ),
+                )
+                .into());
+            }
+        }
+        if !user_data.has_customer_information() {
+            return Err(Rejection::new(
+                "user_data",
+                "nothing identifies the customer after normalization; send one of traits.email, \
+                 traits.phone, userId or anonymousId, fbp or fbc, or context.ip with context.userAgent",
+            )
+            .into());
+        }
+        let facts = EventFacts {
+            current_year,
+            country_is_us: false,
+        };
+        let custom_data = custom_data::build(
+            &message,
+            &naming,
+            &self.custom_data,
+            &self.user_data.normalizer,
+            facts,
+            notes,
+        )?;
+        Ok(ServerEvent {
+            event_name,
+            event_time,
+            event_id,
+            event_source_url: message.page_url,
+            action_source,
+            user_data,
+            custom_data,
+            data_processing: data_processing::options(&message, self.limited_data_use),
+        })
+    }
+
+    fn name<'j>(&self, root: &'j Json<'_>) -> Result<(Cow<'j, str>, Naming), Stop> {
+        let event = match root.get("event") {
+            Some(Json::String(name)) if !name.trim().is_empty() => name.as_ref(),
+            Some(Json::String(_)) => return Err(Rejection::new("event", "is empty").into()),
+            Some(other) => {
+                return Err(
+                    Rejection::new("event", format!("expected a string, got {}", other.kind())).into(),
+                );
+            }
+            None => return Err(Rejection::new("event", "missing: a track call needs an event name").into()),
+        };
+        let naming = name_event(event, &self.standard_events);
+        let name = match naming.standard {
+            Some(standard) => Cow::Borrowed(standard.as_str()),
+            None => {
+                let chars = event.chars().count();
+                if chars > MAX_CUSTOM_NAME_CHARS {
+                    return Err(Rejection::new(
+                        "event",
+                        format!(
+                            "custom event names are limited to {MAX_CUSTOM_NAME_CHARS} characters by Meta and this one has {chars}; \
+                             shorten it or map it with standard_events"
+                        ),
+                    )
+                    .into());
+                }
+                Cow::Borrowed(event)
+            }
+        };
+        Ok((name, naming))
+    }
+
+    fn action_source(&self, message: &Message<'_, '_>) -> Result<ActionSource, Rejection> {
+        let properties = message.properties;
+        let given = [
+            ("action_source", "properties.action_source"),
+            ("actionSource", "properties.actionSource"),
+        ]
+        .into_iter()
+        .find_map(|(key, path)| Some((properties?.get(key)?, path)));
+        let Some((value, path)) = given else {
+            return Ok(self.action_source);
+        };
+        value
+            .as_str()
+            .and_then(ActionSource::parse)
+            .ok_or_else(|| {
+                let shown = match value {
+                    Json::String(text) => quote(text),
+                    other => other.kind().to_string(),
+                };
+                Rejection::new(
+                    path,
+                    format!(
+                        "{shown} is not a Meta action source (one of {})",
+                        ActionSource::ALL.map(ActionSource::as_str).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+fn call_type(root: &Json<'_>) -> Result<CallType, Stop> {
+    match root.get("type") {
+        Some(Json::String(kind)) => {
+            let kind = kind.trim();
+            if kind.eq_ignore_ascii_case("track") {
+                Ok(CallType::Track)
+            } else if kind.eq_ignore_ascii_case("page") {
+                Ok(CallType::Page)
+            } else {
+                Err(Stop::Skip(SkipReason::NotSent(kind.to_string())))
+            }
+        }
+        Some(other) => {
+            Err(Rejection::new("type", format!("expected a string, got {}", other.kind())).into())
+        }
+        None if matches!(root.get("event"), Some(Json::String(_))) => Ok(CallType::Track),
+        None => Err(Rejection::new(
+            "type",
+            "missing: a Segment message needs `type` (or at least `event`, for a track call)",
+        )
+        .into()),
+    }
+}
+
+/// Why mapping stopped early.
+enum Stop {
+    Skip(SkipReason),
+    Reject(Rejection),
+}
+
+impl From<Rejection> for Stop {
+    fn from(rejection: Rejection) -> Self {
+        Stop::Reject(rejection)
+    }
+}
+
+/// A value quoted for an error message, cut short: these are field values like `"abc"` for a
+/// revenue, never trait values (which are dropped, not rejected).
+pub(crate) fn quote(text: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,768 @@
+//! Mapping rules end to end: Segment message in, server event (as JSON) out.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::sinks::facebook_pixel::normalize::Sha256Hex;
+
+const NOW: &str = "2024-06-15T12:00:00Z";
+
+fn now() -> DateTime<Utc> {
+    NOW.parse().unwrap()
+}
+
+fn mapper(settings: &str) -> Mapper {
+    let config: FacebookPixelConfig = toml::from_str(settings).expect("test settings parse");
+    Mapper::new(&config).expect("test settings are valid")
+}
+
+fn sha(text: &str) -> String {
+    Sha256Hex::of(text).as_str().to_string()
+}
+
+/// The event as JSON, or `skipped: …` / `rejected: …`.
+fn run_with_notes(mapper: &Mapper, message: &Value) -> (Result<Value, String>, Notes) {
+    let bytes = serde_json::to_vec(message).unwrap();
+    let mut out = Vec::new();
+    let (outcome, notes) = mapper.map_json(&bytes, now(), &mut out);
+    let result = match outcome {
+        Outcome::Mapped(()) => Ok(serde_json::from_slice(&out).unwrap()),
+        Outcome::Skipped(reason) => Err(format!("skipped: {reason}")),
+        Outcome::Rejected(rejection) => Err(format!("rejected: {rejection}")),
+    };
+    (result, notes)
+}
+
+fn run(mapper: &Mapper, message: &Value) -> Result<Value, String> {
+    run_with_notes(mapper, message).0
+}
+
+fn mapped(mapper: &Mapper, message: &Value) -> Value {
+    run(mapper, message).unwrap_or_else(|e| panic!("expected a mapped event, got {e}"))
+}
+
+fn rejected(mapper: &Mapper, message: &Value) -> String {
+    match run(mapper, message) {
+        Err(e) if e.starts_with("rejected: ") => e["rejected: ".len()..].to_string(),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn skipped(mapper: &Mapper, message: &Value) -> String {
+    match run(mapper, message) {
+        Err(e) if e.starts_with("skipped: ") => e["skipped: ".len()..].to_string(),
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+/// A browser track call with everything a website event needs.
+fn track(event: &str, properties: Value) -> Value {
+    json!({
+        "type": "track",
+        "event": event,
+        "messageId": "msg-1",
+        "anonymousId": "anon-1",
+        "timestamp": "2024-06-15T11:59:00.500Z",
+        "context": {
+            "userAgent": "Mozilla/5.0",
+            "ip": "203.0.113.9",
+            "page": { "url": "https://shop.example/p/1" }
+        },
+        "properties": properties
+    })
+}
+
+fn with(mut message: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    let mut node = &mut message;
+    for part in parent.split('/').skip(1) {
+        if node.get(part).is_none() {
+            node[part] = json!({});
+        }
+        node = &mut node[part];
+    }
+    node[key] = value;
+    message
+}
+
+fn without(mut message: Value, pointer: &str) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    if let Some(Value::Object(map)) = message.pointer_mut(parent) {
+        map.remove(key);
+    }
+    message
+}
+
+// ---- §1 which messages are sent ----
+
+#[test]
+fn track_becomes_a_custom_event_with_the_base_fields() {
+    let event = mapped(&mapper(""), &track("Video Played", json!({})));
+    assert_eq!(
+        event,
+        json!({
+            "event_name": "Video Played",
+            "event_time": 1718452740,
+            "event_id": "msg-1",
+            "event_source_url": "https://shop.example/p/1",
+            "action_source": "website",
+            "user_data": {
+                "external_id": [sha("anon-1")],
+                "client_ip_address": "203.0.113.9",
+                "client_user_agent": "Mozilla/5.0"
+            }
+        })
+    );
+}
+
+#[test]
+fn a_message_without_type_but_with_an_event_is_a_track() {
+    let message = without(track("Video Played", json!({})), "/type");
+    assert_eq!(mapped(&mapper(""), &message)["event_name"], "Video Played");
+}
+
+#[test]
+fn other_call_types_are_skipped() {
+    for kind in ["identify", "screen", "group", "alias"] {
+        let message = with(track("x", json!({})), "/type", json!(kind));
+        assert_eq!(
+            skipped(&mapper(""), &message),
+            format!("\"{kind}\" calls are not sent to the Conversions API")
+        );
+    }
+}
+
+#[test]
+fn page_calls_are_sent_as_page_view_only_when_enabled() {
+    let page = without(with(track("x", json!({})), "/type", json!("page")), "/event");
+    assert_eq!(
+        skipped(&mapper(""), &page),
+        "page calls are sent only with page_view = true"
+    );
+    let event = mapped(&mapper("page_view = true"), &page);
+    assert_eq!(event["event_name"], "PageView");
+}
+
+#[test]
+fn integrations_switches_are_honoured() {
+    let m = mapper("");
+    let base = track("Video Played", json!({}));
+    let off = with(base.clone(), "/integrations", json!({"All": false}));
+    assert_eq!(
+        skipped(&m, &off),
+        "the message's integrations switch this destination off"
+    );
+    for key in DESTINATION_KEYS {
+        let on = with(base.clone(), "/integrations", json!({"All": false, key: true}));
+        assert!(run(&m, &on).is_ok(), "{key}: true");
+        let on = with(base.clone(), "/integrations", json!({"All": false, key: {}}));
+        assert!(run(&m, &on).is_ok(), "{key}: object");
+        let off = with(base.clone(), "/integrations", json!({key: false}));
+        assert!(skipped(&m, &off).contains("integrations"), "{key}: false");
+    }
+    let other_off = with(base, "/integrations", json!({"Amplitude": false}));
+    assert!(run(&m, &other_off).is_ok());
+}
+
+#[test]
+fn non_object_messages_and_invalid_json_are_rejected() {
+    let m = mapper("");
+    assert_eq!(
+        rejected(&m, &json!([1, 2])),
+        "message: expected a JSON object, got an array"
+    );
+    let mut out = Vec::new();
+    let (outcome, _) = m.map_json(b"{\"type\":", now(), &mut out);
+    match outcome {
+        Outcome::Rejected(r) => assert!(r.to_string().starts_with("message: not valid JSON")),
+        other => panic!("{other:?}"),
+    }
+    assert!(out.is_empty());
+}
+
+#[test]
+fn structural_fields_must_be_objects() {
+    let m = mapper("");
+    let message = with(track("x", json!({})), "/properties", json!("oops"));
+    assert_eq!(
+        rejected(&m, &message),
+        "properties: expected an object, got a string"
+    );
+    let message = with(track("x", json!({})), "/context/traits", json!([1]));
+    assert_eq!(
+        rejected(&m, &message),
+        "context.traits: expected an object, got an array"
+    );
+}
+
+#[test]
+fn type_and_event_must_be_strings() {
+    let m = mapper("");
+    let message = with(track("x", json!({})), "/type", json!(5));
+    assert_eq!(rejected(&m, &message), "type: expected a string, got a number");
+    let message = with(track("x", json!({})), "/event", json!({"a": 1}));
+    assert_eq!(
+        rejected(&m, &message),
+        "event: expected a string, got an object"
+    );
+    let message = without(track("x", json!({})), "/event");
+    assert!(rejected(&m, &message).starts_with("event: missing"));
+    let message = without(without(track("x", json!({})), "/event"), "/type");
+    assert!(rejected(&m, &message).starts_with("type: missing"));
+}
+
+// ---- §2 server event ----
+
+#[test]
+fn event_time_comes_from_the_first_present_source() {
+    let m = mapper("");
+    let message = without(track("x", json!({})), "/timestamp");
+    let message = with(message, "/originalTimestamp", json!("2024-06-15T11:00:00Z"));
+    let message = with(message, "/sentAt", json!("garbage is ignored"));
+    assert_eq!(mapped(&m, &message)["event_time"], 1718449200);
+    let message = without(track("x", json!({})), "/timestamp");
+    assert_eq!(mapped(&m, &message)["event_time"], now().timestamp());
+}
+
+#[test]
+fn unparseable_old_and_future_times_are_rejected() {
+    let m = mapper("");
+    let message = with(track("x", json!({})), "/timestamp", json!("soon"));
+    assert_eq!(
+        rejected(&m, &message),
+        "timestamp: \"soon\" is not an ISO-8601 time or a Unix timestamp"
+    );
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-01T00:00:00Z"));
+    assert!(rejected(&m, &message).contains("older than 7 days"));
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T13:00:00Z"));
+    assert!(rejected(&m, &message).contains("3600 s in the future"));
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T12:00:30Z"));
+    assert_eq!(mapped(&m, &message)["event_time"], now().timestamp());
+}
+
+#[test]
+fn physical_store_events_may_be_62_days_old() {
+    let m = mapper("action_source = \"physical_store\"");
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-05-01T00:00:00Z"));
+    assert!(run(&m, &message).is_ok());
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-04-01T00:00:00Z"));
+    assert!(rejected(&m, &message).contains("older than 62 days"));
+}
+
+#[test]
+fn max_future_secs_setting_widens_the_window() {
+    let m = mapper("max_future_secs = 7200");
+    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T13:00:00Z"));
+    assert_eq!(mapped(&m, &message)["event_time"], now().timestamp());
+}
+
+#[test]
+fn event_id_is_omitted_without_message_id() {
+    let event = mapped(&mapper(""), &without(track("x", json!({})), "/messageId"));
+    assert!(event.get("event_id").is_none());
+    let message = with(track("x", json!({})), "/messageId", json!([1]));
+    assert_eq!(
+        rejected(&mapper(""), &message),
+        "messageId: expected a string, got an array"
+    );
+}
+
+#[test]
+fn event_source_url_falls_back_to_properties_url() {
+    let message = without(track("x", json!({"url": "https://a.example/"})), "/context/page");
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(event["event_source_url"], "https://a.example/");
+    assert!(event.get("custom_data").is_none(), "url never passes");
+}
+
+#[test]
+fn action_source_comes_from_properties_then_the_setting() {
+    let m = mapper("action_source = \"app\"");
+    let event = mapped(&m, &track("x", json!({"action_source": "email"})));
+    assert_eq!(event["action_source"], "email");
+    assert!(event.get("custom_data").is_none());
+    let event = mapped(&m, &track("x", json!({"actionSource": "chat"})));
+    assert_eq!(event["action_source"], "chat");
+    assert_eq!(mapped(&m, &track("x", json!({})))["action_source"], "app");
+    assert!(
+        rejected(&m, &track("x", json!({"action_source": "web"})))
+            .starts_with("properties.action_source: \"web\" is not a Meta action source (one of email, website,")
+    );
+}
+
+#[test]
+fn website_events_need_user_agent_and_url() {
+    let m = mapper("");
+    let message = without(track("x", json!({})), "/context/userAgent");
+    let reason = rejected(&m, &message);
+    assert!(reason.starts_with("action_source: website events need client_user_agent and event_source_url, and this one has no context.userAgent"), "{reason}");
+    assert!(reason.contains("system_generated"));
+    let message = without(track("x", json!({})), "/context/page");
+    assert!(rejected(&m, &message).contains("has no context.page.url"));
+    let server = mapper("action_source = \"system_generated\"");
+    let message = without(without(track("x", json!({})), "/context/page"), "/context/userAgent");
+    assert_eq!(mapped(&server, &message)["action_source"], "system_generated");
+}
+
+// ---- §3 event name ----
+
+#[test]
+fn standard_events_setting_renames() {
+    let m = mapper(r#"standard_events = { "Signed Up" = "CompleteRegistration" }"#);
+    let event = mapped(&m, &track("signed_up", json!({"plan": "pro"})));
+    assert_eq!(event["event_name"], "CompleteRegistration");
+    assert_eq!(event["custom_data"], json!({"plan": "pro"}));
+}
+
+#[test]
+fn custom_names_over_50_characters_are_rejected() {
+    let m = mapper("");
+    let fifty = "x".repeat(50);
+    assert_eq!(mapped(&m, &track(&fifty, json!({})))["event_name"], fifty);
+    let reason = rejected(&m, &track(&"é".repeat(51), json!({})));
+    assert!(reason.starts_with("event: custom event names are limited to 50 characters by Meta and this one has 51"), "{reason}");
+}
+
+// ---- §4 user_data ----
+
+#[test]
+fn email_is_normalized_and_hashed_as_meta_documents() {
+    let message = with(
+        track("x", json!({})),
+        "/context/traits",
+        json!({"email": "     John_Smith@gmail.com    "}),
+    );
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(
+        event["user_data"]["em"],
+        json!(["62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"])
+    );
+}
+
+#[test]
+fn every_trait_is_hashed_from_context_traits_then_traits() {
+    let message = with(
+        track("x", json!({})),
+        "/context/traits",
+        json!({
+            "Email": "A@B.co",
+            "phone": 16505551234u64,
+            "first_name": "Ada",
+            "LASTNAME": "Lovelace",
+            "gender": "Female",
+            "birthday": "1990-12-31",
+            "address": {"city": "San Francisco", "state": "California", "postalCode": "94105-1234", "country": "United States"}
+        }),
+    );
+    let message = with(message, "/traits", json!({"email": "ignored@b.co", "city": "Ignored"}));
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["em"], json!([sha("a@b.co")]));
+    assert_eq!(user["ph"], json!([sha("16505551234")]));
+    assert_eq!(user["fn"], json!([sha("ada")]));
+    assert_eq!(user["ln"], json!([sha("lovelace")]));
+    assert_eq!(user["ge"], json!([sha("f")]));
+    assert_eq!(user["db"], json!([sha("19901231")]));
+    assert_eq!(user["ct"], json!([sha("sanfrancisco")]));
+    assert_eq!(user["st"], json!([sha("ca")]));
+    assert_eq!(user["zp"], json!([sha("94105")]));
+    assert_eq!(user["country"], json!([sha("us")]));
+}
+
+#[test]
+fn address_fields_follow_their_lookup_order() {
+    // context.traits.address.X, context.traits.X, traits.address.X, traits.X
+    let message = with(track("x", json!({})), "/context/traits", json!({"city": "Second"}));
+    let message = with(message, "/traits", json!({"address": {"city": "Third", "zip": "ABC 12"}, "city": "Fourth", "country": "DE"}));
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["ct"], json!([sha("second")]));
+    assert_eq!(user["zp"], json!([sha("abc12")]));
+    assert_eq!(user["country"], json!([sha("de")]));
+}
+
+#[test]
+fn us_zip_codes_keep_five_characters() {
+    let message = with(track("x", json!({})), "/traits", json!({"zipCode": "941051234", "country": "USA"}));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["zp"], json!([sha("94105")]));
+    let message = with(track("x", json!({})), "/traits", json!({"zipCode": "941051234"}));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["zp"], json!([sha("941051234")]));
+}
+
+#[test]
+fn null_trait_counts_as_absent() {
+    let message = with(track("x", json!({})), "/context/traits", json!({"email": null}));
+    let message = with(message, "/traits", json!({"email": "second@b.co"}));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["em"], json!([sha("second@b.co")]));
+}
+
+#[test]
+fn array_traits_hash_each_value_once() {
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"email": ["a@b.co", " A@B.CO ", "c@d.co", null]}),
+    );
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["em"],
+        json!([sha("a@b.co"), sha("c@d.co")])
+    );
+}
+
+#[test]
+fn name_fills_only_the_missing_part() {
+    let message = with(track("x", json!({})), "/traits", json!({"name": "Ada Byron King"}));
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["fn"], json!([sha("ada")]));
+    assert_eq!(user["ln"], json!([sha("byronking")]));
+    let message = with(track("x", json!({})), "/traits", json!({"name": "Ada Lovelace", "lastName": "King"}));
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["fn"], json!([sha("ada")]));
+    assert_eq!(user["ln"], json!([sha("king")]));
+    let message = with(track("x", json!({})), "/traits", json!({"name": "Cher"}));
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["fn"], json!([sha("cher")]));
+    assert!(user.get("ln").is_none());
+}
+
+#[test]
+fn already_hashed_values_pass_through() {
+    let hashed = sha("a@b.co").to_uppercase();
+    let message = with(track("x", json!({})), "/traits", json!({"email": hashed}));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["em"], json!([sha("a@b.co")]));
+}
+
+#[test]
+fn dropped_values_are_counted_per_field() {
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"email": "not-an-email", "gender": "x", "birthday": true, "phone": ["+1 650 555 1234", "n/a"]}),
+    );
+    let message = with(message, "/context/ip", json!("999.1.1.1"));
+    let (result, notes) = run_with_notes(&mapper(""), &message);
+    let user = result.unwrap()["user_data"].clone();
+    assert!(user.get("em").is_none() && user.get("ge").is_none() && user.get("db").is_none());
+    assert!(user.get("client_ip_address").is_none());
+    assert_eq!(user["ph"], json!([sha("16505551234")]));
+    let counts: Vec<_> = notes.dropped.iter().collect();
+    assert_eq!(
+        counts,
+        vec![("em", 1), ("ph", 1), ("ge", 1), ("db", 1), ("client_ip_address", 1)]
+    );
+}
+
+#[test]
+fn phone_country_adds_the_calling_code() {
+    let message = with(track("x", json!({})), "/traits", json!({"phone": "(650) 555-1234"}));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["ph"], json!([sha("6505551234")]));
+    assert_eq!(
+        mapped(&mapper("phone_country = \"US\""), &message)["user_data"]["ph"],
+        json!([sha("16505551234")])
+    );
+}
+
+#[test]
+fn external_id_comes_from_the_setting_then_user_id_then_anonymous_id() {
+    let message = with(track("x", json!({})), "/userId", json!(" User 42 "));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["external_id"], json!([sha("user42")]));
+    let m = mapper("external_id_field = \"context.traits.crm_id\"");
+    let with_crm = with(message.clone(), "/context/traits", json!({"crm_id": 1234}));
+    assert_eq!(mapped(&m, &with_crm)["user_data"]["external_id"], json!([sha("1234")]));
+    // The configured path is absent: fall back to userId.
+    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!([sha("user42")]));
+}
+
+#[test]
+fn external_id_can_stay_unhashed() {
+    let m = mapper("hash_external_id = false");
+    let message = with(track("x", json!({})), "/userId", json!(" User 42 "));
+    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!(["user42"]));
+    let message = with(track("x", json!({})), "/userId", json!(42));
+    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!(["42"]));
+}
+
+#[test]
+fn fbp_and_fbc_come_from_properties_then_context() {
+    let message = with(track("x", json!({"fbp": "fb.1.1.p", "fbc": "fb.1.1.c"})), "/context/fbp", json!("fb.1.2.ctx"));
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(event["user_data"]["fbp"], "fb.1.1.p");
+    assert_eq!(event["user_data"]["fbc"], "fb.1.1.c");
+    assert!(event.get("custom_data").is_none(), "fbp and fbc never pass");
+    let message = with(track("x", json!({})), "/context/fbp", json!("fb.1.2.ctx"));
+    assert_eq!(mapped(&mapper(""), &message)["user_data"]["fbp"], "fb.1.2.ctx");
+}
+
+#[test]
+fn fbc_is_built_from_the_page_url_fbclid() {
+    let message = with(track("x", json!({})), "/context/page/url", json!("https://shop.example/?fbclid=IwAR123"));
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["fbc"],
+        "fb.1.1718452740500.IwAR123"
+    );
+}
+
+#[test]
+fn an_event_without_customer_information_is_rejected() {
+    let m = mapper("action_source = \"system_generated\"");
+    let message = json!({"type": "track", "event": "x", "timestamp": NOW, "traits": {"email": "bad"}});
+    assert!(rejected(&m, &message).starts_with("user_data: nothing identifies the customer"));
+    // IP without user agent is not enough; with it, it is.
+    let message = with(message, "/context/ip", json!("203.0.113.9"));
+    assert!(rejected(&m, &message).starts_with("user_data:"));
+    let message = with(message, "/context/userAgent", json!("curl"));
+    assert!(run(&m, &message).is_ok());
+}
+
+// ---- §5 custom_data ----
+
+#[test]
+fn product_viewed_and_added() {
+    let properties = json!({
+        "product_id": "sku-1", "sku": "ignored", "name": "Shoe", "category": "Shoes",
+        "price": "$49.90", "quantity": "2", "currency": "eur", "brand": "Acme", "value": 99
+    });
+    for (event, name) in [("Product Viewed", "ViewContent"), ("Product Added", "AddToCart")] {
+        let out = mapped(&mapper(""), &track(event, properties.clone()));
+        assert_eq!(out["event_name"], name);
+        assert_eq!(
+            out["custom_data"],
+            json!({
+                "value": 49.9, "currency": "EUR", "content_ids": ["sku-1"],
+                "contents": [{"id": "sku-1", "quantity": 2, "item_price": 49.9}],
+                "content_type": "product", "content_name": "Shoe", "content_category": "Shoes",
+                "brand": "Acme"
+            })
+        );
+    }
+}
+
+#[test]
+fn value_field_setting_picks_value_instead_of_price() {
+    let properties = json!({"product_id": 7, "price": 10, "value": 25});
+    let out = mapped(&mapper("value_field = \"value\""), &track("Product Viewed", properties));
+    assert_eq!(out["custom_data"]["value"], 25);
+    assert_eq!(out["custom_data"]["contents"], json!([{"id": "7", "quantity": 1, "item_price": 10}]));
+    assert_eq!(out["custom_data"]["currency"], "USD");
+}
+
+#[test]
+fn product_without_an_id_has_no_contents() {
+    let out = mapped(&mapper(""), &track("Product Viewed", json!({"product_id": "", "id": null, "name": "Shoe"})));
+    assert_eq!(out["custom_data"], json!({"content_type": "product", "content_name": "Shoe"}));
+}
+
+#[test]
+fn product_list_viewed() {
+    let m = mapper(r#"content_types = { "Hotels" = "hotel" }"#);
+    let out = mapped(&m, &track("Product List Viewed", json!({
+        "list_id": "l1", "category": "Hotels",
+        "products": [{"product_id": "a", "quantity": 3, "price": 5}, {"sku": "b"}, {"name": "no id"}, "junk"]
+    })));
+    assert_eq!(out["custom_data"], json!({
+        "content_ids": ["a", "b"],
+        "contents": [{"id": "a", "quantity": 3}, {"id": "b", "quantity": 1}],
+        "content_type": "hotel", "list_id": "l1"
+    }));
+    let out = mapped(&m, &track("Product List Viewed", json!({"category": "Shoes", "products": []})));
+    assert_eq!(out["custom_data"], json!({"content_ids": ["Shoes"], "content_type": "product_group"}));
+    let out = mapped(&m, &track("Product List Viewed", json!({})));
+    assert_eq!(out["custom_data"], json!({"content_type": "product_group"}));
+}
+
+#[test]
+fn order_completed() {
+    let out = mapped(&mapper(""), &track("Order Completed", json!({
+        "order_id": 1001, "total": 30, "revenue": "25.00", "shipping": 5, "currency": "USD",
+        "coupon": "SUMMER",
+        "products": [
+            {"product_id": "p1", "quantity": 2, "price": 10, "category": "Games"},
+            {"product_id": "p2", "price": "5.00"}
+        ]
+    })));
+    assert_eq!(out["event_name"], "Purchase");
+    assert_eq!(out["custom_data"], json!({
+        "value": 25.0, "currency": "USD", "content_ids": ["p1", "p2"],
+        "contents": [{"id": "p1", "quantity": 2, "item_price": 10}, {"id": "p2", "quantity": 1, "item_price": 5.0}],
+        "content_type": "product", "num_items": 2, "order_id": "1001",
+        "shipping": 5, "coupon": "SUMMER"
+    }));
+}
+
+#[test]
+fn order_completed_value_is_revenue_else_total_else_value() {
+    let m = mapper("");
+    let value = |props: Value| mapped(&m, &track("Order Completed", props))["custom_data"]["value"].clone();
+    assert_eq!(value(json!({"total": 30, "value": 40})), json!(30));
+    assert_eq!(value(json!({"value": 40})), json!(40));
+    assert_eq!(value(json!({"revenue": null, "total": 30})), json!(30));
+}
+
+#[test]
+fn purchase_without_value_is_sent_with_zero_and_counted() {
+    let (out, notes) = run_with_notes(&mapper(""), &track("Order Completed", json!({"order_id": "o"})));
+    let out = out.unwrap();
+    assert_eq!(out["custom_data"]["value"], 0);
+    assert_eq!(out["custom_data"]["currency"], "USD");
+    assert!(notes.purchase_value_defaulted);
+    let (_, notes) = run_with_notes(&mapper(""), &track("Order Completed", json!({"revenue": 1})));
+    assert!(!notes.purchase_value_defaulted);
+}
+
+#[test]
+fn checkout_started_uses_revenue_only_and_a_category() {
+    let out = mapped(&mapper(r#"content_types = { "Games" = "vehicle" }"#), &track("Checkout Started", json!({
+        "order_id": "o1", "total": 30, "value": 3,
+        "products": [{"product_id": "p1", "category": "Games"}]
+    })));
+    assert_eq!(out["event_name"], "InitiateCheckout");
+    assert_eq!(out["custom_data"], json!({
+        "content_ids": ["p1"], "contents": [{"id": "p1", "quantity": 1}],
+        "content_type": "vehicle", "content_category": "Games", "num_items": 1, "order_id": "o1",
+        "total": 30, "value": 3
+    }));
+}
+
+#[test]
+fn products_searched() {
+    let out = mapped(&mapper(""), &track("Products Searched", json!({"query": "blue shoes", "page": 2})));
+    assert_eq!(out["event_name"], "Search");
+    assert_eq!(out["custom_data"], json!({"search_string": "blue shoes", "page": 2}));
+}
+
+#[test]
+fn custom_events_take_revenue_as_value() {
+    let out = mapped(&mapper(""), &track("Subscription Renewed", json!({"revenue": 9.99, "currency": "GBP", "plan": "pro"})));
+    assert_eq!(out["custom_data"], json!({"value": 9.99, "currency": "GBP", "plan": "pro"}));
+    let out = mapped(&mapper(""), &track("Subscription Renewed", json!({"value": 3, "content_ids": ["x"]})));
+    assert_eq!(out["custom_data"], json!({"value": 3, "content_ids": ["x"]}), "not computed, so passed through");
+}
+
+#[test]
+fn computed_keys_win_over_passed_through_ones() {
+    let out = mapped(&mapper(""), &track("Order Completed", json!({"revenue": 5, "num_items": 99, "content_type": "x"})));
+    // No products: num_items is not computed, so the sender's passes through.
+    assert_eq!(out["custom_data"]["num_items"], 99);
+    assert_eq!(out["custom_data"]["content_type"], "product");
+    let out = mapped(&mapper(""), &track("Order Completed", json!({"revenue": 5, "products": [], "num_items": 99})));
+    assert_eq!(out["custom_data"]["num_items"], 0);
+}
+
+#[test]
+fn content_types_match_the_category_exactly() {
+    let m = mapper(r#"content_types = { "Hotels" = "hotel" }"#);
+    let out = mapped(&m, &track("Product Viewed", json!({"product_id": "h", "category": "Hotels"})));
+    assert_eq!(out["custom_data"]["content_type"], "hotel");
+    let out = mapped(&m, &track("Product Viewed", json!({"product_id": "h", "category": "hotels"})));
+    assert_eq!(out["custom_data"]["content_type"], "product");
+}
+
+#[test]
+fn unreadable_money_is_rejected_naming_the_field() {
+    let m = mapper("");
+    assert_eq!(
+        rejected(&m, &track("Order Completed", json!({"revenue": "abc"}))),
+        "properties.revenue: \"abc\" is not a number"
+    );
+    assert_eq!(
+        rejected(&m, &track("Product Viewed", json!({"price": true}))),
+        "properties.price: true is not a number"
+    );
+    assert_eq!(
+        rejected(&m, &track("Thing", json!({"revenue": ""}))),
+        "properties.revenue: \"\" is not a number"
+    );
+}
+
+#[test]
+fn unknown_currency_is_rejected() {
+    assert_eq!(
+        rejected(&mapper(""), &track("Thing", json!({"revenue": 1, "currency": "BTC"}))),
+        "properties.currency: \"BTC\" is not an ISO 4217 currency code"
+    );
+}
+
+#[test]
+fn default_currency_setting_fills_in_when_there_is_a_value() {
+    let m = mapper("default_currency = \"eur\"");
+    let out = mapped(&m, &track("Thing", json!({"revenue": 1})));
+    assert_eq!(out["custom_data"]["currency"], "EUR");
+    let out = mapped(&m, &track("Thing", json!({"plan": "a"})));
+    assert!(out["custom_data"].get("currency").is_none());
+}
+
+#[test]
+fn products_must_be_an_array() {
+    assert_eq!(
+        rejected(&mapper(""), &track("Order Completed", json!({"products": {"a": 1}}))),
+        "properties.products: expected an array of products, got an object"
+    );
+}
+
+#[test]
+fn personal_data_properties_are_dropped_allowed_or_hashed() {
+    let props = json!({"Email": "A@B.co", "phone_number": "1", "first_name": "Ada", "city": "Paris", "plan": "pro"});
+    let (out, notes) = run_with_notes(&mapper(""), &track("Thing", props.clone()));
+    assert_eq!(out.unwrap()["custom_data"], json!({"phone_number": "1", "plan": "pro"}));
+    assert_eq!(notes.properties_dropped, 3);
+    let m = mapper(r#"allow_pii_properties = ["city"]
+hash_properties = ["email", "FirstName", "city"]"#);
+    let out = mapped(&m, &track("Thing", props));
+    assert_eq!(out["custom_data"], json!({
+        "Email": sha("a@b.co"), "phone_number": "1", "first_name": sha("ada"),
+        "city": sha("paris"), "plan": "pro"
+    }));
+}
+
+// ---- §6 Limited Data Use ----
+
+#[test]
+fn limited_data_use_setting() {
+    let out = mapped(&mapper("limited_data_use = true"), &track("x", json!({})));
+    assert_eq!(out["data_processing_options"], json!(["LDU"]));
+    assert_eq!(out["data_processing_options_country"], 0);
+    assert_eq!(out["data_processing_options_state"], 0);
+    let out = mapped(&mapper(""), &track("x", json!({})));
+    assert!(out.get("data_processing_options").is_none());
+}
+
+#[test]
+fn per_event_override_applies_either_way() {
+    let message = with(
+        track("x", json!({})),
+        "/integrations",
+        json!({"Facebook Conversions API": {"dataProcessingOptions": [["LDU"], 1, 1000]}}),
+    );
+    for settings in ["", "limited_data_use = true"] {
+        let out = mapped(&mapper(settings), &message);
+        assert_eq!(out["data_processing_options"], json!(["LDU"]));
+        assert_eq!(out["data_processing_options_country"], 1);
+        assert_eq!(out["data_processing_options_state"], 1000);
+    }
+    let empty = with(
+        track("x", json!({})),
+        "/integrations",
+        json!({"Facebook Pixel Server Side": {"dataProcessingOptions": [[]]}}),
+    );
+    let out = mapped(&mapper("limited_data_use = true"), &empty);
+    assert_eq!(out["data_processing_options"], json!([]));
+}
+
+#[test]
+fn malformed_override_falls_back_to_the_setting() {
+    let message = with(
+        track("x", json!({})),
+        "/integrations",
+        json!({"Facebook Pixel Server Side": {"dataProcessingOptions": ["LDU", "x"]}}),
+    );
+    let out = mapped(&mapper("limited_data_use = true"), &message);
+    assert_eq!(out["data_processing_options_state"], 0);
+    let out = mapped(&mapper(""), &message);
+    assert!(out.get("data_processing_options").is_none());
+}
+
+#[test]
+fn rejections_never_contain_trait_values() {
+    let message = json!({"type": "track", "event": "x", "timestamp": NOW,
+        "traits": {"email": "secret@example.com", "phone": "5551234"}, "context": {"userAgent": "ua"}});
+    let reason = rejected(&mapper(""), &message);
+    assert!(!reason.contains("secret") && !reason.contains("5551234"), "{reason}");
+}

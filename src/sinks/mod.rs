@@ -1,0 +1,3 @@
+//! Where events leave the pipeline.
+
+pub mod facebook_pixel;
