@@ -124,6 +124,25 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Where the time goes: parsing alone, into our borrowed tree and into serde_json::Value.
+    let mut group = c.benchmark_group("parse_only");
+    group.throughput(Throughput::Elements(inputs.len() as u64));
+    group.bench_function("borrowed_json", |b| {
+        b.iter(|| {
+            for input in &inputs {
+                black_box(fbpixel::json::Json::parse(black_box(input)).unwrap());
+            }
+        })
+    });
+    group.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            for input in &inputs {
+                black_box(serde_json::from_slice::<serde_json::Value>(black_box(input)).unwrap());
+            }
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

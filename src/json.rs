@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use smallvec::SmallVec;
 
 /// One JSON value, borrowing from the input where it can.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,20 +202,22 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        // Gather on the stack, then allocate once at the exact size: growing a Vec member by
+        // member cost several reallocations per object.
+        let mut items: SmallVec<[Json<'de>; 8]> = SmallVec::new();
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
-        Ok(Json::Array(items))
+        Ok(Json::Array(items.into_vec()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        let mut members: SmallVec<[(Cow<'de, str>, Json<'de>); 16]> = SmallVec::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             let value = map.next_value()?;
             members.push((key.0, value));
         }
-        Ok(Json::Object(members))
+        Ok(Json::Object(members.into_vec()))
     }
 }
 

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Serialize, Serializer};
+use smallvec::SmallVec;
 
 use super::normalize::Sha256Hex;
 use crate::json::Json;
@@ -86,31 +87,39 @@ impl fmt::Display for ActionSource {
     }
 }
 
+/// The values of one hashed key. Almost always one, so it is kept inline: an allocation per key
+/// was a measurable share of mapping time.
+pub type Hashes = SmallVec<[Sha256Hex; 1]>;
+
+fn none<T: smallvec::Array>(values: &SmallVec<T>) -> bool {
+    values.is_empty()
+}
+
 /// Customer information. Hashed keys are arrays, as Meta's SDKs send them.
 #[derive(Debug, Default, Serialize)]
 pub struct UserData<'a> {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub em: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ph: Vec<Sha256Hex>,
-    #[serde(rename = "fn", skip_serializing_if = "Vec::is_empty")]
-    pub first_name: Vec<Sha256Hex>,
-    #[serde(rename = "ln", skip_serializing_if = "Vec::is_empty")]
-    pub last_name: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ge: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub db: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ct: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub st: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub zp: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub country: Vec<Sha256Hex>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub external_id: Vec<ExternalId<'a>>,
+    #[serde(skip_serializing_if = "none")]
+    pub em: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub ph: Hashes,
+    #[serde(rename = "fn", skip_serializing_if = "none")]
+    pub first_name: Hashes,
+    #[serde(rename = "ln", skip_serializing_if = "none")]
+    pub last_name: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub ge: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub db: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub ct: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub st: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub zp: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub country: Hashes,
+    #[serde(skip_serializing_if = "none")]
+    pub external_id: SmallVec<[ExternalId<'a>; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip_address: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash};
+use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squashed_eq};
 use super::money::{parse_amount, parse_currency, positive_amount, quantity};
 use super::{Message, Notes, Rejection};
 use crate::json::{Json, Object};
@@ -218,16 +218,16 @@ fn pass_through<'j>(
         {
             continue;
         }
-        let squashed = squash(key);
-        let property = if rules.hash.contains(&squashed) {
-            match hash_property(&squashed, value, normalizer, facts) {
+        let listed = |names: &[String]| names.iter().any(|n| squashed_eq(key, n));
+        let property = if listed(&rules.hash) {
+            match hash_property(&squash(key), value, normalizer, facts) {
                 Some(hashed) => hashed,
                 None => {
                     notes.properties_dropped += 1;
                     continue;
                 }
             }
-        } else if PII_NAMES.contains(&squashed.as_str()) && !rules.allow_pii.contains(&squashed) {
+        } else if PII_NAMES.iter().any(|n| squashed_eq(key, n)) && !listed(&rules.allow_pii) {
             notes.properties_dropped += 1;
             continue;
         } else {

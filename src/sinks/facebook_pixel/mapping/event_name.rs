@@ -191,6 +191,15 @@ pub fn squash(name: &str) -> String {
         .collect()
 }
 
+/// Whether `name` squashes to `squashed` (already lowercase, without whitespace and `_`),
+/// without allocating: this runs for every property of every event.
+pub fn squashed_eq(name: &str, squashed: &str) -> bool {
+    name.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_')
+        .flat_map(char::to_lowercase)
+        .eq(squashed.chars())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +271,15 @@ mod tests {
         let naming = name_event("order_completed", &mapping);
         assert_eq!(naming.standard, Some(StandardEvent::Subscribe));
         assert_eq!(naming.ecommerce, Some(EcommerceEvent::OrderCompleted));
+    }
+
+    #[test]
+    fn squashed_eq_agrees_with_squash() {
+        for name in ["first_Name", "FirstName", "first name", "email", "Émail", "zip_code", ""] {
+            for target in ["firstname", "email", "émail", "zipcode", ""] {
+                assert_eq!(squashed_eq(name, target), squash(name) == target, "{name} {target}");
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@ use std::net::IpAddr;
 
 use super::{DroppedValues, Message, UserDataField};
 use crate::json::Json;
-use crate::sinks::facebook_pixel::capi::{ExternalId, UserData};
-use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalizer, Sha256Hex};
+use smallvec::SmallVec;
+
+use crate::sinks::facebook_pixel::capi::{ExternalId, Hashes, UserData};
+use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalizer};
 
 /// The settings that shape user_data.
 #[derive(Debug)]
@@ -241,7 +243,7 @@ fn classify(key: &str) -> Option<Key> {
 
 /// Hashes a value or each element of an array, without duplicates.
 fn hash_all(
-    out: &mut Vec<Sha256Hex>,
+    out: &mut Hashes,
     field: HashedField,
     value: &Json<'_>,
     normalizer: &Normalizer,
@@ -259,7 +261,7 @@ fn hash_all(
 }
 
 fn hash_one(
-    out: &mut Vec<Sha256Hex>,
+    out: &mut Hashes,
     field: HashedField,
     value: &Json<'_>,
     normalizer: &Normalizer,
@@ -274,7 +276,7 @@ fn hash_one(
 }
 
 fn hash_text(
-    out: &mut Vec<Sha256Hex>,
+    out: &mut Hashes,
     field: HashedField,
     text: Option<&str>,
     normalizer: &Normalizer,
@@ -290,7 +292,7 @@ fn hash_text(
 }
 
 fn external_ids<'j>(
-    out: &mut Vec<ExternalId<'j>>,
+    out: &mut SmallVec<[ExternalId<'j>; 1]>,
     value: &'j Json<'_>,
     rules: &UserDataRules,
     facts: EventFacts,
