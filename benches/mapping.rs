@@ -1,5 +1,6 @@
-//! JSON bytes in → CAPI JSON bytes out, over a realistic mix of Segment messages: orders with
-//! several products, traits with every PII field, product views, searches and custom events.
+//! JSON bytes in → CAPI JSON bytes out, over a realistic mix of Segment messages (see
+//! `messages`): orders with several products, traits with every PII field, product views,
+//! searches and custom events — and the worst case, every message with every PII trait.
 //!
 //!     cargo bench --bench mapping
 //!
@@ -14,59 +15,104 @@ use serde_json::json;
 
 const NOW: &str = "2024-06-15T12:00:00Z";
 
-/// `n` distinct messages in a fixed mix: 30% orders, 30% product views/adds, 10% searches,
-/// 30% custom events; every one carries full traits.
-fn messages(n: usize) -> Vec<Vec<u8>> {
+/// How much customer information a message carries.
+#[derive(Clone, Copy)]
+enum Traits {
+    /// Every PII field (checkout flows collect them).
+    Full,
+    /// An identified visitor: email only.
+    Email,
+    /// An anonymous visitor: none (anonymousId and the browser's IP and user agent).
+    None,
+}
+
+fn traits(i: usize, kind: Traits) -> serde_json::Value {
+    match kind {
+        Traits::Full => json!({
+            "email": format!("Customer.{i}@Example.com"),
+            "phone": format!("+1 (650) 555-{:04}", i % 10_000),
+            "firstName": "Jane",
+            "lastName": format!("Doe-{i}"),
+            "gender": if i % 2 == 0 { "female" } else { "male" },
+            "birthday": "1990-04-23",
+            "address": {
+                "city": "San Francisco",
+                "state": "California",
+                "postalCode": "94105-1804",
+                "country": "United States"
+            }
+        }),
+        Traits::Email => json!({"email": format!("customer.{i}@example.com")}),
+        Traits::None => json!({}),
+    }
+}
+
+/// `n` distinct messages as analytics.js sends them, in a fixed mix:
+/// - 25% Order Completed with three products, and 10% Checkout Started with two, both with
+///   every PII trait;
+/// - 30% Product Viewed / Product Added by visitors who gave their email;
+/// - 10% Products Searched by anonymous visitors;
+/// - 25% custom events (Video Played, Signed Up), half with an email.
+///
+/// With `all_pii`, every message carries every PII trait instead (the worst case).
+fn messages(n: usize, all_pii: bool) -> Vec<Vec<u8>> {
+    let product = |id: &str, name: &str, price: f64, quantity: u32, category: &str| {
+        json!({"product_id": id, "sku": format!("{id}-BLK"), "name": name, "price": price,
+               "quantity": quantity, "category": category})
+    };
     (0..n)
         .map(|i| {
-            let traits = json!({
-                "email": format!("Customer.{i}@Example.com"),
-                "phone": format!("+1 (650) 555-{:04}", i % 10_000),
-                "firstName": "Jane",
-                "lastName": format!("Doe-{i}"),
-                "gender": if i % 2 == 0 { "female" } else { "male" },
-                "birthday": "1990-04-23",
-                "address": {
-                    "city": "San Francisco",
-                    "state": "California",
-                    "postalCode": "94105-1804",
-                    "country": "United States"
-                }
-            });
-            let (event, properties) = match i % 10 {
-                0..=2 => (
+            let (event, properties, kind) = match i % 20 {
+                0..=4 => (
                     "Order Completed",
                     json!({
                         "order_id": format!("ord-{i}"),
                         "total": 107.97, "revenue": 99.98, "shipping": 7.99, "tax": 0,
                         "coupon": "SUMMER10", "currency": "USD",
                         "products": [
-                            {"product_id": "KET-01", "sku": "KET-01-BLK", "name": "Kettle", "price": 39.99, "quantity": 2, "category": "Kitchen"},
-                            {"product_id": "MUG-07", "sku": "MUG-07-WHT", "name": "Mug", "price": 9.99, "quantity": 1, "category": "Kitchen"},
-                            {"product_id": "TEA-11", "sku": "TEA-11-GRN", "name": "Green tea", "price": 10.01, "quantity": 1, "category": "Groceries"}
+                            product("KET-01", "Kettle", 39.99, 2, "Kitchen"),
+                            product("MUG-07", "Mug", 9.99, 1, "Kitchen"),
+                            product("TEA-11", "Green tea", 10.01, 1, "Groceries")
                         ]
                     }),
+                    Traits::Full,
                 ),
-                3..=5 => (
+                5 | 6 => (
+                    "Checkout Started",
+                    json!({
+                        "order_id": format!("ord-{i}"), "revenue": 49.98, "currency": "USD",
+                        "products": [
+                            product("KET-01", "Kettle", 39.99, 1, "Kitchen"),
+                            product("MUG-07", "Mug", 9.99, 1, "Kitchen")
+                        ]
+                    }),
+                    Traits::Full,
+                ),
+                7..=12 => (
                     if i % 2 == 0 { "Product Viewed" } else { "Product Added" },
                     json!({
                         "product_id": format!("P-{i}"), "sku": "KET-01-BLK", "name": "Kettle",
                         "category": "Kitchen", "brand": "Acme", "variant": "black",
-                        "price": 39.99, "quantity": 1, "currency": "USD", "url": "https://shop.example/p/ket-01"
+                        "price": 39.99, "quantity": 1, "currency": "USD",
+                        "url": "https://shop.example/p/ket-01"
                     }),
+                    Traits::Email,
                 ),
-                6 => ("Products Searched", json!({"query": "electric kettle"})),
-                _ => (
+                13 | 14 => ("Products Searched", json!({"query": "electric kettle"}), Traits::None),
+                15..=17 => (
                     "Video Played",
                     json!({"video_id": format!("v-{i}"), "position": 31.5, "length": 240, "quality": "hd"}),
+                    if i % 2 == 0 { Traits::Email } else { Traits::None },
                 ),
+                _ => ("Signed Up", json!({"plan": "pro", "trial_days": 14}), Traits::Email),
             };
+            let kind = if all_pii { Traits::Full } else { kind };
             let message = json!({
                 "type": "track",
                 "event": event,
                 "messageId": format!("ajs-next-{i:08}-4c7a-9d2e-5f1b8a3c6e0d"),
                 "anonymousId": format!("anon-{i:08}-b7e1-4e6f"),
-                "userId": format!("user-{i}"),
+                "userId": if matches!(kind, Traits::None) { serde_json::Value::Null } else { json!(format!("user-{i}")) },
                 "timestamp": "2024-06-15T11:58:00.120Z",
                 "sentAt": "2024-06-15T11:58:00.480Z",
                 "context": {
@@ -75,7 +121,7 @@ fn messages(n: usize) -> Vec<Vec<u8>> {
                     "library": {"name": "analytics.js", "version": "next-1.70.0"},
                     "locale": "en-US",
                     "page": {"path": "/p/ket-01", "referrer": "https://www.google.com/", "title": "Kettle", "url": "https://shop.example/p/ket-01?fbclid=IwAR2xYz"},
-                    "traits": traits
+                    "traits": traits(i, kind)
                 },
                 "properties": properties,
                 "integrations": {}
@@ -92,52 +138,53 @@ fn mapper(settings: &str) -> Mapper {
 
 fn bench(c: &mut Criterion) {
     let now: DateTime<Utc> = NOW.parse().unwrap();
-    let inputs = messages(1_000);
-    let bytes: usize = inputs.iter().map(Vec::len).sum();
-    eprintln!(
-        "{} messages, {} bytes on average",
-        inputs.len(),
-        bytes / inputs.len()
-    );
+    let mixes = [("mix", messages(1_000, false)), ("all_pii", messages(1_000, true))];
+    for (name, inputs) in &mixes {
+        let bytes: usize = inputs.iter().map(Vec::len).sum();
+        eprintln!("{name}: {} messages, {} bytes on average", inputs.len(), bytes / inputs.len());
+    }
 
     let mut group = c.benchmark_group("map_json");
-    group.throughput(Throughput::Elements(inputs.len() as u64));
-    for (name, settings) in [
-        ("default_settings", r#"content_types = { "Kitchen" = "product" }"#),
-        ("phone_country_us", r#"phone_country = "US""#),
-    ] {
-        let mapper = mapper(settings);
-        let mut out = Vec::with_capacity(4096);
-        // Every message must map, or the benchmark measures rejections.
-        for input in &inputs {
-            out.clear();
-            let (outcome, _) = mapper.map_json(input, now, &mut out);
-            assert_eq!(outcome, Outcome::Mapped(()), "{name}");
+    for (name, inputs) in &mixes {
+        group.throughput(Throughput::Elements(inputs.len() as u64));
+        for (settings_name, settings) in [
+            ("default", r#"content_types = { "Kitchen" = "product" }"#),
+            ("phone_country", r#"phone_country = "US""#),
+        ] {
+            let mapper = mapper(settings);
+            let mut out = Vec::with_capacity(4096);
+            // Every message must map, or the benchmark measures rejections.
+            for input in inputs {
+                out.clear();
+                let (outcome, _) = mapper.map_json(input, now, &mut out);
+                assert_eq!(outcome, Outcome::Mapped(()), "{name}");
+            }
+            group.bench_function(format!("{name}/{settings_name}"), |b| {
+                b.iter(|| {
+                    for input in inputs {
+                        out.clear();
+                        black_box(mapper.map_json(black_box(input), now, &mut out));
+                    }
+                })
+            });
         }
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                for input in &inputs {
-                    out.clear();
-                    black_box(mapper.map_json(black_box(input), now, &mut out));
-                }
-            })
-        });
     }
     group.finish();
 
     // Where the time goes: parsing alone, into our borrowed tree and into serde_json::Value.
+    let inputs = &mixes[0].1;
     let mut group = c.benchmark_group("parse_only");
     group.throughput(Throughput::Elements(inputs.len() as u64));
     group.bench_function("borrowed_json", |b| {
         b.iter(|| {
-            for input in &inputs {
+            for input in inputs {
                 black_box(fbpixel::json::Json::parse(black_box(input)).unwrap());
             }
         })
     });
     group.bench_function("serde_json_value", |b| {
         b.iter(|| {
-            for input in &inputs {
+            for input in inputs {
                 black_box(serde_json::from_slice::<serde_json::Value>(black_box(input)).unwrap());
             }
         })
