@@ -4,7 +4,6 @@
 //!
 //!     cargo run -q --example map_library < examples/segment-events.ndjson
 
-use fbpixel::json::Json;
 use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -29,10 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if line.trim().is_empty() {
             continue;
         }
-        let message = match Json::parse(line.as_bytes()) {
+        let message = match mapper.parse(line.as_bytes()) {
             Ok(message) => message,
-            Err(e) => {
-                eprintln!("skipping a line: {e}");
+            Err(rejection) => {
+                rejected += 1;
+                eprintln!("rejected: {rejection}");
                 continue;
             }
         };

@@ -32,25 +32,17 @@ pub type Object<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 /// Why bytes could not be read as JSON. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
 #[error("not valid JSON: {0}")]
-pub struct ParseError(#[source] serde_json::Error);
+pub struct ParseError(#[from] serde_json::Error);
 
 impl<'a> Json<'a> {
     /// Parses one JSON document, borrowing strings from `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, ParseError> {
-        serde_json::from_slice(bytes).map_err(ParseError)
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     /// The member `key` of an object, `None` when absent, null, or `self` is not an object.
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
-        match self {
-            Json::Object(members) => members
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .filter(|v| !v.is_null()),
-            _ => None,
-        }
+        member(self.as_object()?, key)
     }
 
     /// Follows a dotted path (`context.traits.email`) through objects; null counts as absent.
@@ -211,18 +203,41 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Array(items.into_vec()))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members: SmallVec<[(Cow<'de, str>, Json<'de>); 16]> = SmallVec::new();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let value = map.next_value()?;
-            members.push((key.0, value));
-        }
-        Ok(Json::Object(members.into_vec()))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        collect_members(map).map(Json::Object)
     }
 }
 
+/// The members of an object, in input order.
+pub fn collect_members<'de, A: MapAccess<'de>>(mut map: A) -> Result<Object<'de>, A::Error> {
+    // Gather on the stack, then allocate once at the exact size: growing a Vec member by member
+    // cost several reallocations per object.
+    let mut members: SmallVec<[(Cow<'de, str>, Json<'de>); 16]> = SmallVec::new();
+    while let Some(key) = map.next_key::<Key<'de>>()? {
+        let value = map.next_value()?;
+        members.push((key.0, value));
+    }
+    Ok(members.into_vec())
+}
+
+/// The member `key` of an object's members; `None` when absent or null.
+pub fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>> {
+    members
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
 /// An object key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+pub struct Key<'a>(Cow<'a, str>);
+
+impl Key<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

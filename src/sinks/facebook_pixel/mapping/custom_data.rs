@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squashed_eq};
 use super::money::{parse_amount, parse_currency, positive_amount, quantity};
-use super::{Message, Notes, Rejection};
-use crate::json::{Json, Object};
+use super::message::SegmentMessage;
+use super::{Notes, Rejection};
+use crate::json::{Json, Object, member};
 use crate::sinks::facebook_pixel::capi::{Content, CustomData, Properties, Property};
 use crate::sinks::facebook_pixel::config::ValueField;
 use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalizer};
@@ -72,7 +73,7 @@ const PII_NAMES: [&str; 13] = [
 ];
 
 pub fn build<'j>(
-    message: &Message<'j, '_>,
+    message: &'j SegmentMessage<'_>,
     naming: &Naming,
     rules: &'j CustomDataRules,
     normalizer: &Normalizer,
@@ -80,12 +81,7 @@ pub fn build<'j>(
     notes: &mut Notes,
 ) -> Result<CustomData<'j>, Rejection> {
     static NO_PROPERTIES: Object<'static> = Vec::new();
-    let props = Props(
-        message
-            .properties
-            .and_then(Json::as_object)
-            .unwrap_or(&NO_PROPERTIES),
-    );
+    let props = Props(message.properties.as_object().unwrap_or(&NO_PROPERTIES));
     let mut data = CustomData::default();
 
     if let Some(currency) = props.get("currency") {
@@ -279,12 +275,7 @@ struct Props<'j, 'a>(&'j Object<'a>);
 
 impl<'j, 'a> Props<'j, 'a> {
     fn get(self, key: &str) -> Option<&'j Json<'a>> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_null())
+        member(self.0, key)
     }
 
     /// `product_id`, else `productId`, else `id`, else `sku`; `""` falls through like null.

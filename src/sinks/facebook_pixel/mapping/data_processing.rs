@@ -2,16 +2,18 @@
 
 use std::borrow::Cow;
 
-use super::Message;
 use crate::json::Json;
 use crate::sinks::facebook_pixel::capi::DataProcessing;
 
 /// The per-event override, `integrations[<destination>].dataProcessingOptions =
 /// [[options], country, state]`, applies whether the setting is on or off: the sender asked for
 /// it explicitly. A malformed override falls back to the setting.
-pub fn options<'j>(message: &Message<'j, '_>, limited_data_use: bool) -> Option<DataProcessing<'j>> {
-    message
-        .destination_settings()
+/// `destination` is the message's `integrations` entry for this destination.
+pub fn options<'j>(
+    destination: Option<&'j Json<'_>>,
+    limited_data_use: bool,
+) -> Option<DataProcessing<'j>> {
+    destination
         .and_then(|settings| settings.get("dataProcessingOptions"))
         .and_then(parse_override)
         .or_else(|| {

@@ -2,12 +2,11 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
+use super::message::{SegmentMessage, TIME_FIELDS};
 use super::{Rejection, quote};
 use crate::json::Json;
 use crate::sinks::facebook_pixel::capi::ActionSource;
 
-/// The message fields that may carry the event's time, in order of preference.
-pub const SOURCES: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"];
 
 /// Numbers above this are milliseconds (10^11 seconds is the year 5138).
 const MILLIS_THRESHOLD: f64 = 1e11;
@@ -23,9 +22,9 @@ pub struct EventTime {
 }
 
 /// The event's time, read from the first present source; `now` when none.
-pub fn read(message: &Json<'_>, now: DateTime<Utc>) -> Result<EventTime, Rejection> {
-    for field in SOURCES {
-        if let Some(value) = message.get(field) {
+pub fn read(message: &SegmentMessage<'_>, now: DateTime<Utc>) -> Result<EventTime, Rejection> {
+    for (field, value) in TIME_FIELDS.into_iter().zip(&message.times) {
+        if let Some(value) = value {
             let millis = parse(value).ok_or_else(|| {
                 let problem = match value {
                     Json::String(text) => format!(
@@ -204,8 +203,9 @@ mod tests {
 
     #[test]
     fn first_present_source_must_parse() {
-        let message = Json::parse(
+        let message = SegmentMessage::parse(
             br#"{"timestamp":null,"originalTimestamp":"nope","sentAt":"2024-06-15T11:00:00Z"}"#,
+            None,
         )
         .unwrap();
         let err = read(&message, now()).unwrap_err();
@@ -213,7 +213,7 @@ mod tests {
             err.to_string(),
             "originalTimestamp: \"nope\" is not an ISO-8601 time or a Unix timestamp"
         );
-        let message = Json::parse(br#"{"sentAt":"2024-06-15T11:00:00Z"}"#).unwrap();
+        let message = SegmentMessage::parse(br#"{"sentAt":"2024-06-15T11:00:00Z"}"#, None).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {
@@ -221,7 +221,7 @@ mod tests {
                 source: Some("sentAt")
             })
         );
-        let message = Json::parse(br#"{}"#).unwrap();
+        let message = SegmentMessage::parse(br#"{}"#, None).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {

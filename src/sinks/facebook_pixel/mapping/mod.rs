@@ -7,6 +7,7 @@ pub mod custom_data;
 mod data_processing;
 pub mod event_name;
 pub mod event_time;
+pub mod message;
 pub mod money;
 pub mod user_data;
 
@@ -18,12 +19,13 @@ use chrono::{DateTime, Datelike, Utc};
 pub use event_name::StandardEvent;
 
 use self::custom_data::CustomDataRules;
+pub use self::message::{Part, SegmentMessage};
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
 use self::user_data::UserDataRules;
 use super::capi::{ActionSource, ServerEvent};
 use super::config::FacebookPixelConfig;
 use super::normalize::{EventFacts, HashedField, Normalizer};
-use crate::json::Json;
+use crate::json::{Json, member};
 
 /// The keys under `integrations` that address this destination (Segment renamed it twice).
 pub const DESTINATION_KEYS: [&str; 3] = [
@@ -40,6 +42,8 @@ pub struct Mapper {
     page_view: bool,
     limited_data_use: bool,
     max_future_secs: u64,
+    /// `external_id_field`, split at its dots.
+    external_id_path: Option<Vec<String>>,
     user_data: UserDataRules,
     custom_data: CustomDataRules,
 }
@@ -170,81 +174,68 @@ impl DroppedValues {
     }
 }
 
-/// A Segment message's parts that mapping reads, each checked to be an object when present.
-pub struct Message<'j, 'a> {
-    pub root: &'j Json<'a>,
-    pub context: Option<&'j Json<'a>>,
-    pub context_traits: Option<&'j Json<'a>>,
-    pub traits: Option<&'j Json<'a>>,
-    pub properties: Option<&'j Json<'a>>,
-    pub integrations: Option<&'j Json<'a>>,
-    /// `context.page.url`, else `properties.url`.
-    pub page_url: Option<&'j str>,
+/// Rejects a message whose structural parts are not objects: what they carried would otherwise
+/// be silently lost.
+fn check_structure(message: &SegmentMessage<'_>) -> Result<(), Rejection> {
+    let context_traits = match &message.context {
+        Part::Object(context) => kind_of(&context.traits),
+        _ => None,
+    };
+    let problems = [
+        ("context", kind_of(&message.context)),
+        ("context.traits", context_traits),
+        ("traits", kind_of(&message.traits)),
+        ("properties", kind_of(&message.properties)),
+        ("integrations", kind_of(&message.integrations)),
+    ];
+    match problems.into_iter().find_map(|(field, kind)| Some((field, kind?))) {
+        Some((field, kind)) => Err(Rejection::new(
+            field,
+            format!("expected an object, got {kind}"),
+        )),
+        None => Ok(()),
+    }
 }
 
-impl<'j, 'a> Message<'j, 'a> {
-    pub fn read(root: &'j Json<'a>) -> Result<Self, Rejection> {
-        if root.as_object().is_none() {
-            return Err(Rejection::new(
-                "message",
-                format!("expected a JSON object, got {}", root.kind()),
-            ));
-        }
-        let object = |parent: Option<&'j Json<'a>>, key: &str, path: &'static str| {
-            match parent.and_then(|p| p.get(key)) {
-                Some(value) if value.as_object().is_none() => Err(Rejection::new(
-                    path,
-                    format!("expected an object, got {}", value.kind()),
-                )),
-                found => Ok(found),
-            }
-        };
-        let context = object(Some(root), "context", "context")?;
-        let properties = object(Some(root), "properties", "properties")?;
-        let page_url = context
-            .and_then(|c| c.path("page.url"))
-            .or_else(|| properties.and_then(|p| p.get("url")))
-            .and_then(Json::as_str)
-            .map(str::trim)
-            .filter(|url| !url.is_empty());
-        Ok(Message {
-            root,
-            context,
-            context_traits: object(context, "traits", "context.traits")?,
-            traits: object(Some(root), "traits", "traits")?,
-            properties,
-            integrations: object(Some(root), "integrations", "integrations")?,
-            page_url,
-        })
+fn kind_of<T>(part: &Part<T>) -> Option<&'static str> {
+    match part {
+        Part::Not(kind) => Some(kind),
+        _ => None,
     }
+}
 
-    /// This destination's entry under `integrations`, when it is an object.
-    pub fn destination_settings(&self) -> Option<&'j Json<'a>> {
-        let integrations = self.integrations?;
-        DESTINATION_KEYS
-            .iter()
-            .filter_map(|key| integrations.get(key))
-            .find(|v| v.as_object().is_some())
-    }
+/// This destination's entry under `integrations`, when it is an object.
+fn destination_settings<'j, 'a>(message: &'j SegmentMessage<'a>) -> Option<&'j Json<'a>> {
+    let integrations = message.integrations.as_object()?;
+    DESTINATION_KEYS
+        .iter()
+        .filter_map(|key| member(integrations, key))
+        .find(|v| v.as_object().is_some())
+}
 
-    /// Segment's per-destination switches (SPEC §1).
-    fn disabled_by_integrations(&self) -> bool {
-        let Some(integrations) = self.integrations else {
-            return false;
-        };
-        let ours: Vec<&Json<'_>> = DESTINATION_KEYS
-            .iter()
-            .filter_map(|key| integrations.get(key))
-            .collect();
-        if ours.iter().any(|v| matches!(v, Json::Bool(false))) {
-            return true;
-        }
-        let all_off = matches!(integrations.get("All"), Some(Json::Bool(false)));
-        all_off
-            && !ours
-                .iter()
-                .any(|v| matches!(v, Json::Bool(true) | Json::Object(_)))
+/// Segment's per-destination switches (SPEC §1).
+fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
+    let Some(integrations) = message.integrations.as_object() else {
+        return false;
+    };
+    let mut ours = DESTINATION_KEYS.iter().filter_map(|key| member(integrations, key));
+    if ours.clone().any(|v| matches!(v, Json::Bool(false))) {
+        return true;
     }
+    let all_off = matches!(member(integrations, "All"), Some(Json::Bool(false)));
+    all_off && !ours.any(|v| matches!(v, Json::Bool(true) | Json::Object(_)))
+}
+
+/// `context.page.url`, else `properties.url`.
+fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
+    message
+        .context
+        .as_object()
+        .and_then(|c| c.page_url.as_ref())
+        .or_else(|| member(message.properties.as_object()?, "url"))
+        .and_then(Json::as_str)
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
 }
 
 enum CallType {
@@ -270,9 +261,12 @@ impl Mapper {
             page_view: config.page_view,
             limited_data_use: config.limited_data_use,
             max_future_secs: config.max_future_secs,
+            external_id_path: config
+                .external_id_field
+                .as_ref()
+                .map(|path| path.split('.').map(String::from).collect()),
             user_data: UserDataRules {
                 normalizer,
-                external_id_path: config.external_id_field.clone(),
                 hash_external_id: config.hash_external_id,
             },
             custom_data: CustomDataRules {
@@ -289,10 +283,16 @@ impl Mapper {
         })
     }
 
+    /// Reads a message for [`Mapper::map`]; not a JSON object is a rejection like any other.
+    pub fn parse<'a>(&self, bytes: &'a [u8]) -> Result<SegmentMessage<'a>, Rejection> {
+        SegmentMessage::parse(bytes, self.external_id_path.as_deref())
+            .map_err(|e| Rejection::new("message", e.to_string()))
+    }
+
     /// Maps one parsed message. `now` is the clock for the event-time window.
-    pub fn map<'j>(&'j self, root: &'j Json<'_>, now: DateTime<Utc>) -> Mapping<'j> {
+    pub fn map<'j>(&'j self, message: &'j SegmentMessage<'_>, now: DateTime<Utc>) -> Mapping<'j> {
         let mut notes = Notes::default();
-        let outcome = match self.map_inner(root, now, &mut notes) {
+        let outcome = match self.map_inner(message, now, &mut notes) {
             Ok(event) => Outcome::Mapped(event),
             Err(Stop::Skip(reason)) => Outcome::Skipped(reason),
             Err(Stop::Reject(rejection)) => Outcome::Rejected(rejection),
@@ -303,16 +303,11 @@ impl Mapper {
     /// Parses, maps and serializes one message, appending the server event's JSON to `out` when
     /// it is mapped. Invalid JSON is a rejection like any other.
     pub fn map_json(&self, bytes: &[u8], now: DateTime<Utc>, out: &mut Vec<u8>) -> (Outcome<()>, Notes) {
-        let root = match Json::parse(bytes) {
-            Ok(root) => root,
-            Err(e) => {
-                return (
-                    Outcome::Rejected(Rejection::new("message", e.to_string())),
-                    Notes::default(),
-                );
-            }
+        let message = match self.parse(bytes) {
+            Ok(message) => message,
+            Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
         };
-        let Mapping { outcome, notes } = self.map(&root, now);
+        let Mapping { outcome, notes } = self.map(&message, now);
         let outcome = match outcome {
             Outcome::Mapped(event) => match serde_json::to_writer(&mut *out, &event) {
                 Ok(()) => Outcome::Mapped(()),
@@ -326,15 +321,15 @@ impl Mapper {
 
     fn map_inner<'j>(
         &'j self,
-        root: &'j Json<'_>,
+        message: &'j SegmentMessage<'_>,
         now: DateTime<Utc>,
         notes: &mut Notes,
     ) -> Result<ServerEvent<'j>, Stop> {
-        let message = Message::read(root)?;
-        if message.disabled_by_integrations() {
+        check_structure(message)?;
+        if disabled_by_integrations(message) {
             return Err(Stop::Skip(SkipReason::DisabledByIntegrations));
         }
-        let (event_name, naming) = match call_type(root)? {
+        let (event_name, naming) = match call_type(message)? {
             CallType::Page if !self.page_view => return Err(Stop::Skip(SkipReason::PageViewOff)),
             CallType::Page => (
                 Cow::Borrowed("PageView"),
@@ -343,13 +338,13 @@ impl Mapper {
                     ecommerce: None,
                 },
             ),
-            CallType::Track => self.name(root)?,
+            CallType::Track => self.name(message)?,
         };
 
-        let action_source = self.action_source(&message)?;
-        let time = event_time::read(root, now)?;
+        let action_source = self.action_source(message)?;
+        let time = event_time::read(message, now)?;
         let event_time = event_time::check_window(time, now, action_source, self.max_future_secs)?;
-        let event_id = match root.get("messageId") {
+        let event_id = match &message.message_id {
             None => None,
             Some(id) => Some(id.to_text().ok_or_else(|| {
                 Rejection::new("messageId", format!("expected a string, got {}", id.kind()))
@@ -359,10 +354,17 @@ impl Mapper {
 
         let current_year = now.year();
         let fbc_millis = time.millis.min(now.timestamp_millis());
-        let user_data =
-            user_data::build(&message, &self.user_data, fbc_millis, current_year, &mut notes.dropped);
+        let page_url = page_url(message);
+        let user_data = user_data::build(
+            message,
+            page_url,
+            &self.user_data,
+            fbc_millis,
+            current_year,
+            &mut notes.dropped,
+        );
         if action_source == ActionSource::Website {
-            let missing = match (user_data.client_user_agent, message.page_url) {
+            let missing = match (user_data.client_user_agent, page_url) {
                 (None, None) => Some("context.userAgent and context.page.url"),
                 (None, Some(_)) => Some("context.userAgent"),
                 (Some(_), None) => Some("context.page.url"),
@@ -393,7 +395,7 @@ impl Mapper {
             country_is_us: false,
         };
         let custom_data = custom_data::build(
-            &message,
+            message,
             &naming,
             &self.custom_data,
             &self.user_data.normalizer,
@@ -404,16 +406,19 @@ impl Mapper {
             event_name,
             event_time,
             event_id,
-            event_source_url: message.page_url,
+            event_source_url: page_url,
             action_source,
             user_data,
             custom_data,
-            data_processing: data_processing::options(&message, self.limited_data_use),
+            data_processing: data_processing::options(
+                destination_settings(message),
+                self.limited_data_use,
+            ),
         })
     }
 
-    fn name<'j>(&self, root: &'j Json<'_>) -> Result<(Cow<'j, str>, Naming), Stop> {
-        let event = match root.get("event") {
+    fn name<'j>(&self, message: &'j SegmentMessage<'_>) -> Result<(Cow<'j, str>, Naming), Stop> {
+        let event = match &message.event {
             Some(Json::String(name)) if !name.trim().is_empty() => name.as_ref(),
             Some(Json::String(_)) => return Err(Rejection::new("event", "is empty").into()),
             Some(other) => {
@@ -444,14 +449,14 @@ impl Mapper {
         Ok((name, naming))
     }
 
-    fn action_source(&self, message: &Message<'_, '_>) -> Result<ActionSource, Rejection> {
-        let properties = message.properties;
+    fn action_source(&self, message: &SegmentMessage<'_>) -> Result<ActionSource, Rejection> {
+        let properties = message.properties.as_object();
         let given = [
             ("action_source", "properties.action_source"),
             ("actionSource", "properties.actionSource"),
         ]
         .into_iter()
-        .find_map(|(key, path)| Some((properties?.get(key)?, path)));
+        .find_map(|(key, path)| Some((member(properties?, key)?, path)));
         let Some((value, path)) = given else {
             return Ok(self.action_source);
         };
@@ -474,8 +479,8 @@ impl Mapper {
     }
 }
 
-fn call_type(root: &Json<'_>) -> Result<CallType, Stop> {
-    match root.get("type") {
+fn call_type(message: &SegmentMessage<'_>) -> Result<CallType, Stop> {
+    match &message.kind {
         Some(Json::String(kind)) => {
             let kind = kind.trim();
             if kind.eq_ignore_ascii_case("track") {
@@ -489,7 +494,7 @@ fn call_type(root: &Json<'_>) -> Result<CallType, Stop> {
         Some(other) => {
             Err(Rejection::new("type", format!("expected a string, got {}", other.kind())).into())
         }
-        None if matches!(root.get("event"), Some(Json::String(_))) => Ok(CallType::Track),
+        None if matches!(message.event, Some(Json::String(_))) => Ok(CallType::Track),
         None => Err(Rejection::new(
             "type",
             "missing: a Segment message needs `type` (or at least `event`, for a track call)",

@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::{DroppedValues, Message, UserDataField};
-use crate::json::Json;
+use super::message::{Part, SegmentMessage, Trait, Traits};
+use super::{DroppedValues, UserDataField};
+use crate::json::{Json, member};
 use smallvec::SmallVec;
 
 use crate::sinks::facebook_pixel::capi::{ExternalId, Hashes, UserData};
@@ -14,20 +15,19 @@ use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalize
 #[derive(Debug)]
 pub struct UserDataRules {
     pub normalizer: Normalizer,
-    /// `external_id_field`, a dotted path into the whole message.
-    pub external_id_path: Option<String>,
     pub hash_external_id: bool,
 }
 
 /// Builds user_data. Values that normalize to nothing are left out and counted in `dropped`.
 pub fn build<'j>(
-    message: &Message<'j, '_>,
+    message: &'j SegmentMessage<'_>,
+    page_url: Option<&str>,
     rules: &UserDataRules,
     event_millis: i64,
     current_year: i32,
     dropped: &mut DroppedValues,
 ) -> UserData<'j> {
-    let traits = Traits::read(message);
+    let traits = TraitValues::read(message);
     let mut user = UserData::default();
     let mut facts = EventFacts {
         current_year,
@@ -72,43 +72,42 @@ pub fn build<'j>(
         None => hash_text(&mut user.last_name, HashedField::Ln, name_last, normalizer, facts, dropped),
     }
 
-    let external = match &rules.external_id_path {
-        Some(path) => message.root.path(path),
-        None => None,
-    }
-    .or_else(|| message.root.get("userId"))
-    .or_else(|| message.root.get("anonymousId"));
+    let external = message
+        .external_id
+        .as_ref()
+        .or(message.user_id.as_ref())
+        .or(message.anonymous_id.as_ref());
     if let Some(value) = external {
         external_ids(&mut user.external_id, value, rules, facts, dropped);
     }
 
-    let context = message.context;
-    if let Some(ip) = context.and_then(|c| c.get("ip")) {
+    let context = message.context.as_object();
+    if let Some(ip) = context.and_then(|c| c.ip.as_ref()) {
         match ip.as_str().map(str::trim) {
             Some(text) if text.parse::<IpAddr>().is_ok() => user.client_ip_address = Some(text),
             _ => dropped.add(UserDataField::ClientIpAddress),
         }
     }
     user.client_user_agent = context
-        .and_then(|c| c.get("userAgent"))
+        .and_then(|c| c.user_agent.as_ref())
         .and_then(non_empty_str);
-    let from_properties_or_context = |key: &str| {
-        message
-            .properties
-            .and_then(|p| p.get(key))
+    let properties = message.properties.as_object();
+    let from_properties_or_context = |key: &str, in_context: Option<&'j Json<'_>>| {
+        properties
+            .and_then(|p| member(p, key))
             .and_then(non_empty_str)
-            .or_else(|| context.and_then(|c| c.get(key)).and_then(non_empty_str))
+            .or_else(|| in_context.and_then(non_empty_str))
     };
-    user.fbp = from_properties_or_context("fbp");
-    user.fbc = from_properties_or_context("fbc")
+    user.fbp = from_properties_or_context("fbp", context.and_then(|c| c.fbp.as_ref()));
+    user.fbc = from_properties_or_context("fbc", context.and_then(|c| c.fbc.as_ref()))
         .map(Cow::Borrowed)
-        .or_else(|| fbc_from_click_id(message.page_url?, event_millis).map(Cow::Owned));
+        .or_else(|| fbc_from_click_id(page_url?, event_millis).map(Cow::Owned));
     user
 }
 
 /// The trait values of one event, each the first present of its sources.
 #[derive(Default)]
-struct Traits<'j, 'a> {
+struct TraitValues<'j, 'a> {
     email: Option<&'j Json<'a>>,
     phone: Option<&'j Json<'a>>,
     first_name: Option<&'j Json<'a>>,
@@ -122,123 +121,40 @@ struct Traits<'j, 'a> {
     country: Option<&'j Json<'a>>,
 }
 
-impl<'j, 'a> Traits<'j, 'a> {
+impl<'j, 'a> TraitValues<'j, 'a> {
     /// Plain fields from `context.traits`, then `traits`; address fields from
     /// `context.traits.address`, `context.traits`, `traits.address`, `traits`.
-    fn read(message: &Message<'j, 'a>) -> Self {
-        let context = Slots::read(message.context_traits);
-        let context_address = Slots::read(context.address);
-        let top = Slots::read(message.traits);
-        let top_address = Slots::read(top.address);
-        let plain = |slot: usize| context.get(slot).or_else(|| top.get(slot));
-        let address = |slot: usize| {
-            [&context_address, &context, &top_address, &top]
-                .into_iter()
-                .find_map(|s| s.get(slot))
+    fn read(message: &'j SegmentMessage<'a>) -> Self {
+        let context = match &message.context {
+            Part::Object(context) => context.traits.as_object(),
+            _ => None,
         };
-        let zip = || {
-            [&context_address, &context, &top_address, &top]
-                .into_iter()
-                .find_map(|s| s.get(POSTAL_CODE).or(s.get(ZIP)).or(s.get(ZIP_CODE)))
+        let top = message.traits.as_object();
+        let address = |traits: Option<&'j Traits<'a>>| traits.and_then(|t| t.address.as_deref());
+        let plain = [context, top];
+        let with_address = [address(context), context, address(top), top];
+        let first = |sources: &[Option<&'j Traits<'a>>], key: Trait| {
+            sources.iter().flatten().find_map(|traits| traits.get(key))
         };
-        Traits {
-            email: plain(EMAIL),
-            phone: plain(PHONE),
-            first_name: plain(FIRST_NAME),
-            last_name: plain(LAST_NAME),
-            name: plain(NAME),
-            gender: plain(GENDER),
-            birthday: plain(BIRTHDAY),
-            city: address(CITY),
-            state: address(STATE),
-            zip: zip(),
-            country: address(COUNTRY),
+        TraitValues {
+            email: first(&plain, Trait::Email),
+            phone: first(&plain, Trait::Phone),
+            first_name: first(&plain, Trait::FirstName),
+            last_name: first(&plain, Trait::LastName),
+            name: first(&plain, Trait::Name),
+            gender: first(&plain, Trait::Gender),
+            birthday: first(&plain, Trait::Birthday),
+            city: first(&with_address, Trait::City),
+            state: first(&with_address, Trait::State),
+            zip: with_address.iter().flatten().find_map(|traits| {
+                traits
+                    .get(Trait::PostalCode)
+                    .or(traits.get(Trait::Zip))
+                    .or(traits.get(Trait::ZipCode))
+            }),
+            country: first(&with_address, Trait::Country),
         }
     }
-}
-
-const EMAIL: usize = 0;
-const PHONE: usize = 1;
-const FIRST_NAME: usize = 2;
-const LAST_NAME: usize = 3;
-const NAME: usize = 4;
-const GENDER: usize = 5;
-const BIRTHDAY: usize = 6;
-const CITY: usize = 7;
-const STATE: usize = 8;
-const POSTAL_CODE: usize = 9;
-const ZIP: usize = 10;
-const ZIP_CODE: usize = 11;
-const COUNTRY: usize = 12;
-const SLOT_COUNT: usize = 13;
-
-/// The trait keys of one object, classified in a single pass over its members.
-struct Slots<'j, 'a> {
-    values: [Option<&'j Json<'a>>; SLOT_COUNT],
-    address: Option<&'j Json<'a>>,
-}
-
-impl<'j, 'a> Slots<'j, 'a> {
-    fn read(object: Option<&'j Json<'a>>) -> Self {
-        let mut slots = Slots {
-            values: [None; SLOT_COUNT],
-            address: None,
-        };
-        for (key, value) in object.and_then(Json::as_object).into_iter().flatten() {
-            if value.is_null() {
-                continue;
-            }
-            match classify(key) {
-                Some(Key::Slot(i)) => slots.values[i] = Some(value),
-                Some(Key::Address) if value.as_object().is_some() => slots.address = Some(value),
-                _ => {}
-            }
-        }
-        slots
-    }
-
-    fn get(&self, slot: usize) -> Option<&'j Json<'a>> {
-        self.values[slot]
-    }
-}
-
-enum Key {
-    Slot(usize),
-    Address,
-}
-
-/// Trait keys match ignoring case and `_`: `firstName` = `first_name` = `firstname`.
-fn classify(key: &str) -> Option<Key> {
-    let mut buf = [0u8; 12];
-    let mut len = 0;
-    for b in key.bytes() {
-        if b == b'_' {
-            continue;
-        }
-        // Longer or non-ASCII keys cannot be trait names.
-        if len == buf.len() || !b.is_ascii() {
-            return None;
-        }
-        buf[len] = b.to_ascii_lowercase();
-        len += 1;
-    }
-    Some(Key::Slot(match &buf[..len] {
-        b"email" => EMAIL,
-        b"phone" => PHONE,
-        b"firstname" => FIRST_NAME,
-        b"lastname" => LAST_NAME,
-        b"name" => NAME,
-        b"gender" => GENDER,
-        b"birthday" => BIRTHDAY,
-        b"city" => CITY,
-        b"state" => STATE,
-        b"postalcode" => POSTAL_CODE,
-        b"zip" => ZIP,
-        b"zipcode" => ZIP_CODE,
-        b"country" => COUNTRY,
-        b"address" => return Some(Key::Address),
-        _ => return None,
-    }))
 }
 
 /// Hashes a value or each element of an array, without duplicates.
@@ -372,19 +288,6 @@ fn fbc_from_click_id(url: &str, event_millis: i64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trait_keys_ignore_case_and_underscores() {
-        for key in ["firstName", "first_name", "FIRSTNAME", "first_Name"] {
-            assert!(matches!(classify(key), Some(Key::Slot(FIRST_NAME))), "{key}");
-        }
-        assert!(matches!(classify("postal_code"), Some(Key::Slot(POSTAL_CODE))));
-        assert!(matches!(classify("zipCode"), Some(Key::Slot(ZIP_CODE))));
-        assert!(matches!(classify("Address"), Some(Key::Address)));
-        assert!(classify("emailAddressVerified").is_none());
-        assert!(classify("émail").is_none());
-        assert!(classify("").is_none());
-    }
 
     #[test]
     fn name_splits_at_the_first_whitespace() {
