@@ -15,6 +15,10 @@ use serde_json::json;
 
 const NOW: &str = "2024-06-15T12:00:00Z";
 
+/// The allocator the `fbpixel` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How much customer information a message carries.
 #[derive(Clone, Copy)]
 enum Traits {

@@ -31,13 +31,23 @@ pub type Object<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 
 /// Why bytes could not be read as JSON. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
-#[error("not valid JSON: {0}")]
-pub struct ParseError(#[from] serde_json::Error);
+pub enum ParseError {
+    #[error("not valid JSON: {0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("not valid UTF-8 (byte {0})")]
+    Utf8(usize),
+}
+
+/// The bytes as text. JSON is UTF-8; checking the whole input once lets the parser skip
+/// checking every string in it.
+pub fn utf8(bytes: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(bytes).map_err(|e| ParseError::Utf8(e.valid_up_to()))
+}
 
 impl<'a> Json<'a> {
     /// Parses one JSON document, borrowing strings from `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, ParseError> {
-        Ok(serde_json::from_slice(bytes)?)
+        Ok(serde_json::from_str(utf8(bytes)?)?)
     }
 
     /// The member `key` of an object, `None` when absent, null, or `self` is not an object.

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squashed_eq};
+use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squash_ascii};
 use super::money::{parse_amount, parse_currency, positive_amount, quantity};
 use super::message::SegmentMessage;
 use super::{Notes, Rejection};
@@ -214,16 +214,21 @@ fn pass_through<'j>(
         {
             continue;
         }
-        let listed = |names: &[String]| names.iter().any(|n| squashed_eq(key, n));
+        let mut buf = [0u8; 32];
+        let squashed: Cow<'_, str> = match squash_ascii(key, &mut buf) {
+            Some(short) => Cow::Borrowed(short),
+            None => Cow::Owned(squash(key)),
+        };
+        let listed = |names: &[String]| names.iter().any(|n| *n == squashed);
         let property = if listed(&rules.hash) {
-            match hash_property(&squash(key), value, normalizer, facts) {
+            match hash_property(&squashed, value, normalizer, facts) {
                 Some(hashed) => hashed,
                 None => {
                     notes.properties_dropped += 1;
                     continue;
                 }
             }
-        } else if PII_NAMES.iter().any(|n| squashed_eq(key, n)) && !listed(&rules.allow_pii) {
+        } else if PII_NAMES.contains(&squashed.as_ref()) && !listed(&rules.allow_pii) {
             notes.properties_dropped += 1;
             continue;
         } else {

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::json::{Json, Key, Object, ParseError};
+use crate::json::{Json, Key, Object, ParseError, utf8};
 
 /// A part of the message that should be an object.
 #[derive(Debug, Default)]
@@ -77,7 +77,7 @@ pub struct Context<'a> {
     pub fbc: Option<Json<'a>>,
     /// `context.page.url`.
     pub page_url: Option<Json<'a>>,
-    pub traits: Part<Traits<'a>>,
+    pub traits: Part<Box<Traits<'a>>>,
 }
 
 /// The fields of a Segment message that mapping reads.
@@ -90,8 +90,10 @@ pub struct SegmentMessage<'a> {
     pub times: [Option<Json<'a>>; 4],
     pub user_id: Option<Json<'a>>,
     pub anonymous_id: Option<Json<'a>>,
-    pub context: Part<Context<'a>>,
-    pub traits: Part<Traits<'a>>,
+    // Boxed: the message is moved several times on its way out of the parser, and trait slots
+    // are most of its size.
+    pub context: Part<Box<Context<'a>>>,
+    pub traits: Part<Box<Traits<'a>>>,
     pub properties: Part<Object<'a>>,
     pub integrations: Part<Object<'a>>,
     /// The value at `external_id_field`, when the caller asked for one.
@@ -113,21 +115,22 @@ pub enum MessageError {
 impl<'a> SegmentMessage<'a> {
     /// Reads a message; `external_id_path` (a dotted path) is looked up in the whole message.
     pub fn parse(bytes: &'a [u8], external_id_path: Option<&[String]>) -> Result<Self, MessageError> {
-        let part: Part<SegmentMessage<'a>> = parse_json(bytes, PartSeed(PhantomData))?;
+        let text = utf8(bytes)?;
+        let part: Part<SegmentMessage<'a>> = parse_json(text, PartSeed(PhantomData))?;
         let mut message = match part {
             Part::Object(message) => message,
             Part::Not(kind) => return Err(MessageError::NotAnObject(kind)),
             Part::Absent => return Err(MessageError::NotAnObject("null")),
         };
         if let Some(path) = external_id_path {
-            message.external_id = parse_json(bytes, PathSeed(path))?;
+            message.external_id = parse_json(text, PathSeed(path))?;
         }
         Ok(message)
     }
 }
 
-fn parse_json<'a, S: DeserializeSeed<'a>>(bytes: &'a [u8], seed: S) -> Result<S::Value, ParseError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+fn parse_json<'a, S: DeserializeSeed<'a>>(text: &'a str, seed: S) -> Result<S::Value, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = seed.deserialize(&mut deserializer).map_err(ParseError::from)?;
     deserializer.end().map_err(ParseError::from)?;
     Ok(value)
@@ -282,6 +285,12 @@ impl<'de> FromMembers<'de> for Traits<'de> {
             }
         }
         Ok(traits)
+    }
+}
+
+impl<'de, T: FromMembers<'de>> FromMembers<'de> for Box<T> {
+    fn from_members<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        T::from_members(map).map(Box::new)
     }
 }
 

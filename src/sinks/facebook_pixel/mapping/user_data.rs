@@ -126,10 +126,10 @@ impl<'j, 'a> TraitValues<'j, 'a> {
     /// `context.traits.address`, `context.traits`, `traits.address`, `traits`.
     fn read(message: &'j SegmentMessage<'a>) -> Self {
         let context = match &message.context {
-            Part::Object(context) => context.traits.as_object(),
+            Part::Object(context) => context.traits.as_object().map(|t| &**t),
             _ => None,
         };
-        let top = message.traits.as_object();
+        let top = message.traits.as_object().map(|t| &**t);
         let address = |traits: Option<&'j Traits<'a>>| traits.and_then(|t| t.address.as_deref());
         let plain = [context, top];
         let with_address = [address(context), context, address(top), top];
