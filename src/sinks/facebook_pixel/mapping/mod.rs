@@ -309,7 +309,9 @@ impl Mapper {
         };
         let Mapping { outcome, notes } = self.map(&message, now);
         let outcome = match outcome {
-            Outcome::Mapped(event) => match serde_json::to_writer(&mut *out, &event) {
+            // sonic-rs serializes the same serde structs as serde_json would, with SIMD string
+            // escaping: serialization is a quarter of the time to map an event.
+            Outcome::Mapped(event) => match sonic_rs::to_writer(&mut *out, &event) {
                 Ok(()) => Outcome::Mapped(()),
                 Err(e) => Outcome::Rejected(Rejection::new("message", format!("cannot serialize: {e}"))),
             },
