@@ -766,3 +766,4 @@ fn rejections_never_contain_trait_values() {
     let reason = rejected(&mapper(""), &message);
     assert!(!reason.contains("secret") && !reason.contains("5551234"), "{reason}");
 }
+

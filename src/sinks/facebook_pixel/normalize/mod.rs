@@ -85,6 +85,18 @@ impl HashedField {
     }
 }
 
+/// The two lowercase hex digits of every byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
+        i += 1;
+    }
+    table
+};
+
 /// Lowercase hex SHA-256, stored inline (no heap).
 ///
 /// Invariant: the 64 bytes are ASCII `0-9a-f`, so they are always valid UTF-8.
@@ -105,9 +117,11 @@ impl Sha256Hex {
     pub fn of(value: &str) -> Sha256Hex {
         let digest = Sha256::digest(value.as_bytes());
         let mut out = [0u8; 64];
-        // A 32-byte digest always encodes to exactly 64 hex bytes, so this cannot fail.
-        let encoded = hex::encode_to_slice(digest.as_slice(), &mut out);
-        debug_assert!(encoded.is_ok());
+        // Two hex digits per table lookup: `hex::encode_to_slice` took as long as the
+        // SHA-256 itself for these 32 bytes (benches/mapping.rs).
+        for (pair, byte) in out.chunks_exact_mut(2).zip(digest.iter()) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
+        }
         Sha256Hex(out)
     }
 
