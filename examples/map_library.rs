@@ -45,7 +45,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "{:<22} value={:<8} {}",
                     event.event_name,
-                    event.custom_data.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    event
+                        .custom_data
+                        .value
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                     serde_json::to_string(&event)?
                 );
             }

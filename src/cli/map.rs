@@ -34,7 +34,7 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mapper = load_mapper(&args.config, args.sink.as_deref())?;
     let stdin = io::stdin().lock();
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let stderr = io::stderr().lock();
+    let stderr = BufWriter::new(io::stderr().lock());
     let totals = map_stream(&mapper, stdin, stdout, stderr, args.now)?;
     eprintln!("fbpixel map: {totals}");
     Ok(ExitCode::SUCCESS)
@@ -63,7 +63,10 @@ pub fn load_mapper(paths: &[PathBuf], sink_id: Option<&str>) -> anyhow::Result<M
     })
 }
 
-fn pick_sink<'c>(pipeline: &'c PipelineConfig, wanted: Option<&str>) -> anyhow::Result<&'c ComponentConfig> {
+fn pick_sink<'c>(
+    pipeline: &'c PipelineConfig,
+    wanted: Option<&str>,
+) -> anyhow::Result<&'c ComponentConfig> {
     let ours: Vec<&ComponentConfig> = pipeline
         .sinks()
         .filter(|c| c.type_name == SINK_TYPE)
@@ -151,7 +154,11 @@ pub fn map_stream(
     let mut number = 0u64;
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).context("reading stdin")? == 0 {
+        if input
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?
+            == 0
+        {
             break;
         }
         number += 1;
@@ -177,5 +184,6 @@ pub fn map_stream(
         }
     }
     output.flush().context("writing stdout")?;
+    errors.flush().context("writing stderr")?;
     Ok(totals)
 }

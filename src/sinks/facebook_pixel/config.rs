@@ -354,7 +354,10 @@ mod tests {
     #[test]
     fn action_source_outside_metas_list_is_an_error() {
         let err = parse("action_source = \"web\"").unwrap_err();
-        assert!(err.contains("web") && err.contains("system_generated"), "{err}");
+        assert!(
+            err.contains("web") && err.contains("system_generated"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -366,7 +369,10 @@ mod tests {
         let problems = config.problems();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("standard_events.\"Bought\""));
-        assert!(problems[0].contains("did you mean \"Purchase\""), "{problems:?}");
+        assert!(
+            problems[0].contains("did you mean \"Purchase\""),
+            "{problems:?}"
+        );
         assert!(problems[1].starts_with("standard_events.\"X\""));
     }
 

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squash_ascii};
-use super::money::{parse_amount, parse_currency, positive_amount, quantity};
 use super::message::SegmentMessage;
+use super::money::{parse_amount, parse_currency, positive_amount, quantity};
 use super::{Notes, Rejection};
 use crate::json::{Json, Object, member};
 use crate::sinks::facebook_pixel::capi::{Content, CustomData, Properties, Property};
@@ -136,7 +136,8 @@ pub fn build<'j>(
                 }
             }
             if data.content_ids.is_empty() {
-                data.content_ids.extend(props.get("category").and_then(Json::to_text));
+                data.content_ids
+                    .extend(props.get("category").and_then(Json::to_text));
                 data.content_type = Some(mapped_type.unwrap_or("product_group"));
             } else {
                 data.content_type = Some(mapped_type.unwrap_or("product"));
@@ -189,7 +190,15 @@ pub fn build<'j>(
         data.currency = Some(rules.default_currency);
     }
 
-    pass_through(&mut data, props.0, naming.ecommerce, rules, normalizer, facts, notes);
+    pass_through(
+        &mut data,
+        props.0,
+        naming.ecommerce,
+        rules,
+        normalizer,
+        facts,
+        notes,
+    );
     Ok(data)
 }
 

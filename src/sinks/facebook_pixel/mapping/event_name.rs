@@ -287,9 +287,21 @@ mod tests {
 
     #[test]
     fn squash_ascii_agrees_with_squash() {
-        for name in ["first_Name", "FirstName", " first name\t", "email", "zip_code", "", "Order_Completed"] {
+        for name in [
+            "first_Name",
+            "FirstName",
+            " first name\t",
+            "email",
+            "zip_code",
+            "",
+            "Order_Completed",
+        ] {
             let mut buf = [0u8; 32];
-            assert_eq!(squash_ascii(name, &mut buf), Some(squash(name).as_str()), "{name}");
+            assert_eq!(
+                squash_ascii(name, &mut buf),
+                Some(squash(name).as_str()),
+                "{name}"
+            );
         }
         let mut buf = [0u8; 32];
         assert_eq!(squash_ascii("Émail", &mut buf), None);

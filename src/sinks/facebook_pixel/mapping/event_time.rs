@@ -7,7 +7,6 @@ use super::{Rejection, quote};
 use crate::json::Json;
 use crate::sinks::facebook_pixel::capi::ActionSource;
 
-
 /// Numbers above this are milliseconds (10^11 seconds is the year 5138).
 const MILLIS_THRESHOLD: f64 = 1e11;
 const DAY_SECS: i64 = 86_400;
@@ -148,9 +147,11 @@ fn parse_text(text: &str) -> Option<i64> {
         }
     }
     let text = text.strip_suffix('Z').unwrap_or(text);
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis())
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|d| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+    })
 }
 
 #[cfg(test)]
@@ -173,8 +174,14 @@ mod tests {
     fn iso_strings_with_and_without_zone() {
         let expected = ms("2024-06-15T11:00:00.250Z");
         assert_eq!(parse_json(r#""2024-06-15T11:00:00.250Z""#), Some(expected));
-        assert_eq!(parse_json(r#""2024-06-15T13:00:00.250+02:00""#), Some(expected));
-        assert_eq!(parse_json(r#""2024-06-15T13:00:00.250+0200""#), Some(expected));
+        assert_eq!(
+            parse_json(r#""2024-06-15T13:00:00.250+02:00""#),
+            Some(expected)
+        );
+        assert_eq!(
+            parse_json(r#""2024-06-15T13:00:00.250+0200""#),
+            Some(expected)
+        );
         // No zone means UTC.
         assert_eq!(parse_json(r#""2024-06-15T11:00:00.250""#), Some(expected));
         assert_eq!(parse_json(r#""2024-06-15 11:00:00.250""#), Some(expected));
@@ -251,7 +258,10 @@ mod tests {
     fn window_is_seven_days_or_62_for_physical_stores() {
         let eight_days_ago = now().timestamp_millis() - 8 * DAY_SECS * 1000;
         let err = check_window(at(eight_days_ago), now(), ActionSource::Website, 60).unwrap_err();
-        assert!(err.to_string().starts_with("timestamp: 2024-06-07T12:00:00Z is older than 7 days"));
+        assert!(
+            err.to_string()
+                .starts_with("timestamp: 2024-06-07T12:00:00Z is older than 7 days")
+        );
         assert!(check_window(at(eight_days_ago), now(), ActionSource::PhysicalStore, 60).is_ok());
         let seven_days_ago = now().timestamp_millis() - 7 * DAY_SECS * 1000;
         assert!(check_window(at(seven_days_ago), now(), ActionSource::Website, 60).is_ok());
@@ -266,7 +276,8 @@ mod tests {
             check_window(at(now_ms + 30_000), now(), ActionSource::Website, 60),
             Ok(now().timestamp())
         );
-        let err = check_window(at(now_ms + 3_600_000), now(), ActionSource::Website, 60).unwrap_err();
+        let err =
+            check_window(at(now_ms + 3_600_000), now(), ActionSource::Website, 60).unwrap_err();
         assert!(err.to_string().contains("3600 s in the future"), "{err}");
         assert!(check_window(at(now_ms + 3_600_000), now(), ActionSource::Website, 7200).is_ok());
     }

@@ -114,7 +114,10 @@ pub enum MessageError {
 
 impl<'a> SegmentMessage<'a> {
     /// Reads a message; `external_id_path` (a dotted path) is looked up in the whole message.
-    pub fn parse(bytes: &'a [u8], external_id_path: Option<&[String]>) -> Result<Self, MessageError> {
+    pub fn parse(
+        bytes: &'a [u8],
+        external_id_path: Option<&[String]>,
+    ) -> Result<Self, MessageError> {
         let text = utf8(bytes)?;
         let part: Part<SegmentMessage<'a>> = parse_json(text, PartSeed(PhantomData))?;
         let mut message = match part {
@@ -131,7 +134,9 @@ impl<'a> SegmentMessage<'a> {
 
 fn parse_json<'a, S: DeserializeSeed<'a>>(text: &'a str, seed: S) -> Result<S::Value, ParseError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = seed.deserialize(&mut deserializer).map_err(ParseError::from)?;
+    let value = seed
+        .deserialize(&mut deserializer)
+        .map_err(ParseError::from)?;
     deserializer.end().map_err(ParseError::from)?;
     Ok(value)
 }
@@ -420,7 +425,10 @@ mod tests {
         assert_eq!(context.ip.as_ref().and_then(Json::as_str), Some("1.2.3.4"));
         assert_eq!(context.page_url.as_ref().and_then(Json::as_str), Some("u"));
         let traits = context.traits.as_object().unwrap();
-        assert_eq!(traits.get(Trait::FirstName).and_then(Json::as_str), Some("Ada"));
+        assert_eq!(
+            traits.get(Trait::FirstName).and_then(Json::as_str),
+            Some("Ada")
+        );
         let address = traits.address.as_ref().unwrap();
         assert_eq!(address.get(Trait::City).and_then(Json::as_str), Some("C"));
         assert_eq!(m.properties.as_object().map(Vec::len), Some(1));
@@ -467,10 +475,19 @@ mod tests {
     #[test]
     fn trait_keys_ignore_case_and_underscores() {
         for key in ["firstName", "first_name", "FIRSTNAME", "first_Name"] {
-            assert!(matches!(classify(key), Some(Slot::Trait(Trait::FirstName))), "{key}");
+            assert!(
+                matches!(classify(key), Some(Slot::Trait(Trait::FirstName))),
+                "{key}"
+            );
         }
-        assert!(matches!(classify("postal_code"), Some(Slot::Trait(Trait::PostalCode))));
-        assert!(matches!(classify("zipCode"), Some(Slot::Trait(Trait::ZipCode))));
+        assert!(matches!(
+            classify("postal_code"),
+            Some(Slot::Trait(Trait::PostalCode))
+        ));
+        assert!(matches!(
+            classify("zipCode"),
+            Some(Slot::Trait(Trait::ZipCode))
+        ));
         assert!(matches!(classify("Address"), Some(Slot::Address)));
         assert!(classify("emailAddressVerified").is_none());
         assert!(classify("émail").is_none());

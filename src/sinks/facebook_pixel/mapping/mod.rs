@@ -19,8 +19,8 @@ use chrono::{DateTime, Datelike, Utc};
 pub use event_name::StandardEvent;
 
 use self::custom_data::CustomDataRules;
-pub use self::message::{Part, SegmentMessage};
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
+pub use self::message::{Part, SegmentMessage};
 use self::user_data::UserDataRules;
 use super::capi::{ActionSource, ServerEvent};
 use super::config::FacebookPixelConfig;
@@ -85,9 +85,15 @@ impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SkipReason::NotSent(kind) => {
-                write!(f, "{} calls are not sent to the Conversions API", quote(kind))
+                write!(
+                    f,
+                    "{} calls are not sent to the Conversions API",
+                    quote(kind)
+                )
             }
-            SkipReason::PageViewOff => f.write_str("page calls are sent only with page_view = true"),
+            SkipReason::PageViewOff => {
+                f.write_str("page calls are sent only with page_view = true")
+            }
             SkipReason::DisabledByIntegrations => {
                 f.write_str("the message's integrations switch this destination off")
             }
@@ -188,7 +194,10 @@ fn check_structure(message: &SegmentMessage<'_>) -> Result<(), Rejection> {
         ("properties", kind_of(&message.properties)),
         ("integrations", kind_of(&message.integrations)),
     ];
-    match problems.into_iter().find_map(|(field, kind)| Some((field, kind?))) {
+    match problems
+        .into_iter()
+        .find_map(|(field, kind)| Some((field, kind?)))
+    {
         Some((field, kind)) => Err(Rejection::new(
             field,
             format!("expected an object, got {kind}"),
@@ -218,7 +227,9 @@ fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
     let Some(integrations) = message.integrations.as_object() else {
         return false;
     };
-    let mut ours = DESTINATION_KEYS.iter().filter_map(|key| member(integrations, key));
+    let mut ours = DESTINATION_KEYS
+        .iter()
+        .filter_map(|key| member(integrations, key));
     if ours.clone().any(|v| matches!(v, Json::Bool(false))) {
         return true;
     }
@@ -277,7 +288,11 @@ impl Mapper {
                     .collect(),
                 value_field: config.value_field,
                 default_currency,
-                allow_pii: config.allow_pii_properties.iter().map(|p| squash(p)).collect(),
+                allow_pii: config
+                    .allow_pii_properties
+                    .iter()
+                    .map(|p| squash(p))
+                    .collect(),
                 hash: config.hash_properties.iter().map(|p| squash(p)).collect(),
             },
         })
@@ -302,7 +317,12 @@ impl Mapper {
 
     /// Parses, maps and serializes one message, appending the server event's JSON to `out` when
     /// it is mapped. Invalid JSON is a rejection like any other.
-    pub fn map_json(&self, bytes: &[u8], now: DateTime<Utc>, out: &mut Vec<u8>) -> (Outcome<()>, Notes) {
+    pub fn map_json(
+        &self,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+        out: &mut Vec<u8>,
+    ) -> (Outcome<()>, Notes) {
         let message = match self.parse(bytes) {
             Ok(message) => message,
             Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
@@ -313,7 +333,9 @@ impl Mapper {
             // escaping: serialization is a quarter of the time to map an event.
             Outcome::Mapped(event) => match sonic_rs::to_writer(&mut *out, &event) {
                 Ok(()) => Outcome::Mapped(()),
-                Err(e) => Outcome::Rejected(Rejection::new("message", format!("cannot serialize: {e}"))),
+                Err(e) => {
+                    Outcome::Rejected(Rejection::new("message", format!("cannot serialize: {e}")))
+                }
             },
             Outcome::Skipped(reason) => Outcome::Skipped(reason),
             Outcome::Rejected(rejection) => Outcome::Rejected(rejection),
@@ -424,11 +446,17 @@ impl Mapper {
             Some(Json::String(name)) if !name.trim().is_empty() => name.as_ref(),
             Some(Json::String(_)) => return Err(Rejection::new("event", "is empty").into()),
             Some(other) => {
+                return Err(Rejection::new(
+                    "event",
+                    format!("expected a string, got {}", other.kind()),
+                )
+                .into());
+            }
+            None => {
                 return Err(
-                    Rejection::new("event", format!("expected a string, got {}", other.kind())).into(),
+                    Rejection::new("event", "missing: a track call needs an event name").into(),
                 );
             }
-            None => return Err(Rejection::new("event", "missing: a track call needs an event name").into()),
         };
         let naming = name_event(event, &self.standard_events);
         let name = match naming.standard {
@@ -462,22 +490,19 @@ impl Mapper {
         let Some((value, path)) = given else {
             return Ok(self.action_source);
         };
-        value
-            .as_str()
-            .and_then(ActionSource::parse)
-            .ok_or_else(|| {
-                let shown = match value {
-                    Json::String(text) => quote(text),
-                    other => other.kind().to_string(),
-                };
-                Rejection::new(
-                    path,
-                    format!(
-                        "{shown} is not a Meta action source (one of {})",
-                        ActionSource::ALL.map(ActionSource::as_str).join(", ")
-                    ),
-                )
-            })
+        value.as_str().and_then(ActionSource::parse).ok_or_else(|| {
+            let shown = match value {
+                Json::String(text) => quote(text),
+                other => other.kind().to_string(),
+            };
+            Rejection::new(
+                path,
+                format!(
+                    "{shown} is not a Meta action source (one of {})",
+                    ActionSource::ALL.map(ActionSource::as_str).join(", ")
+                ),
+            )
+        })
     }
 }
 

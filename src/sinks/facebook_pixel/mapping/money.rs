@@ -69,8 +69,7 @@ pub fn parse_currency(value: &Json<'_>) -> Result<&'static str, String> {
             value.kind()
         ));
     };
-    currency_code(text)
-        .ok_or_else(|| format!("{} is not an ISO 4217 currency code", quote(text)))
+    currency_code(text).ok_or_else(|| format!("{} is not an ISO 4217 currency code", quote(text)))
 }
 
 /// The canonical code for `text` (any case, surrounding whitespace ignored).
@@ -137,7 +136,15 @@ mod tests {
         assert_eq!(amount(r#""""#), Err(r#""" is not a number"#.into()));
         assert_eq!(amount("true"), Err("true is not a number".into()));
         assert_eq!(amount("{}"), Err("expected a number, got an object".into()));
-        for bad in [r#""1e5""#, r#""inf""#, r#""NaN""#, r#""$$5""#, r#""1.2.3""#, r#""$""#, r#"".""#] {
+        for bad in [
+            r#""1e5""#,
+            r#""inf""#,
+            r#""NaN""#,
+            r#""$$5""#,
+            r#""1.2.3""#,
+            r#""$""#,
+            r#"".""#,
+        ] {
             assert!(amount(bad).is_err(), "{bad}");
         }
     }

@@ -134,7 +134,10 @@ fn other_call_types_are_skipped() {
 
 #[test]
 fn page_calls_are_sent_as_page_view_only_when_enabled() {
-    let page = without(with(track("x", json!({})), "/type", json!("page")), "/event");
+    let page = without(
+        with(track("x", json!({})), "/type", json!("page")),
+        "/event",
+    );
     assert_eq!(
         skipped(&mapper(""), &page),
         "page calls are sent only with page_view = true"
@@ -153,9 +156,17 @@ fn integrations_switches_are_honoured() {
         "the message's integrations switch this destination off"
     );
     for key in DESTINATION_KEYS {
-        let on = with(base.clone(), "/integrations", json!({"All": false, key: true}));
+        let on = with(
+            base.clone(),
+            "/integrations",
+            json!({"All": false, key: true}),
+        );
         assert!(run(&m, &on).is_ok(), "{key}: true");
-        let on = with(base.clone(), "/integrations", json!({"All": false, key: {}}));
+        let on = with(
+            base.clone(),
+            "/integrations",
+            json!({"All": false, key: {}}),
+        );
         assert!(run(&m, &on).is_ok(), "{key}: object");
         let off = with(base.clone(), "/integrations", json!({key: false}));
         assert!(skipped(&m, &off).contains("integrations"), "{key}: false");
@@ -199,7 +210,10 @@ fn structural_fields_must_be_objects() {
 fn type_and_event_must_be_strings() {
     let m = mapper("");
     let message = with(track("x", json!({})), "/type", json!(5));
-    assert_eq!(rejected(&m, &message), "type: expected a string, got a number");
+    assert_eq!(
+        rejected(&m, &message),
+        "type: expected a string, got a number"
+    );
     let message = with(track("x", json!({})), "/event", json!({"a": 1}));
     assert_eq!(
         rejected(&m, &message),
@@ -232,27 +246,51 @@ fn unparseable_old_and_future_times_are_rejected() {
         rejected(&m, &message),
         "timestamp: \"soon\" is not an ISO-8601 time or a Unix timestamp"
     );
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-01T00:00:00Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-06-01T00:00:00Z"),
+    );
     assert!(rejected(&m, &message).contains("older than 7 days"));
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T13:00:00Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-06-15T13:00:00Z"),
+    );
     assert!(rejected(&m, &message).contains("3600 s in the future"));
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T12:00:30Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-06-15T12:00:30Z"),
+    );
     assert_eq!(mapped(&m, &message)["event_time"], now().timestamp());
 }
 
 #[test]
 fn physical_store_events_may_be_62_days_old() {
     let m = mapper("action_source = \"physical_store\"");
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-05-01T00:00:00Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-05-01T00:00:00Z"),
+    );
     assert!(run(&m, &message).is_ok());
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-04-01T00:00:00Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-04-01T00:00:00Z"),
+    );
     assert!(rejected(&m, &message).contains("older than 62 days"));
 }
 
 #[test]
 fn max_future_secs_setting_widens_the_window() {
     let m = mapper("max_future_secs = 7200");
-    let message = with(track("x", json!({})), "/timestamp", json!("2024-06-15T13:00:00Z"));
+    let message = with(
+        track("x", json!({})),
+        "/timestamp",
+        json!("2024-06-15T13:00:00Z"),
+    );
     assert_eq!(mapped(&m, &message)["event_time"], now().timestamp());
 }
 
@@ -269,7 +307,10 @@ fn event_id_is_omitted_without_message_id() {
 
 #[test]
 fn event_source_url_falls_back_to_properties_url() {
-    let message = without(track("x", json!({"url": "https://a.example/"})), "/context/page");
+    let message = without(
+        track("x", json!({"url": "https://a.example/"})),
+        "/context/page",
+    );
     let event = mapped(&mapper(""), &message);
     assert_eq!(event["event_source_url"], "https://a.example/");
     assert!(event.get("custom_data").is_none(), "url never passes");
@@ -285,8 +326,9 @@ fn action_source_comes_from_properties_then_the_setting() {
     assert_eq!(event["action_source"], "chat");
     assert_eq!(mapped(&m, &track("x", json!({})))["action_source"], "app");
     assert!(
-        rejected(&m, &track("x", json!({"action_source": "web"})))
-            .starts_with("properties.action_source: \"web\" is not a Meta action source (one of email, website,")
+        rejected(&m, &track("x", json!({"action_source": "web"}))).starts_with(
+            "properties.action_source: \"web\" is not a Meta action source (one of email, website,"
+        )
     );
 }
 
@@ -300,8 +342,14 @@ fn website_events_need_user_agent_and_url() {
     let message = without(track("x", json!({})), "/context/page");
     assert!(rejected(&m, &message).contains("has no context.page.url"));
     let server = mapper("action_source = \"system_generated\"");
-    let message = without(without(track("x", json!({})), "/context/page"), "/context/userAgent");
-    assert_eq!(mapped(&server, &message)["action_source"], "system_generated");
+    let message = without(
+        without(track("x", json!({})), "/context/page"),
+        "/context/userAgent",
+    );
+    assert_eq!(
+        mapped(&server, &message)["action_source"],
+        "system_generated"
+    );
 }
 
 // ---- §3 event name ----
@@ -320,7 +368,12 @@ fn custom_names_over_50_characters_are_rejected() {
     let fifty = "x".repeat(50);
     assert_eq!(mapped(&m, &track(&fifty, json!({})))["event_name"], fifty);
     let reason = rejected(&m, &track(&"é".repeat(51), json!({})));
-    assert!(reason.starts_with("event: custom event names are limited to 50 characters by Meta and this one has 51"), "{reason}");
+    assert!(
+        reason.starts_with(
+            "event: custom event names are limited to 50 characters by Meta and this one has 51"
+        ),
+        "{reason}"
+    );
 }
 
 // ---- §4 user_data ----
@@ -354,7 +407,11 @@ fn every_trait_is_hashed_from_context_traits_then_traits() {
             "address": {"city": "San Francisco", "state": "California", "postalCode": "94105-1234", "country": "United States"}
         }),
     );
-    let message = with(message, "/traits", json!({"email": "ignored@b.co", "city": "Ignored"}));
+    let message = with(
+        message,
+        "/traits",
+        json!({"email": "ignored@b.co", "city": "Ignored"}),
+    );
     let user = mapped(&mapper(""), &message)["user_data"].clone();
     assert_eq!(user["em"], json!([sha("a@b.co")]));
     assert_eq!(user["ph"], json!([sha("16505551234")]));
@@ -371,8 +428,16 @@ fn every_trait_is_hashed_from_context_traits_then_traits() {
 #[test]
 fn address_fields_follow_their_lookup_order() {
     // context.traits.address.X, context.traits.X, traits.address.X, traits.X
-    let message = with(track("x", json!({})), "/context/traits", json!({"city": "Second"}));
-    let message = with(message, "/traits", json!({"address": {"city": "Third", "zip": "ABC 12"}, "city": "Fourth", "country": "DE"}));
+    let message = with(
+        track("x", json!({})),
+        "/context/traits",
+        json!({"city": "Second"}),
+    );
+    let message = with(
+        message,
+        "/traits",
+        json!({"address": {"city": "Third", "zip": "ABC 12"}, "city": "Fourth", "country": "DE"}),
+    );
     let user = mapped(&mapper(""), &message)["user_data"].clone();
     assert_eq!(user["ct"], json!([sha("second")]));
     assert_eq!(user["zp"], json!([sha("abc12")]));
@@ -381,17 +446,38 @@ fn address_fields_follow_their_lookup_order() {
 
 #[test]
 fn us_zip_codes_keep_five_characters() {
-    let message = with(track("x", json!({})), "/traits", json!({"zipCode": "941051234", "country": "USA"}));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["zp"], json!([sha("94105")]));
-    let message = with(track("x", json!({})), "/traits", json!({"zipCode": "941051234"}));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["zp"], json!([sha("941051234")]));
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"zipCode": "941051234", "country": "USA"}),
+    );
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["zp"],
+        json!([sha("94105")])
+    );
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"zipCode": "941051234"}),
+    );
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["zp"],
+        json!([sha("941051234")])
+    );
 }
 
 #[test]
 fn null_trait_counts_as_absent() {
-    let message = with(track("x", json!({})), "/context/traits", json!({"email": null}));
+    let message = with(
+        track("x", json!({})),
+        "/context/traits",
+        json!({"email": null}),
+    );
     let message = with(message, "/traits", json!({"email": "second@b.co"}));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["em"], json!([sha("second@b.co")]));
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["em"],
+        json!([sha("second@b.co")])
+    );
 }
 
 #[test]
@@ -409,11 +495,19 @@ fn array_traits_hash_each_value_once() {
 
 #[test]
 fn name_fills_only_the_missing_part() {
-    let message = with(track("x", json!({})), "/traits", json!({"name": "Ada Byron King"}));
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"name": "Ada Byron King"}),
+    );
     let user = mapped(&mapper(""), &message)["user_data"].clone();
     assert_eq!(user["fn"], json!([sha("ada")]));
     assert_eq!(user["ln"], json!([sha("byronking")]));
-    let message = with(track("x", json!({})), "/traits", json!({"name": "Ada Lovelace", "lastName": "King"}));
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"name": "Ada Lovelace", "lastName": "King"}),
+    );
     let user = mapped(&mapper(""), &message)["user_data"].clone();
     assert_eq!(user["fn"], json!([sha("ada")]));
     assert_eq!(user["ln"], json!([sha("king")]));
@@ -427,7 +521,10 @@ fn name_fills_only_the_missing_part() {
 fn already_hashed_values_pass_through() {
     let hashed = sha("a@b.co").to_uppercase();
     let message = with(track("x", json!({})), "/traits", json!({"email": hashed}));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["em"], json!([sha("a@b.co")]));
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["em"],
+        json!([sha("a@b.co")])
+    );
 }
 
 #[test]
@@ -446,14 +543,27 @@ fn dropped_values_are_counted_per_field() {
     let counts: Vec<_> = notes.dropped.iter().collect();
     assert_eq!(
         counts,
-        vec![("em", 1), ("ph", 1), ("ge", 1), ("db", 1), ("client_ip_address", 1)]
+        vec![
+            ("em", 1),
+            ("ph", 1),
+            ("ge", 1),
+            ("db", 1),
+            ("client_ip_address", 1)
+        ]
     );
 }
 
 #[test]
 fn phone_country_adds_the_calling_code() {
-    let message = with(track("x", json!({})), "/traits", json!({"phone": "(650) 555-1234"}));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["ph"], json!([sha("6505551234")]));
+    let message = with(
+        track("x", json!({})),
+        "/traits",
+        json!({"phone": "(650) 555-1234"}),
+    );
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["ph"],
+        json!([sha("6505551234")])
+    );
     assert_eq!(
         mapped(&mapper("phone_country = \"US\""), &message)["user_data"]["ph"],
         json!([sha("16505551234")])
@@ -463,37 +573,63 @@ fn phone_country_adds_the_calling_code() {
 #[test]
 fn external_id_comes_from_the_setting_then_user_id_then_anonymous_id() {
     let message = with(track("x", json!({})), "/userId", json!(" User 42 "));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["external_id"], json!([sha("user42")]));
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["external_id"],
+        json!([sha("user42")])
+    );
     let m = mapper("external_id_field = \"context.traits.crm_id\"");
     let with_crm = with(message.clone(), "/context/traits", json!({"crm_id": 1234}));
-    assert_eq!(mapped(&m, &with_crm)["user_data"]["external_id"], json!([sha("1234")]));
+    assert_eq!(
+        mapped(&m, &with_crm)["user_data"]["external_id"],
+        json!([sha("1234")])
+    );
     // The configured path is absent: fall back to userId.
-    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!([sha("user42")]));
+    assert_eq!(
+        mapped(&m, &message)["user_data"]["external_id"],
+        json!([sha("user42")])
+    );
 }
 
 #[test]
 fn external_id_can_stay_unhashed() {
     let m = mapper("hash_external_id = false");
     let message = with(track("x", json!({})), "/userId", json!(" User 42 "));
-    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!(["user42"]));
+    assert_eq!(
+        mapped(&m, &message)["user_data"]["external_id"],
+        json!(["user42"])
+    );
     let message = with(track("x", json!({})), "/userId", json!(42));
-    assert_eq!(mapped(&m, &message)["user_data"]["external_id"], json!(["42"]));
+    assert_eq!(
+        mapped(&m, &message)["user_data"]["external_id"],
+        json!(["42"])
+    );
 }
 
 #[test]
 fn fbp_and_fbc_come_from_properties_then_context() {
-    let message = with(track("x", json!({"fbp": "fb.1.1.p", "fbc": "fb.1.1.c"})), "/context/fbp", json!("fb.1.2.ctx"));
+    let message = with(
+        track("x", json!({"fbp": "fb.1.1.p", "fbc": "fb.1.1.c"})),
+        "/context/fbp",
+        json!("fb.1.2.ctx"),
+    );
     let event = mapped(&mapper(""), &message);
     assert_eq!(event["user_data"]["fbp"], "fb.1.1.p");
     assert_eq!(event["user_data"]["fbc"], "fb.1.1.c");
     assert!(event.get("custom_data").is_none(), "fbp and fbc never pass");
     let message = with(track("x", json!({})), "/context/fbp", json!("fb.1.2.ctx"));
-    assert_eq!(mapped(&mapper(""), &message)["user_data"]["fbp"], "fb.1.2.ctx");
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["fbp"],
+        "fb.1.2.ctx"
+    );
 }
 
 #[test]
 fn fbc_is_built_from_the_page_url_fbclid() {
-    let message = with(track("x", json!({})), "/context/page/url", json!("https://shop.example/?fbclid=IwAR123"));
+    let message = with(
+        track("x", json!({})),
+        "/context/page/url",
+        json!("https://shop.example/?fbclid=IwAR123"),
+    );
     assert_eq!(
         mapped(&mapper(""), &message)["user_data"]["fbc"],
         "fb.1.1718452740500.IwAR123"
@@ -503,7 +639,8 @@ fn fbc_is_built_from_the_page_url_fbclid() {
 #[test]
 fn an_event_without_customer_information_is_rejected() {
     let m = mapper("action_source = \"system_generated\"");
-    let message = json!({"type": "track", "event": "x", "timestamp": NOW, "traits": {"email": "bad"}});
+    let message =
+        json!({"type": "track", "event": "x", "timestamp": NOW, "traits": {"email": "bad"}});
     assert!(rejected(&m, &message).starts_with("user_data: nothing identifies the customer"));
     // IP without user agent is not enough; with it, it is.
     let message = with(message, "/context/ip", json!("203.0.113.9"));
@@ -520,7 +657,10 @@ fn product_viewed_and_added() {
         "product_id": "sku-1", "sku": "ignored", "name": "Shoe", "category": "Shoes",
         "price": "$49.90", "quantity": "2", "currency": "eur", "brand": "Acme", "value": 99
     });
-    for (event, name) in [("Product Viewed", "ViewContent"), ("Product Added", "AddToCart")] {
+    for (event, name) in [
+        ("Product Viewed", "ViewContent"),
+        ("Product Added", "AddToCart"),
+    ] {
         let out = mapped(&mapper(""), &track(event, properties.clone()));
         assert_eq!(out["event_name"], name);
         assert_eq!(
@@ -538,59 +678,102 @@ fn product_viewed_and_added() {
 #[test]
 fn value_field_setting_picks_value_instead_of_price() {
     let properties = json!({"product_id": 7, "price": 10, "value": 25});
-    let out = mapped(&mapper("value_field = \"value\""), &track("Product Viewed", properties));
+    let out = mapped(
+        &mapper("value_field = \"value\""),
+        &track("Product Viewed", properties),
+    );
     assert_eq!(out["custom_data"]["value"], 25);
-    assert_eq!(out["custom_data"]["contents"], json!([{"id": "7", "quantity": 1, "item_price": 10}]));
+    assert_eq!(
+        out["custom_data"]["contents"],
+        json!([{"id": "7", "quantity": 1, "item_price": 10}])
+    );
     assert_eq!(out["custom_data"]["currency"], "USD");
 }
 
 #[test]
 fn product_without_an_id_has_no_contents() {
-    let out = mapped(&mapper(""), &track("Product Viewed", json!({"product_id": "", "id": null, "name": "Shoe"})));
-    assert_eq!(out["custom_data"], json!({"content_type": "product", "content_name": "Shoe"}));
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Product Viewed",
+            json!({"product_id": "", "id": null, "name": "Shoe"}),
+        ),
+    );
+    assert_eq!(
+        out["custom_data"],
+        json!({"content_type": "product", "content_name": "Shoe"})
+    );
 }
 
 #[test]
 fn product_list_viewed() {
     let m = mapper(r#"content_types = { "Hotels" = "hotel" }"#);
-    let out = mapped(&m, &track("Product List Viewed", json!({
-        "list_id": "l1", "category": "Hotels",
-        "products": [{"product_id": "a", "quantity": 3, "price": 5}, {"sku": "b"}, {"name": "no id"}, "junk"]
-    })));
-    assert_eq!(out["custom_data"], json!({
-        "content_ids": ["a", "b"],
-        "contents": [{"id": "a", "quantity": 3}, {"id": "b", "quantity": 1}],
-        "content_type": "hotel", "list_id": "l1"
-    }));
-    let out = mapped(&m, &track("Product List Viewed", json!({"category": "Shoes", "products": []})));
-    assert_eq!(out["custom_data"], json!({"content_ids": ["Shoes"], "content_type": "product_group"}));
+    let out = mapped(
+        &m,
+        &track(
+            "Product List Viewed",
+            json!({
+                "list_id": "l1", "category": "Hotels",
+                "products": [{"product_id": "a", "quantity": 3, "price": 5}, {"sku": "b"}, {"name": "no id"}, "junk"]
+            }),
+        ),
+    );
+    assert_eq!(
+        out["custom_data"],
+        json!({
+            "content_ids": ["a", "b"],
+            "contents": [{"id": "a", "quantity": 3}, {"id": "b", "quantity": 1}],
+            "content_type": "hotel", "list_id": "l1"
+        })
+    );
+    let out = mapped(
+        &m,
+        &track(
+            "Product List Viewed",
+            json!({"category": "Shoes", "products": []}),
+        ),
+    );
+    assert_eq!(
+        out["custom_data"],
+        json!({"content_ids": ["Shoes"], "content_type": "product_group"})
+    );
     let out = mapped(&m, &track("Product List Viewed", json!({})));
     assert_eq!(out["custom_data"], json!({"content_type": "product_group"}));
 }
 
 #[test]
 fn order_completed() {
-    let out = mapped(&mapper(""), &track("Order Completed", json!({
-        "order_id": 1001, "total": 30, "revenue": "25.00", "shipping": 5, "currency": "USD",
-        "coupon": "SUMMER",
-        "products": [
-            {"product_id": "p1", "quantity": 2, "price": 10, "category": "Games"},
-            {"product_id": "p2", "price": "5.00"}
-        ]
-    })));
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Order Completed",
+            json!({
+                "order_id": 1001, "total": 30, "revenue": "25.00", "shipping": 5, "currency": "USD",
+                "coupon": "SUMMER",
+                "products": [
+                    {"product_id": "p1", "quantity": 2, "price": 10, "category": "Games"},
+                    {"product_id": "p2", "price": "5.00"}
+                ]
+            }),
+        ),
+    );
     assert_eq!(out["event_name"], "Purchase");
-    assert_eq!(out["custom_data"], json!({
-        "value": 25.0, "currency": "USD", "content_ids": ["p1", "p2"],
-        "contents": [{"id": "p1", "quantity": 2, "item_price": 10}, {"id": "p2", "quantity": 1, "item_price": 5.0}],
-        "content_type": "product", "num_items": 2, "order_id": "1001",
-        "shipping": 5, "coupon": "SUMMER"
-    }));
+    assert_eq!(
+        out["custom_data"],
+        json!({
+            "value": 25.0, "currency": "USD", "content_ids": ["p1", "p2"],
+            "contents": [{"id": "p1", "quantity": 2, "item_price": 10}, {"id": "p2", "quantity": 1, "item_price": 5.0}],
+            "content_type": "product", "num_items": 2, "order_id": "1001",
+            "shipping": 5, "coupon": "SUMMER"
+        })
+    );
 }
 
 #[test]
 fn order_completed_value_is_revenue_else_total_else_value() {
     let m = mapper("");
-    let value = |props: Value| mapped(&m, &track("Order Completed", props))["custom_data"]["value"].clone();
+    let value =
+        |props: Value| mapped(&m, &track("Order Completed", props))["custom_data"]["value"].clone();
     assert_eq!(value(json!({"total": 30, "value": 40})), json!(30));
     assert_eq!(value(json!({"value": 40})), json!(40));
     assert_eq!(value(json!({"revenue": null, "total": 30})), json!(30));
@@ -598,60 +781,127 @@ fn order_completed_value_is_revenue_else_total_else_value() {
 
 #[test]
 fn purchase_without_value_is_sent_with_zero_and_counted() {
-    let (out, notes) = run_with_notes(&mapper(""), &track("Order Completed", json!({"order_id": "o"})));
+    let (out, notes) = run_with_notes(
+        &mapper(""),
+        &track("Order Completed", json!({"order_id": "o"})),
+    );
     let out = out.unwrap();
     assert_eq!(out["custom_data"]["value"], 0);
     assert_eq!(out["custom_data"]["currency"], "USD");
     assert!(notes.purchase_value_defaulted);
-    let (_, notes) = run_with_notes(&mapper(""), &track("Order Completed", json!({"revenue": 1})));
+    let (_, notes) = run_with_notes(
+        &mapper(""),
+        &track("Order Completed", json!({"revenue": 1})),
+    );
     assert!(!notes.purchase_value_defaulted);
 }
 
 #[test]
 fn checkout_started_uses_revenue_only_and_a_category() {
-    let out = mapped(&mapper(r#"content_types = { "Games" = "vehicle" }"#), &track("Checkout Started", json!({
-        "order_id": "o1", "total": 30, "value": 3,
-        "products": [{"product_id": "p1", "category": "Games"}]
-    })));
+    let out = mapped(
+        &mapper(r#"content_types = { "Games" = "vehicle" }"#),
+        &track(
+            "Checkout Started",
+            json!({
+                "order_id": "o1", "total": 30, "value": 3,
+                "products": [{"product_id": "p1", "category": "Games"}]
+            }),
+        ),
+    );
     assert_eq!(out["event_name"], "InitiateCheckout");
-    assert_eq!(out["custom_data"], json!({
-        "content_ids": ["p1"], "contents": [{"id": "p1", "quantity": 1}],
-        "content_type": "vehicle", "content_category": "Games", "num_items": 1, "order_id": "o1",
-        "total": 30, "value": 3
-    }));
+    assert_eq!(
+        out["custom_data"],
+        json!({
+            "content_ids": ["p1"], "contents": [{"id": "p1", "quantity": 1}],
+            "content_type": "vehicle", "content_category": "Games", "num_items": 1, "order_id": "o1",
+            "total": 30, "value": 3
+        })
+    );
 }
 
 #[test]
 fn products_searched() {
-    let out = mapped(&mapper(""), &track("Products Searched", json!({"query": "blue shoes", "page": 2})));
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Products Searched",
+            json!({"query": "blue shoes", "page": 2}),
+        ),
+    );
     assert_eq!(out["event_name"], "Search");
-    assert_eq!(out["custom_data"], json!({"search_string": "blue shoes", "page": 2}));
+    assert_eq!(
+        out["custom_data"],
+        json!({"search_string": "blue shoes", "page": 2})
+    );
 }
 
 #[test]
 fn custom_events_take_revenue_as_value() {
-    let out = mapped(&mapper(""), &track("Subscription Renewed", json!({"revenue": 9.99, "currency": "GBP", "plan": "pro"})));
-    assert_eq!(out["custom_data"], json!({"value": 9.99, "currency": "GBP", "plan": "pro"}));
-    let out = mapped(&mapper(""), &track("Subscription Renewed", json!({"value": 3, "content_ids": ["x"]})));
-    assert_eq!(out["custom_data"], json!({"value": 3, "content_ids": ["x"]}), "not computed, so passed through");
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Subscription Renewed",
+            json!({"revenue": 9.99, "currency": "GBP", "plan": "pro"}),
+        ),
+    );
+    assert_eq!(
+        out["custom_data"],
+        json!({"value": 9.99, "currency": "GBP", "plan": "pro"})
+    );
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Subscription Renewed",
+            json!({"value": 3, "content_ids": ["x"]}),
+        ),
+    );
+    assert_eq!(
+        out["custom_data"],
+        json!({"value": 3, "content_ids": ["x"]}),
+        "not computed, so passed through"
+    );
 }
 
 #[test]
 fn computed_keys_win_over_passed_through_ones() {
-    let out = mapped(&mapper(""), &track("Order Completed", json!({"revenue": 5, "num_items": 99, "content_type": "x"})));
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Order Completed",
+            json!({"revenue": 5, "num_items": 99, "content_type": "x"}),
+        ),
+    );
     // No products: num_items is not computed, so the sender's passes through.
     assert_eq!(out["custom_data"]["num_items"], 99);
     assert_eq!(out["custom_data"]["content_type"], "product");
-    let out = mapped(&mapper(""), &track("Order Completed", json!({"revenue": 5, "products": [], "num_items": 99})));
+    let out = mapped(
+        &mapper(""),
+        &track(
+            "Order Completed",
+            json!({"revenue": 5, "products": [], "num_items": 99}),
+        ),
+    );
     assert_eq!(out["custom_data"]["num_items"], 0);
 }
 
 #[test]
 fn content_types_match_the_category_exactly() {
     let m = mapper(r#"content_types = { "Hotels" = "hotel" }"#);
-    let out = mapped(&m, &track("Product Viewed", json!({"product_id": "h", "category": "Hotels"})));
+    let out = mapped(
+        &m,
+        &track(
+            "Product Viewed",
+            json!({"product_id": "h", "category": "Hotels"}),
+        ),
+    );
     assert_eq!(out["custom_data"]["content_type"], "hotel");
-    let out = mapped(&m, &track("Product Viewed", json!({"product_id": "h", "category": "hotels"})));
+    let out = mapped(
+        &m,
+        &track(
+            "Product Viewed",
+            json!({"product_id": "h", "category": "hotels"}),
+        ),
+    );
     assert_eq!(out["custom_data"]["content_type"], "product");
 }
 
@@ -675,7 +925,10 @@ fn unreadable_money_is_rejected_naming_the_field() {
 #[test]
 fn unknown_currency_is_rejected() {
     assert_eq!(
-        rejected(&mapper(""), &track("Thing", json!({"revenue": 1, "currency": "BTC"}))),
+        rejected(
+            &mapper(""),
+            &track("Thing", json!({"revenue": 1, "currency": "BTC"}))
+        ),
         "properties.currency: \"BTC\" is not an ISO 4217 currency code"
     );
 }
@@ -692,7 +945,10 @@ fn default_currency_setting_fills_in_when_there_is_a_value() {
 #[test]
 fn products_must_be_an_array() {
     assert_eq!(
-        rejected(&mapper(""), &track("Order Completed", json!({"products": {"a": 1}}))),
+        rejected(
+            &mapper(""),
+            &track("Order Completed", json!({"products": {"a": 1}}))
+        ),
         "properties.products: expected an array of products, got an object"
     );
 }
@@ -701,15 +957,23 @@ fn products_must_be_an_array() {
 fn personal_data_properties_are_dropped_allowed_or_hashed() {
     let props = json!({"Email": "A@B.co", "phone_number": "1", "first_name": "Ada", "city": "Paris", "plan": "pro"});
     let (out, notes) = run_with_notes(&mapper(""), &track("Thing", props.clone()));
-    assert_eq!(out.unwrap()["custom_data"], json!({"phone_number": "1", "plan": "pro"}));
+    assert_eq!(
+        out.unwrap()["custom_data"],
+        json!({"phone_number": "1", "plan": "pro"})
+    );
     assert_eq!(notes.properties_dropped, 3);
-    let m = mapper(r#"allow_pii_properties = ["city"]
-hash_properties = ["email", "FirstName", "city"]"#);
+    let m = mapper(
+        r#"allow_pii_properties = ["city"]
+hash_properties = ["email", "FirstName", "city"]"#,
+    );
     let out = mapped(&m, &track("Thing", props));
-    assert_eq!(out["custom_data"], json!({
-        "Email": sha("a@b.co"), "phone_number": "1", "first_name": sha("ada"),
-        "city": sha("paris"), "plan": "pro"
-    }));
+    assert_eq!(
+        out["custom_data"],
+        json!({
+            "Email": sha("a@b.co"), "phone_number": "1", "first_name": sha("ada"),
+            "city": sha("paris"), "plan": "pro"
+        })
+    );
 }
 
 // ---- §6 Limited Data Use ----
@@ -764,6 +1028,8 @@ fn rejections_never_contain_trait_values() {
     let message = json!({"type": "track", "event": "x", "timestamp": NOW,
         "traits": {"email": "secret@example.com", "phone": "5551234"}, "context": {"userAgent": "ua"}});
     let reason = rejected(&mapper(""), &message);
-    assert!(!reason.contains("secret") && !reason.contains("5551234"), "{reason}");
+    assert!(
+        !reason.contains("secret") && !reason.contains("5551234"),
+        "{reason}"
+    );
 }
-

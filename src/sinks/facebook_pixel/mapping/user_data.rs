@@ -38,9 +38,19 @@ pub fn build<'j>(
     // Country first: the ZIP rule depends on it.
     if let Some(country) = traits.country {
         facts.country_is_us = first_text(country).is_some_and(|text| {
-            normalizer.normalize(HashedField::Country, &text, facts).as_deref() == Some("us")
+            normalizer
+                .normalize(HashedField::Country, &text, facts)
+                .as_deref()
+                == Some("us")
         });
-        hash_all(&mut user.country, HashedField::Country, country, normalizer, facts, dropped);
+        hash_all(
+            &mut user.country,
+            HashedField::Country,
+            country,
+            normalizer,
+            facts,
+            dropped,
+        );
     }
     let hashed = [
         (&mut user.em, HashedField::Em, traits.email),
@@ -64,12 +74,40 @@ pub fn build<'j>(
         .map(split_name)
         .unwrap_or_default();
     match traits.first_name {
-        Some(value) => hash_all(&mut user.first_name, HashedField::Fn, value, normalizer, facts, dropped),
-        None => hash_text(&mut user.first_name, HashedField::Fn, name_first, normalizer, facts, dropped),
+        Some(value) => hash_all(
+            &mut user.first_name,
+            HashedField::Fn,
+            value,
+            normalizer,
+            facts,
+            dropped,
+        ),
+        None => hash_text(
+            &mut user.first_name,
+            HashedField::Fn,
+            name_first,
+            normalizer,
+            facts,
+            dropped,
+        ),
     }
     match traits.last_name {
-        Some(value) => hash_all(&mut user.last_name, HashedField::Ln, value, normalizer, facts, dropped),
-        None => hash_text(&mut user.last_name, HashedField::Ln, name_last, normalizer, facts, dropped),
+        Some(value) => hash_all(
+            &mut user.last_name,
+            HashedField::Ln,
+            value,
+            normalizer,
+            facts,
+            dropped,
+        ),
+        None => hash_text(
+            &mut user.last_name,
+            HashedField::Ln,
+            name_last,
+            normalizer,
+            facts,
+            dropped,
+        ),
     }
 
     let external = message
@@ -303,7 +341,10 @@ mod tests {
     #[test]
     fn fbc_is_built_from_fbclid() {
         assert_eq!(
-            fbc_from_click_id("https://shop.example/p?utm=x&fbclid=AbC%2D1#top", 1718449200123),
+            fbc_from_click_id(
+                "https://shop.example/p?utm=x&fbclid=AbC%2D1#top",
+                1718449200123
+            ),
             Some("fb.1.1718449200123.AbC-1".to_string())
         );
         assert_eq!(fbc_from_click_id("https://shop.example/p?fbclid=", 1), None);

@@ -189,7 +189,7 @@ impl std::error::Error for UnknownRegion {}
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Normalizer {
     /// Region used to read phone numbers written without an international prefix.
-    phone_region: Option<phonenumber::country::Id>,
+    phone_region: Option<text::PhoneRegion>,
 }
 
 impl Normalizer {
@@ -240,16 +240,18 @@ impl Normalizer {
 }
 
 /// The libphonenumber region for an alpha-2 code, if it has phone number metadata.
-fn phone_region(code: &str) -> Option<phonenumber::country::Id> {
+fn phone_region(code: &str) -> Option<text::PhoneRegion> {
     let bytes: [u8; 2] = code.as_bytes().try_into().ok()?;
     if !bytes.iter().all(u8::is_ascii_alphabetic) {
         return None;
     }
     let upper = bytes.map(|b| b.to_ascii_uppercase());
     let id: phonenumber::country::Id = std::str::from_utf8(&upper).ok()?.parse().ok()?;
-    phonenumber::metadata::DATABASE
-        .by_id(id.as_ref())
-        .map(|_| id)
+    let metadata = phonenumber::metadata::DATABASE.by_id(id.as_ref())?;
+    Some(text::PhoneRegion {
+        id,
+        north_american: metadata.country_code() == 1,
+    })
 }
 
 /// An already-hashed value (64 hex characters after trim), lowercased.
