@@ -35,14 +35,14 @@ fn traits(i: usize, kind: Traits) -> serde_json::Value {
         Traits::Full => json!({
             "email": format!("Customer.{i}@Example.com"),
             // Half international, half national: the national ones exercise `phone_country`.
-            "phone": if i % 2 == 0 {
+            "phone": if i.is_multiple_of(2) {
                 format!("+1 (650) 555-{:04}", i % 10_000)
             } else {
                 format!("(650) 555-{:04}", i % 10_000)
             },
             "firstName": "Jane",
             "lastName": format!("Doe-{i}"),
-            "gender": if i % 2 == 0 { "female" } else { "male" },
+            "gender": if i.is_multiple_of(2) { "female" } else { "male" },
             "birthday": "1990-04-23",
             "address": {
                 "city": "San Francisco",

@@ -29,7 +29,11 @@ pub fn fbpixel(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     // Write from a thread so a large input cannot deadlock against a full stdout pipe.
     let writer = std::thread::spawn(move || input.write_all(&stdin));
     let output = child.wait_with_output().expect("fbpixel runs");
-    writer.join().unwrap().expect("stdin written");
+    match writer.join().unwrap() {
+        // The command may exit (a config error) before reading its input.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.expect("stdin written"),
+    }
     output
 }
 
@@ -65,9 +69,11 @@ pub fn assert_golden(path: &Path, actual: &str) {
 
 /// Writes `text` to a fresh file under the target directory and returns its path.
 pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = root().join("target").join("test-files");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}-{name}", std::process::id()));
+    let path = dir.join(format!("{}-{n}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
 }
