@@ -125,16 +125,7 @@ pub fn build<'j>(
             data.value = props.amount(rules.value_field.property())?;
         }
         Some(EcommerceEvent::ProductListViewed) => {
-            for product in product_objects().map(Props) {
-                if let Some(id) = product.product_id() {
-                    data.content_ids.push(id.clone());
-                    data.contents.push(Content {
-                        id,
-                        quantity: quantity(product.get("quantity")),
-                        item_price: None,
-                    });
-                }
-            }
+            add_products(&mut data, product_objects(), false);
             if data.content_ids.is_empty() {
                 data.content_ids
                     .extend(props.get("category").and_then(Json::to_text));
@@ -144,16 +135,7 @@ pub fn build<'j>(
             }
         }
         Some(kind @ (EcommerceEvent::OrderCompleted | EcommerceEvent::CheckoutStarted)) => {
-            for product in product_objects().map(Props) {
-                if let Some(id) = product.product_id() {
-                    data.content_ids.push(id.clone());
-                    data.contents.push(Content {
-                        id,
-                        quantity: quantity(product.get("quantity")),
-                        item_price: product.get("price").and_then(positive_amount),
-                    });
-                }
-            }
+            add_products(&mut data, product_objects(), true);
             if products.is_some() {
                 data.num_items = Some(product_objects().count() as u64);
             }
@@ -200,6 +182,26 @@ pub fn build<'j>(
         notes,
     );
     Ok(data)
+}
+
+/// `contents` and `content_ids` from `products[]`; a product without an id is left out.
+fn add_products<'j, 'a: 'j>(
+    data: &mut CustomData<'j>,
+    products: impl Iterator<Item = &'j Object<'a>>,
+    with_price: bool,
+) {
+    for product in products.map(Props) {
+        if let Some(id) = product.product_id() {
+            data.content_ids.push(id.clone());
+            data.contents.push(Content {
+                id,
+                quantity: quantity(product.get("quantity")),
+                item_price: with_price
+                    .then(|| product.get("price").and_then(positive_amount))
+                    .flatten(),
+            });
+        }
+    }
 }
 
 fn pass_through<'j>(

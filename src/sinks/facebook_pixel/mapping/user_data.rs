@@ -4,10 +4,10 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::message::{Part, SegmentMessage, Trait, Traits};
-use super::{DroppedValues, UserDataField};
-use crate::json::{Json, member};
 use smallvec::SmallVec;
 
+use super::{DroppedValues, UserDataField};
+use crate::json::{Json, member};
 use crate::sinks::facebook_pixel::capi::{ExternalId, Hashes, UserData};
 use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalizer};
 
@@ -29,28 +29,25 @@ pub fn build<'j>(
 ) -> UserData<'j> {
     let traits = TraitValues::read(message);
     let mut user = UserData::default();
-    let mut facts = EventFacts {
-        current_year,
-        country_is_us: false,
+    let mut hasher = Hasher {
+        normalizer: &rules.normalizer,
+        facts: EventFacts {
+            current_year,
+            country_is_us: false,
+        },
+        dropped,
     };
-    let normalizer = &rules.normalizer;
 
     // Country first: the ZIP rule depends on it.
     if let Some(country) = traits.country {
-        facts.country_is_us = first_text(country).is_some_and(|text| {
-            normalizer
-                .normalize(HashedField::Country, &text, facts)
+        hasher.facts.country_is_us = first_text(country).is_some_and(|text| {
+            hasher
+                .normalizer
+                .normalize(HashedField::Country, &text, hasher.facts)
                 .as_deref()
                 == Some("us")
         });
-        hash_all(
-            &mut user.country,
-            HashedField::Country,
-            country,
-            normalizer,
-            facts,
-            dropped,
-        );
+        hasher.all(&mut user.country, HashedField::Country, country);
     }
     let hashed = [
         (&mut user.em, HashedField::Em, traits.email),
@@ -63,7 +60,7 @@ pub fn build<'j>(
     ];
     for (out, field, value) in hashed {
         if let Some(value) = value {
-            hash_all(out, field, value, normalizer, facts, dropped);
+            hasher.all(out, field, value);
         }
     }
 
@@ -74,40 +71,12 @@ pub fn build<'j>(
         .map(split_name)
         .unwrap_or_default();
     match traits.first_name {
-        Some(value) => hash_all(
-            &mut user.first_name,
-            HashedField::Fn,
-            value,
-            normalizer,
-            facts,
-            dropped,
-        ),
-        None => hash_text(
-            &mut user.first_name,
-            HashedField::Fn,
-            name_first,
-            normalizer,
-            facts,
-            dropped,
-        ),
+        Some(value) => hasher.all(&mut user.first_name, HashedField::Fn, value),
+        None => hasher.text(&mut user.first_name, HashedField::Fn, name_first),
     }
     match traits.last_name {
-        Some(value) => hash_all(
-            &mut user.last_name,
-            HashedField::Ln,
-            value,
-            normalizer,
-            facts,
-            dropped,
-        ),
-        None => hash_text(
-            &mut user.last_name,
-            HashedField::Ln,
-            name_last,
-            normalizer,
-            facts,
-            dropped,
-        ),
+        Some(value) => hasher.all(&mut user.last_name, HashedField::Ln, value),
+        None => hasher.text(&mut user.last_name, HashedField::Ln, name_last),
     }
 
     let external = message
@@ -116,7 +85,8 @@ pub fn build<'j>(
         .or(message.user_id.as_ref())
         .or(message.anonymous_id.as_ref());
     if let Some(value) = external {
-        external_ids(&mut user.external_id, value, rules, facts, dropped);
+        let facts = hasher.facts;
+        external_ids(&mut user.external_id, value, rules, facts, hasher.dropped);
     }
 
     let context = message.context.as_object();
@@ -195,54 +165,42 @@ impl<'j, 'a> TraitValues<'j, 'a> {
     }
 }
 
-/// Hashes a value or each element of an array, without duplicates.
-fn hash_all(
-    out: &mut Hashes,
-    field: HashedField,
-    value: &Json<'_>,
-    normalizer: &Normalizer,
+/// Normalizes and hashes trait values into user_data keys, counting what it drops.
+struct Hasher<'r> {
+    normalizer: &'r Normalizer,
     facts: EventFacts,
-    dropped: &mut DroppedValues,
-) {
-    match value {
-        Json::Array(items) => {
-            for item in items.iter().filter(|item| !item.is_null()) {
-                hash_one(out, field, item, normalizer, facts, dropped);
+    dropped: &'r mut DroppedValues,
+}
+
+impl Hasher<'_> {
+    /// A value, or each element of an array, without duplicates.
+    fn all(&mut self, out: &mut Hashes, field: HashedField, value: &Json<'_>) {
+        for item in values(value) {
+            match item.to_text() {
+                Some(text) => self.text(out, field, Some(&text)),
+                // Booleans and objects carry no customer information.
+                None => self.dropped.add(UserDataField::Hashed(field)),
             }
         }
-        other => hash_one(out, field, other, normalizer, facts, dropped),
+    }
+
+    fn text(&mut self, out: &mut Hashes, field: HashedField, text: Option<&str>) {
+        let Some(text) = text else { return };
+        match self.normalizer.hash(field, text, self.facts) {
+            Some(hash) if !out.contains(&hash) => out.push(hash),
+            Some(_) => {}
+            None => self.dropped.add(UserDataField::Hashed(field)),
+        }
     }
 }
 
-fn hash_one(
-    out: &mut Hashes,
-    field: HashedField,
-    value: &Json<'_>,
-    normalizer: &Normalizer,
-    facts: EventFacts,
-    dropped: &mut DroppedValues,
-) {
-    match value.to_text() {
-        Some(text) => hash_text(out, field, Some(&text), normalizer, facts, dropped),
-        // Booleans and objects carry no customer information.
-        None => dropped.add(UserDataField::Hashed(field)),
-    }
-}
-
-fn hash_text(
-    out: &mut Hashes,
-    field: HashedField,
-    text: Option<&str>,
-    normalizer: &Normalizer,
-    facts: EventFacts,
-    dropped: &mut DroppedValues,
-) {
-    let Some(text) = text else { return };
-    match normalizer.hash(field, text, facts) {
-        Some(hash) if !out.contains(&hash) => out.push(hash),
-        Some(_) => {}
-        None => dropped.add(UserDataField::Hashed(field)),
-    }
+/// A value, or the elements of an array; nulls are absent values.
+fn values<'j, 'a>(value: &'j Json<'a>) -> impl Iterator<Item = &'j Json<'a>> {
+    let items = match value {
+        Json::Array(items) => items.as_slice(),
+        single => std::slice::from_ref(single),
+    };
+    items.iter().filter(|item| !item.is_null())
 }
 
 fn external_ids<'j>(
@@ -252,11 +210,7 @@ fn external_ids<'j>(
     facts: EventFacts,
     dropped: &mut DroppedValues,
 ) {
-    let items = match value {
-        Json::Array(items) => items.as_slice(),
-        single => std::slice::from_ref(single),
-    };
-    for item in items.iter().filter(|item| !item.is_null()) {
+    for item in values(value) {
         let id = match item {
             Json::String(text) => plain_or_hashed(text, rules, facts),
             Json::Number(n) => {
