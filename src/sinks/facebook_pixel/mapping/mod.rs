@@ -307,11 +307,7 @@ impl Mapper {
     /// Maps one parsed message. `now` is the clock for the event-time window.
     pub fn map<'j>(&'j self, message: &'j SegmentMessage<'_>, now: DateTime<Utc>) -> Mapping<'j> {
         let mut notes = Notes::default();
-        let outcome = match self.map_inner(message, now, &mut notes) {
-            Ok(event) => Outcome::Mapped(event),
-            Err(Stop::Skip(reason)) => Outcome::Skipped(reason),
-            Err(Stop::Reject(rejection)) => Outcome::Rejected(rejection),
-        };
+        let outcome = Stop::outcome(self.map_inner(message, now, &mut notes));
         Mapping { outcome, notes }
     }
 
@@ -327,19 +323,19 @@ impl Mapper {
             Ok(message) => message,
             Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
         };
-        let Mapping { outcome, notes } = self.map(&message, now);
-        let outcome = match outcome {
+        // Not through `map`: a server event is over a kilobyte, and wrapping it in an `Outcome`
+        // only to unwrap it again copied it twice.
+        let mut notes = Notes::default();
+        let start = out.len();
+        let written = self.map_inner(&message, now, &mut notes).and_then(|event| {
             // sonic-rs serializes the same serde structs as serde_json would, with SIMD string
             // escaping: serialization is a quarter of the time to map an event.
-            Outcome::Mapped(event) => match sonic_rs::to_writer(&mut *out, &event) {
-                Ok(()) => Outcome::Mapped(()),
-                Err(e) => {
-                    Outcome::Rejected(Rejection::new("message", format!("cannot serialize: {e}")))
-                }
-            },
-            Outcome::Skipped(reason) => Outcome::Skipped(reason),
-            Outcome::Rejected(rejection) => Outcome::Rejected(rejection),
-        };
+            sonic_rs::to_writer(&mut *out, &event).map_err(|e| {
+                out.truncate(start);
+                Stop::Reject(Rejection::new("message", format!("cannot serialize: {e}")))
+            })
+        });
+        let outcome = Stop::outcome(written);
         (outcome, notes)
     }
 
@@ -534,6 +530,16 @@ fn call_type(message: &SegmentMessage<'_>) -> Result<CallType, Stop> {
 enum Stop {
     Skip(SkipReason),
     Reject(Rejection),
+}
+
+impl Stop {
+    fn outcome<T>(result: Result<T, Stop>) -> Outcome<T> {
+        match result {
+            Ok(value) => Outcome::Mapped(value),
+            Err(Stop::Skip(reason)) => Outcome::Skipped(reason),
+            Err(Stop::Reject(rejection)) => Outcome::Rejected(rejection),
+        }
+    }
 }
 
 impl From<Rejection> for Stop {
