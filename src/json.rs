@@ -55,11 +55,6 @@ impl<'a> Json<'a> {
         member(self.as_object()?, key)
     }
 
-    /// Follows a dotted path (`context.traits.email`) through objects; null counts as absent.
-    pub fn path(&self, dotted: &str) -> Option<&Json<'a>> {
-        dotted.split('.').try_fold(self, |node, key| node.get(key))
-    }
-
     pub fn is_null(&self) -> bool {
         matches!(self, Json::Null)
     }
@@ -294,17 +289,6 @@ mod tests {
         assert_eq!(json.get("n"), None);
         assert_eq!(json.get("missing"), None);
         assert_eq!(json.to_string(), r#"{"a":2,"n":null}"#);
-    }
-
-    #[test]
-    fn path_walks_objects() {
-        let json = Json::parse(br#"{"context":{"traits":{"email":"x@y.z"}}}"#).unwrap();
-        assert_eq!(
-            json.path("context.traits.email").and_then(Json::as_str),
-            Some("x@y.z")
-        );
-        assert_eq!(json.path("context.traits.phone"), None);
-        assert_eq!(json.path("context.traits.email.deeper"), None);
     }
 
     #[test]

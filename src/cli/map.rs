@@ -35,9 +35,19 @@ pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
     let stdin = io::stdin().lock();
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let stderr = BufWriter::new(io::stderr().lock());
-    let totals = map_stream(&mapper, stdin, stdout, stderr, args.now)?;
-    eprintln!("fbpixel map: {totals}");
+    match map_stream(&mapper, stdin, stdout, stderr, args.now) {
+        Ok(totals) => eprintln!("fbpixel map: {totals}"),
+        // The reader went away (`fbpixel map … | head`): not an error of ours.
+        Err(e) if is_broken_pipe(&e) => {}
+        Err(e) => return Err(e),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// The sink's mapper from a pipeline config. Missing environment variables become empty values
