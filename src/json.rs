@@ -85,7 +85,13 @@ impl<'a> Json<'a> {
     pub fn to_text(&self) -> Option<Cow<'_, str>> {
         match self {
             Json::String(s) => Some(Cow::Borrowed(s)),
-            Json::Number(n) => Some(Cow::Owned(n.to_string())),
+            // `1.6505550134e10` is the phone 16505550134, not "16505550134.0".
+            Json::Number(n) => Some(Cow::Owned(match n.as_f64() {
+                Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9e15 => {
+                    format!("{}", f as i64)
+                }
+                _ => n.to_string(),
+            })),
             _ => None,
         }
     }
@@ -227,12 +233,13 @@ pub fn collect_members<'de, A: MapAccess<'de>>(mut map: A) -> Result<Object<'de>
 
 /// The member `key` of an object's members; `None` when absent or null.
 pub fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>> {
+    // The last non-null duplicate, as for the message's own fields: a later null does not
+    // erase an earlier value.
     members
         .iter()
         .rev()
-        .find(|(k, _)| k == key)
+        .find(|(k, v)| k == key && !v.is_null())
         .map(|(_, v)| v)
-        .filter(|v| !v.is_null())
 }
 
 /// An object key, borrowed when it has no escapes.
@@ -284,11 +291,12 @@ mod tests {
 
     #[test]
     fn get_treats_null_as_absent_and_sees_the_last_duplicate() {
-        let json = Json::parse(br#"{"a":1,"a":2,"n":null}"#).unwrap();
+        let json = Json::parse(br#"{"a":1,"a":2,"n":null,"b":3,"b":null}"#).unwrap();
         assert_eq!(json.get("a"), Some(&Json::Number(2.into())));
+        assert_eq!(json.get("b"), Some(&Json::Number(3.into())));
         assert_eq!(json.get("n"), None);
         assert_eq!(json.get("missing"), None);
-        assert_eq!(json.to_string(), r#"{"a":2,"n":null}"#);
+        assert_eq!(json.to_string(), r#"{"a":2,"n":null,"b":null}"#);
     }
 
     #[test]
@@ -306,11 +314,13 @@ mod tests {
 
     #[test]
     fn numbers_render_as_text() {
-        let json = Json::parse(br#"[16505551234, 2.5, "x", true]"#).unwrap();
+        let json = Json::parse(br#"[16505551234, 2.5, "x", true, 1.6505550134e10, -3.0]"#).unwrap();
         let items = json.as_array().unwrap();
         assert_eq!(items[0].to_text().as_deref(), Some("16505551234"));
         assert_eq!(items[1].to_text().as_deref(), Some("2.5"));
         assert_eq!(items[2].to_text().as_deref(), Some("x"));
         assert_eq!(items[3].to_text(), None);
+        assert_eq!(items[4].to_text().as_deref(), Some("16505550134"));
+        assert_eq!(items[5].to_text().as_deref(), Some("-3"));
     }
 }

@@ -98,11 +98,10 @@ pub fn build<'j>(
         }
     };
     let product_objects = || products.unwrap_or(&[]).iter().filter_map(Json::as_object);
-    let category = props.get("category").and_then(Json::to_text).or_else(|| {
-        product_objects()
-            .next()
-            .and_then(|p| Props(p).get("category"))
-            .and_then(Json::to_text)
+    let text = |value: &'j Json<'_>| value.to_text().filter(|t| !t.trim().is_empty());
+    let category = props.get("category").and_then(text).or_else(|| {
+        let first = products?.first()?.as_object()?;
+        Props(first).get("category").and_then(text)
     });
     let mapped_type = category
         .as_deref()
@@ -128,7 +127,7 @@ pub fn build<'j>(
             add_products(&mut data, product_objects(), false);
             if data.content_ids.is_empty() {
                 data.content_ids
-                    .extend(props.get("category").and_then(Json::to_text));
+                    .extend(props.get("category").and_then(text));
                 data.content_type = Some(mapped_type.unwrap_or("product_group"));
             } else {
                 data.content_type = Some(mapped_type.unwrap_or("product"));
@@ -163,12 +162,22 @@ pub fn build<'j>(
         None => data.value = props.amount("revenue")?,
     }
 
-    if naming.standard == Some(StandardEvent::Purchase) && data.value.is_none() {
+    let purchase = naming.standard == Some(StandardEvent::Purchase);
+    if purchase && data.value.is_none() && naming.ecommerce.is_none() {
+        // A custom event mapped to Purchase: its own `value` (which would otherwise pass
+        // through) is the purchase value.
+        data.value = props.amount("value")?;
+    }
+    if purchase && data.value.is_none() {
         // Meta requires a value on Purchase; 0 keeps the event instead of failing its batch.
         data.value = Some(0.into());
         notes.purchase_value_defaulted = true;
     }
-    if data.value.is_some() && data.currency.is_none() {
+    // A `value` passing through counts: Meta reads it with the currency.
+    let carries_value = data.value.is_some()
+        || (!read_for_standard_fields(naming.ecommerce).contains(&"value")
+            && props.get("value").is_some());
+    if carries_value && data.currency.is_none() {
         data.currency = Some(rules.default_currency);
     }
 

@@ -1,5 +1,7 @@
 //! SPEC §2 `event_time`: which timestamp, how it is read, and Meta's time window.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use super::message::{SegmentMessage, TIME_FIELDS};
@@ -131,8 +133,19 @@ fn parse_text(text: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(t) = DateTime::parse_from_str(text, format) {
+    // Other ISO-8601 spellings: `Z` as an offset, offsets without minutes or colon (`+02`,
+    // `+0200`), times without seconds.
+    let zoned = match text.strip_suffix(['Z', 'z']) {
+        Some(local) => Cow::Owned(format!("{local}+00:00")),
+        None => Cow::Borrowed(text),
+    };
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M%#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(&zoned, format) {
             return Some(t.timestamp_millis());
         }
     }
@@ -182,6 +195,11 @@ mod tests {
             parse_json(r#""2024-06-15T13:00:00.250+0200""#),
             Some(expected)
         );
+        let minute = ms("2024-06-15T11:00:00Z");
+        assert_eq!(parse_json(r#""2024-06-15T11:00Z""#), Some(minute));
+        assert_eq!(parse_json(r#""2024-06-15T13:00:00+02""#), Some(minute));
+        assert_eq!(parse_json(r#""2024-06-15T13:00+02:00""#), Some(minute));
+        assert_eq!(parse_json(r#""2024-06-15 11:00:00Z""#), Some(minute));
         // No zone means UTC.
         assert_eq!(parse_json(r#""2024-06-15T11:00:00.250""#), Some(expected));
         assert_eq!(parse_json(r#""2024-06-15 11:00:00.250""#), Some(expected));

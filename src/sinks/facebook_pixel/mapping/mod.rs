@@ -24,7 +24,7 @@ pub use self::message::{Part, SegmentMessage};
 use self::user_data::UserDataRules;
 use super::capi::{ActionSource, ServerEvent};
 use super::config::FacebookPixelConfig;
-use super::normalize::{EventFacts, HashedField, Normalizer};
+use super::normalize::{HashedField, Normalizer};
 use crate::json::{Json, member};
 
 /// The keys under `integrations` that address this destination (Segment renamed it twice).
@@ -239,14 +239,13 @@ fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
 
 /// `context.page.url`, else `properties.url`.
 fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
+    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
     message
         .context
         .as_object()
         .and_then(|c| c.page_url.as_ref())
-        .or_else(|| member(message.properties.as_object()?, "url"))
-        .and_then(Json::as_str)
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
+        .and_then(usable)
+        .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
 }
 
 enum CallType {
@@ -345,12 +344,17 @@ impl Mapper {
         now: DateTime<Utc>,
         notes: &mut Notes,
     ) -> Result<ServerEvent<'j>, Stop> {
-        check_structure(message)?;
+        // Skips first: a message that is not sent is never rejected (nor dead-lettered) for
+        // what it carries.
         if disabled_by_integrations(message) {
             return Err(Stop::Skip(SkipReason::DisabledByIntegrations));
         }
-        let (event_name, naming) = match call_type(message)? {
-            CallType::Page if !self.page_view => return Err(Stop::Skip(SkipReason::PageViewOff)),
+        let call = call_type(message)?;
+        if matches!(call, CallType::Page) && !self.page_view {
+            return Err(Stop::Skip(SkipReason::PageViewOff));
+        }
+        check_structure(message)?;
+        let (event_name, naming) = match call {
             CallType::Page => (
                 Cow::Borrowed("PageView"),
                 Naming {
@@ -375,7 +379,7 @@ impl Mapper {
         let current_year = now.year();
         let fbc_millis = time.millis.min(now.timestamp_millis());
         let page_url = page_url(message);
-        let user_data = user_data::build(
+        let (user_data, facts) = user_data::build(
             message,
             page_url,
             &self.user_data,
@@ -410,10 +414,6 @@ impl Mapper {
             )
             .into());
         }
-        let facts = EventFacts {
-            current_year,
-            country_is_us: false,
-        };
         let custom_data = custom_data::build(
             message,
             &naming,

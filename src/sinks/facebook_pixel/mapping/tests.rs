@@ -532,7 +532,7 @@ fn dropped_values_are_counted_per_field() {
     let message = with(
         track("x", json!({})),
         "/traits",
-        json!({"email": "not-an-email", "gender": "x", "birthday": true, "phone": ["+1 650 555 1234", "n/a"]}),
+        json!({"email": "not-an-email", "gender": "x", "birthday": "1990-02-30", "phone": ["+1 650 555 1234", "n/a"]}),
     );
     let message = with(message, "/context/ip", json!("999.1.1.1"));
     let (result, notes) = run_with_notes(&mapper(""), &message);
@@ -814,7 +814,7 @@ fn checkout_started_uses_revenue_only_and_a_category() {
         json!({
             "content_ids": ["p1"], "contents": [{"id": "p1", "quantity": 1}],
             "content_type": "vehicle", "content_category": "Games", "num_items": 1, "order_id": "o1",
-            "total": 30, "value": 3
+            "total": 30, "value": 3, "currency": "USD"
         })
     );
 }
@@ -857,7 +857,7 @@ fn custom_events_take_revenue_as_value() {
     );
     assert_eq!(
         out["custom_data"],
-        json!({"value": 3, "content_ids": ["x"]}),
+        json!({"value": 3, "content_ids": ["x"], "currency": "USD"}),
         "not computed, so passed through"
     );
 }
@@ -1032,4 +1032,112 @@ fn rejections_never_contain_trait_values() {
         !reason.contains("secret") && !reason.contains("5551234"),
         "{reason}"
     );
+}
+
+// ---- found in review ----
+
+#[test]
+fn messages_that_are_not_sent_are_skipped_whatever_they_carry() {
+    let identify = json!({"type": "identify", "userId": "u1", "traits": "oops"});
+    assert!(skipped(&mapper(""), &identify).contains("identify"));
+    let page = json!({"type": "page", "anonymousId": "a", "properties": "x"});
+    assert_eq!(
+        skipped(&mapper(""), &page),
+        "page calls are sent only with page_view = true"
+    );
+    let off = with(
+        with(track("x", json!({})), "/properties", json!(7)),
+        "/integrations",
+        json!({"All": false}),
+    );
+    assert!(skipped(&mapper(""), &off).contains("integrations"));
+}
+
+#[test]
+fn blank_identifiers_and_non_text_traits_fall_through_to_the_next_source() {
+    let message = with(track("x", json!({})), "/userId", json!(" "));
+    assert_eq!(
+        mapped(&mapper(""), &message)["user_data"]["external_id"],
+        json!([sha("anon-1")])
+    );
+    let message = with(
+        track("x", json!({})),
+        "/context/traits",
+        json!({"email": true, "firstName": false}),
+    );
+    let message = with(
+        message,
+        "/traits",
+        json!({"email": "a@b.co", "name": "Ada Lovelace"}),
+    );
+    let user = mapped(&mapper(""), &message)["user_data"].clone();
+    assert_eq!(user["em"], json!([sha("a@b.co")]));
+    assert_eq!(user["fn"], json!([sha("ada")]));
+}
+
+#[test]
+fn a_custom_event_mapped_to_purchase_keeps_its_value() {
+    let m = mapper(r#"standard_events = { "Signed Up" = "Purchase" }"#);
+    let (out, notes) = run_with_notes(&m, &track("Signed Up", json!({"value": "9.99"})));
+    assert_eq!(
+        out.unwrap()["custom_data"],
+        json!({"value": 9.99, "currency": "USD"})
+    );
+    assert!(!notes.purchase_value_defaulted);
+    assert_eq!(
+        rejected(&m, &track("Signed Up", json!({"value": "lots"}))),
+        "properties.value: \"lots\" is not a number"
+    );
+}
+
+#[test]
+fn a_passed_through_value_gets_the_default_currency() {
+    let out = mapped(&mapper(""), &track("Quote Sent", json!({"value": 12})));
+    assert_eq!(out["custom_data"], json!({"currency": "USD", "value": 12}));
+}
+
+#[test]
+fn a_blank_page_url_falls_back_to_properties_url() {
+    let message = with(
+        track("x", json!({"url": "https://x.example/q"})),
+        "/context/page/url",
+        json!(""),
+    );
+    assert_eq!(
+        mapped(&mapper(""), &message)["event_source_url"],
+        "https://x.example/q"
+    );
+}
+
+#[test]
+fn hashed_zip_properties_follow_the_us_rule() {
+    let m = mapper(r#"hash_properties = ["zip"]"#);
+    let message = with(
+        track("x", json!({"zip": "941071234"})),
+        "/traits",
+        json!({"country": "US"}),
+    );
+    assert_eq!(
+        mapped(&m, &message)["custom_data"]["zip"],
+        json!(sha("94107"))
+    );
+}
+
+#[test]
+fn blank_categories_and_non_object_first_products_give_no_category() {
+    let out = mapped(
+        &mapper(""),
+        &track("Product List Viewed", json!({"category": " "})),
+    );
+    assert_eq!(out["custom_data"], json!({"content_type": "product_group"}));
+    let m = mapper(r#"content_types = { "Games" = "vehicle" }"#);
+    let out = mapped(
+        &m,
+        &track(
+            "Checkout Started",
+            json!({"products": ["junk", {"product_id": "p", "category": "Games"}]}),
+        ),
+    );
+    assert_eq!(out["custom_data"]["content_type"], "product");
+    assert!(out["custom_data"].get("content_category").is_none());
 }

@@ -18,7 +18,8 @@ pub struct UserDataRules {
     pub hash_external_id: bool,
 }
 
-/// Builds user_data. Values that normalize to nothing are left out and counted in `dropped`.
+/// Builds user_data, and the facts about the event it learned (its country). Values that
+/// normalize to nothing are left out and counted in `dropped`.
 pub fn build<'j>(
     message: &'j SegmentMessage<'_>,
     page_url: Option<&str>,
@@ -26,7 +27,7 @@ pub fn build<'j>(
     event_millis: i64,
     current_year: i32,
     dropped: &mut DroppedValues,
-) -> UserData<'j> {
+) -> (UserData<'j>, EventFacts) {
     let traits = TraitValues::read(message);
     let mut user = UserData::default();
     let mut hasher = Hasher {
@@ -79,13 +80,16 @@ pub fn build<'j>(
         None => hasher.text(&mut user.last_name, HashedField::Ln, name_last),
     }
 
-    let external = message
-        .external_id
-        .as_ref()
-        .or(message.user_id.as_ref())
-        .or(message.anonymous_id.as_ref());
+    let facts = hasher.facts;
+    let external = [
+        &message.external_id,
+        &message.user_id,
+        &message.anonymous_id,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|value| usable(value));
     if let Some(value) = external {
-        let facts = hasher.facts;
         external_ids(&mut user.external_id, value, rules, facts, hasher.dropped);
     }
 
@@ -110,7 +114,7 @@ pub fn build<'j>(
     user.fbc = from_properties_or_context("fbc", context.and_then(|c| c.fbc.as_ref()))
         .map(Cow::Borrowed)
         .or_else(|| fbc_from_click_id(page_url?, event_millis).map(Cow::Owned));
-    user
+    (user, facts)
 }
 
 /// The trait values of one event, each the first present of its sources.
@@ -142,7 +146,10 @@ impl<'j, 'a> TraitValues<'j, 'a> {
         let plain = [context, top];
         let with_address = [address(context), context, address(top), top];
         let first = |sources: &[Option<&'j Traits<'a>>], key: Trait| {
-            sources.iter().flatten().find_map(|traits| traits.get(key))
+            sources
+                .iter()
+                .flatten()
+                .find_map(|traits| traits.get(key).filter(|v| usable(v)))
         };
         TraitValues {
             email: first(&plain, Trait::Email),
@@ -155,10 +162,9 @@ impl<'j, 'a> TraitValues<'j, 'a> {
             city: first(&with_address, Trait::City),
             state: first(&with_address, Trait::State),
             zip: with_address.iter().flatten().find_map(|traits| {
-                traits
-                    .get(Trait::PostalCode)
-                    .or(traits.get(Trait::Zip))
-                    .or(traits.get(Trait::ZipCode))
+                [Trait::PostalCode, Trait::Zip, Trait::ZipCode]
+                    .into_iter()
+                    .find_map(|key| traits.get(key).filter(|v| usable(v)))
             }),
             country: first(&with_address, Trait::Country),
         }
@@ -191,6 +197,17 @@ impl Hasher<'_> {
             Some(_) => {}
             None => self.dropped.add(UserDataField::Hashed(field)),
         }
+    }
+}
+
+/// Whether a value can carry customer information: text, a number, or an array. Booleans,
+/// objects, blank strings and empty arrays count as absent, so the next source is read.
+fn usable(value: &Json<'_>) -> bool {
+    match value {
+        Json::String(text) => !text.trim().is_empty(),
+        Json::Number(_) => true,
+        Json::Array(items) => !items.is_empty(),
+        Json::Null | Json::Bool(_) | Json::Object(_) => false,
     }
 }
 

@@ -478,6 +478,8 @@ mod tests {
         // An international number keeps its own country code whatever the region.
         assert_eq!(ph(&us, "+44 20 7946 0958").as_deref(), Some("442079460958"));
         assert_eq!(ph(&gb, " +1 650 123 4567").as_deref(), Some("16501234567"));
+        // Digits that already carry another country's code keep it.
+        assert_eq!(ph(&us, "442079460958").as_deref(), Some("442079460958"));
         // Unparseable text falls back to the digits rule.
         assert_eq!(ph(&us, "x1").as_deref(), Some("1"));
         assert_eq!(ph(&us, "HELP"), None);

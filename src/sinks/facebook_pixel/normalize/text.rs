@@ -264,7 +264,10 @@ fn north_american_e164(number: &str) -> Option<String> {
     Some(digits)
 }
 
-/// The E.164 digits of `number` read as a number of `region`, if libphonenumber parses it.
+/// The E.164 digits of `number` read as a number of `region`, if libphonenumber parses it
+/// into a number of a length the region has. A longer or shorter "national" number is more
+/// likely one that already carries another country's code without its `+` (`442079460958`
+/// with region US): the digits rule keeps that intact instead of prefixing the region's code.
 fn e164_digits(region: phonenumber::country::Id, number: &str) -> Option<String> {
     let parsed = phonenumber::parse(Some(region), number).ok()?;
     let mut digits = parsed.format().mode(phonenumber::Mode::E164).to_string();
@@ -275,7 +278,42 @@ fn e164_digits(region: phonenumber::country::Id, number: &str) -> Option<String>
         && digits.len() <= MAX_E164_DIGITS
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
-    plausible.then_some(digits)
+    if !plausible {
+        return None;
+    }
+    let metadata = phonenumber::metadata::DATABASE.by_id(region.as_ref())?;
+    let code = parsed.code().value();
+    if code == metadata.country_code() {
+        let national = u16::try_from(digits.len().saturating_sub(code.to_string().len())).ok()?;
+        if !has_numbers_of_length(metadata, national) {
+            return None;
+        }
+    }
+    Some(digits)
+}
+
+/// Whether the region has numbers of this many national digits, of any type.
+fn has_numbers_of_length(metadata: &phonenumber::Metadata, length: u16) -> bool {
+    let d = metadata.descriptors();
+    let general = d.general().possible_length();
+    if !general.is_empty() {
+        return general.contains(&length);
+    }
+    [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|descriptor| descriptor.possible_length().contains(&length))
 }
 
 /// Every non-digit removed, then leading zeros; `None` when nothing is left.
