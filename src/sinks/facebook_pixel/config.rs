@@ -403,9 +403,47 @@ mod tests {
     }
 
     #[test]
-    fn access_token_never_prints() {
-        let config = parse(r#"access_token = "EAAB-secret""#).unwrap();
-        assert!(!format!("{config:?}").contains("EAAB-secret"));
+    fn secrets_never_print() {
+        let config = parse(
+            r#"access_token = "EAAB-secret"
+app_secret = "app-secret""#,
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("EAAB-secret") && !debug.contains("app-secret"),
+            "{debug}"
+        );
         assert_eq!(config.access_token.expose(), "EAAB-secret");
+        assert_eq!(
+            config.app_secret.as_ref().map(|s| s.expose()),
+            Some("app-secret")
+        );
+    }
+
+    #[test]
+    fn endpoint_and_api_version_are_checked() {
+        let config = parse(
+            r#"endpoint = "graph.facebook.com"
+api_version = "25.0""#,
+        )
+        .unwrap();
+        let problems = config.problems();
+        assert!(problems[0].starts_with("endpoint:"), "{problems:?}");
+        assert!(problems[1].starts_with("api_version:"), "{problems:?}");
+        let config = parse(r#"endpoint = "http://127.0.0.1:8080""#).unwrap();
+        assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn delivery_settings_are_checked() {
+        let config = parse(
+            "request.concurrency = 0\nrequest.timeout_secs = -1\nbuffer.max_events = 0\nbuffer.type = \"disk\"",
+        )
+        .unwrap();
+        let problems = config.problems();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(config.buffer.kind, BufferType::Disk);
+        assert!(parse("buffer.type = \"tape\"").is_err());
     }
 }
