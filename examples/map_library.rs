@@ -28,7 +28,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if line.trim().is_empty() {
             continue;
         }
-        let message = match mapper.parse(line.as_bytes()) {
+        // The parser unescapes strings in place; the message borrows from this buffer.
+        let mut line = line.into_bytes();
+        let message = match mapper.parse(&mut line) {
             Ok(message) => message,
             Err(rejection) => {
                 rejected += 1;

@@ -228,17 +228,17 @@ mod tests {
 
     #[test]
     fn first_present_source_must_parse() {
-        let message = SegmentMessage::parse(
-            br#"{"timestamp":null,"originalTimestamp":"nope","sentAt":"2024-06-15T11:00:00Z"}"#,
-            None,
-        )
-        .unwrap();
+        let mut text =
+            br#"{"timestamp":null,"originalTimestamp":"nope","sentAt":"2024-06-15T11:00:00Z"}"#
+                .to_vec();
+        let message = SegmentMessage::parse(&mut text, None).unwrap();
         let err = read(&message, now()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "originalTimestamp: \"nope\" is not an ISO-8601 time or a Unix timestamp"
         );
-        let message = SegmentMessage::parse(br#"{"sentAt":"2024-06-15T11:00:00Z"}"#, None).unwrap();
+        let mut text = br#"{"sentAt":"2024-06-15T11:00:00Z"}"#.to_vec();
+        let message = SegmentMessage::parse(&mut text, None).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {
@@ -246,7 +246,8 @@ mod tests {
                 source: Some("sentAt")
             })
         );
-        let message = SegmentMessage::parse(br#"{}"#, None).unwrap();
+        let mut text = b"{}".to_vec();
+        let message = SegmentMessage::parse(&mut text, None).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {

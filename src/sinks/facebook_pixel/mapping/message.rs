@@ -1,19 +1,19 @@
 //! A Segment message as mapping reads it: the fields mapping uses, borrowed from the input, and
 //! everything else skipped while parsing.
 //!
-//! Parsing is most of the cost of mapping an event. Building a tree of the whole message and
-//! then looking fields up spent time on parts no rule reads (`context.library`, `page.title`,
-//! unknown trait keys), so the message is read into fixed slots in one pass instead. Every slot
-//! is lenient — a value of the wrong type is kept and reported by field, never turned into a
-//! deserializer error that would echo it.
+//! Parsing is most of the cost of mapping an event. The input is indexed once by simd-json (SIMD,
+//! chosen at run time for the CPU) into a flat tape in which every object and array records how
+//! many nodes it spans; the message is then read from the tape into fixed slots, stepping over
+//! what no rule reads (`context.library`, `page.title`, unknown trait keys) without looking at
+//! it. Every slot is lenient — a value of the wrong type is kept and reported by field, never
+//! turned into a parser error that would echo it.
 
-use std::fmt;
-use std::marker::PhantomData;
+use std::borrow::Cow;
+use std::cell::RefCell;
 
-use serde::Deserializer;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use simd_json::{Node, StaticNode};
 
-use crate::json::{Json, Key, Object, ParseError, utf8};
+use crate::json::{Json, Object};
 
 /// A part of the message that should be an object.
 #[derive(Debug, Default)]
@@ -103,206 +103,253 @@ pub struct SegmentMessage<'a> {
 /// The message fields that may carry the event's time, in order of preference.
 pub const TIME_FIELDS: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"];
 
-/// Why bytes are not a message mapping can read.
+/// Why bytes are not a message mapping can read. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error(transparent)]
-    Json(#[from] ParseError),
+    #[error("not valid JSON: {0} (at byte {1})")]
+    Json(&'static str, usize),
     #[error("expected a JSON object, got {0}")]
     NotAnObject(&'static str),
+    #[error("nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
 }
+
+/// How deeply values may nest, as serde_json allows.
+const MAX_DEPTH: usize = 128;
 
 impl<'a> SegmentMessage<'a> {
     /// Reads a message; `external_id_path` (a dotted path) is looked up in the whole message.
+    /// `bytes` is the JSON text; strings with escapes are unescaped in place, so it is taken
+    /// mutably, and the message borrows from it.
     pub fn parse(
-        bytes: &'a [u8],
+        bytes: &'a mut [u8],
         external_id_path: Option<&[String]>,
     ) -> Result<Self, MessageError> {
-        let text = utf8(bytes)?;
-        let part: Part<SegmentMessage<'a>> = parse_json(text, PartSeed(PhantomData))?;
-        let mut message = match part {
-            Part::Object(message) => message,
-            Part::Not(kind) => return Err(MessageError::NotAnObject(kind)),
-            Part::Absent => return Err(MessageError::NotAnObject("null")),
-        };
-        if let Some(path) = external_id_path {
-            message.external_id = parse_json(text, PathSeed(path))?;
+        // simd-json's working buffers are kept per thread: allocating them for every message
+        // was a tenth of the parse. A thread-local is not shared, so this is not a lock.
+        thread_local! {
+            static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
         }
-        Ok(message)
-    }
-}
-
-fn parse_json<'a, S: DeserializeSeed<'a>>(text: &'a str, seed: S) -> Result<S::Value, ParseError> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = seed
-        .deserialize(&mut deserializer)
-        .map_err(ParseError::from)?;
-    deserializer.end().map_err(ParseError::from)?;
-    Ok(value)
-}
-
-/// Builds a value from the members of a JSON object.
-trait FromMembers<'de>: Sized {
-    fn from_members<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-}
-
-/// Reads a [`Part`]: an object through `T`, anything else as its kind (skipped).
-struct PartSeed<T>(PhantomData<T>);
-
-impl<'de, T: FromMembers<'de>> DeserializeSeed<'de> for PartSeed<T> {
-    type Value = Part<T>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Part<T>, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de, T: FromMembers<'de>> Visitor<'de> for PartSeed<T> {
-    type Value = Part<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Part<T>, A::Error> {
-        T::from_members(map).map(Part::Object)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Part<T>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Part::Not("an array"))
-    }
-    fn visit_unit<E>(self) -> Result<Part<T>, E> {
-        Ok(Part::Absent)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Part<T>, E> {
-        Ok(Part::Not("a boolean"))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Part<T>, E> {
-        Ok(Part::Not("a number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Part<T>, E> {
-        Ok(Part::Not("a number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Part<T>, E> {
-        Ok(Part::Not("a number"))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Part<T>, E> {
-        Ok(Part::Not("a string"))
-    }
-}
-
-fn part<'de, A: MapAccess<'de>, T: FromMembers<'de>>(map: &mut A) -> Result<Part<T>, A::Error> {
-    map.next_value_seed(PartSeed(PhantomData))
-}
-
-/// A value, with null as absent.
-fn value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Json<'de>>, A::Error> {
-    Ok(Some(map.next_value::<Json<'de>>()?).filter(|v| !v.is_null()))
-}
-
-/// Stores a present value; a null leaves an earlier one in place.
-fn set<'de>(slot: &mut Option<Json<'de>>, new: Option<Json<'de>>) {
-    if new.is_some() {
-        *slot = new;
-    }
-}
-
-impl<'de> FromMembers<'de> for SegmentMessage<'de> {
-    fn from_members<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let tape = BUFFERS
+            .with_borrow_mut(|buffers| simd_json::to_tape_with_buffers(bytes, buffers))
+            .map_err(|e| MessageError::Json(describe(e.error()), e.index()))?;
+        let nodes = tape.0.as_slice();
+        match nodes.first() {
+            Some(Node::Object { .. }) => {}
+            Some(node) => return Err(MessageError::NotAnObject(kind(node))),
+            None => return Err(MessageError::Json("empty input", 0)),
+        }
         let mut m = SegmentMessage::default();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_str() {
-                "type" => set(&mut m.kind, value(&mut map)?),
-                "event" => set(&mut m.event, value(&mut map)?),
-                "messageId" => set(&mut m.message_id, value(&mut map)?),
-                "timestamp" => set(&mut m.times[0], value(&mut map)?),
-                "originalTimestamp" => set(&mut m.times[1], value(&mut map)?),
-                "sentAt" => set(&mut m.times[2], value(&mut map)?),
-                "receivedAt" => set(&mut m.times[3], value(&mut map)?),
-                "userId" => set(&mut m.user_id, value(&mut map)?),
-                "anonymousId" => set(&mut m.anonymous_id, value(&mut map)?),
-                "context" => m.context = part(&mut map)?,
-                "traits" => m.traits = part(&mut map)?,
-                "properties" => m.properties = part(&mut map)?,
-                "integrations" => m.integrations = part(&mut map)?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+        for (key, at) in members(nodes, 0) {
+            let value = || value(nodes, at, 0);
+            match key {
+                "type" => set(&mut m.kind, value()?),
+                "event" => set(&mut m.event, value()?),
+                "messageId" => set(&mut m.message_id, value()?),
+                "timestamp" => set(&mut m.times[0], value()?),
+                "originalTimestamp" => set(&mut m.times[1], value()?),
+                "sentAt" => set(&mut m.times[2], value()?),
+                "receivedAt" => set(&mut m.times[3], value()?),
+                "userId" => set(&mut m.user_id, value()?),
+                "anonymousId" => set(&mut m.anonymous_id, value()?),
+                "context" => m.context = part(nodes, at, context)?,
+                "traits" => m.traits = part(nodes, at, |n, i| traits(n, i).map(Box::new))?,
+                "properties" => m.properties = part(nodes, at, |n, i| object(n, i, 1))?,
+                "integrations" => m.integrations = part(nodes, at, |n, i| object(n, i, 1))?,
+                _ => {}
             }
+        }
+        if let Some(path) = external_id_path {
+            m.external_id = find(nodes, 0, path)?;
         }
         Ok(m)
     }
 }
 
-impl<'de> FromMembers<'de> for Context<'de> {
-    fn from_members<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut c = Context::default();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match key.as_str() {
-                "ip" => set(&mut c.ip, value(&mut map)?),
-                "userAgent" => set(&mut c.user_agent, value(&mut map)?),
-                "fbp" => set(&mut c.fbp, value(&mut map)?),
-                "fbc" => set(&mut c.fbc, value(&mut map)?),
-                "traits" => c.traits = part(&mut map)?,
-                "page" => {
-                    if let Part::Object(Page(url)) = part(&mut map)? {
-                        set(&mut c.page_url, url);
+/// What is wrong, in words; simd-json's own message may quote a character of the input.
+fn describe(error: &simd_json::ErrorType) -> &'static str {
+    use simd_json::ErrorType as E;
+    match error {
+        E::Eof => "unexpected end of input",
+        E::InvalidUtf8 => "not UTF-8",
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
+            "invalid escape in a string"
+        }
+        E::InvalidNumber | E::InvalidExponent | E::Overflow => "invalid number",
+        E::UnterminatedString => "unterminated string",
+        E::TrailingData => "trailing characters after the value",
+        E::InputTooLarge => "input too large",
+        _ => "syntax error",
+    }
+}
+
+/// How many tape nodes the value at `at` spans.
+fn span(nodes: &[Node<'_>], at: usize) -> usize {
+    match nodes.get(at) {
+        Some(Node::Object { count, .. } | Node::Array { count, .. }) => 1 + count,
+        _ => 1,
+    }
+}
+
+/// The members of the object at `at`: each key with the tape index of its value.
+fn members<'t, 'a>(
+    nodes: &'t [Node<'a>],
+    at: usize,
+) -> impl Iterator<Item = (&'a str, usize)> + 't {
+    let len = match nodes.get(at) {
+        Some(Node::Object { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut next = at + 1;
+    (0..len).map_while(move |_| {
+        let key = match nodes.get(next)? {
+            Node::String(key) => *key,
+            _ => return None,
+        };
+        let value = next + 1;
+        next = value + span(nodes, value);
+        Some((key, value))
+    })
+}
+
+/// The elements of the array at `at`, as tape indexes.
+fn elements<'t>(nodes: &'t [Node<'_>], at: usize) -> impl Iterator<Item = usize> + 't {
+    let len = match nodes.get(at) {
+        Some(Node::Array { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut next = at + 1;
+    (0..len).map(move |_| {
+        let element = next;
+        next += span(nodes, element);
+        element
+    })
+}
+
+fn kind(node: &Node<'_>) -> &'static str {
+    match node {
+        Node::String(_) => "a string",
+        Node::Object { .. } => "an object",
+        Node::Array { .. } => "an array",
+        Node::Static(StaticNode::Bool(_)) => "a boolean",
+        Node::Static(StaticNode::Null) => "null",
+        Node::Static(_) => "a number",
+    }
+}
+
+/// The value at `at`, with null as absent.
+fn value<'a>(
+    nodes: &[Node<'a>],
+    at: usize,
+    depth: usize,
+) -> Result<Option<Json<'a>>, MessageError> {
+    Ok(Some(json(nodes, at, depth)?).filter(|v| !v.is_null()))
+}
+
+/// The value at `at` as a [`Json`] tree.
+fn json<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, MessageError> {
+    if depth > MAX_DEPTH {
+        return Err(MessageError::TooDeep);
+    }
+    Ok(match nodes.get(at) {
+        Some(Node::String(text)) => Json::String(Cow::Borrowed(text)),
+        Some(Node::Object { .. }) => Json::Object(object(nodes, at, depth + 1)?),
+        Some(Node::Array { .. }) => Json::Array(
+            elements(nodes, at)
+                .map(|i| json(nodes, i, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Node::Static(StaticNode::Bool(b))) => Json::Bool(*b),
+        Some(Node::Static(StaticNode::I64(n))) => Json::Number((*n).into()),
+        Some(Node::Static(StaticNode::U64(n))) => Json::Number((*n).into()),
+        Some(Node::Static(StaticNode::F64(f))) => {
+            serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+        }
+        Some(Node::Static(StaticNode::Null)) | None => Json::Null,
+    })
+}
+
+/// The members of the object at `at`, in input order.
+fn object<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Object<'a>, MessageError> {
+    members(nodes, at)
+        .map(|(key, i)| Ok((Cow::Borrowed(key), json(nodes, i, depth)?)))
+        .collect()
+}
+
+/// A [`Part`]: an object read by `read`, anything else as its kind.
+fn part<'a, T>(
+    nodes: &[Node<'a>],
+    at: usize,
+    read: impl FnOnce(&[Node<'a>], usize) -> Result<T, MessageError>,
+) -> Result<Part<T>, MessageError> {
+    Ok(match nodes.get(at) {
+        Some(Node::Object { .. }) => Part::Object(read(nodes, at)?),
+        Some(Node::Static(StaticNode::Null)) | None => Part::Absent,
+        Some(node) => Part::Not(kind(node)),
+    })
+}
+
+/// Stores a present value; a null leaves an earlier one in place.
+fn set<'a>(slot: &mut Option<Json<'a>>, new: Option<Json<'a>>) {
+    if new.is_some() {
+        *slot = new;
+    }
+}
+
+fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, MessageError> {
+    let mut c = Context::default();
+    for (key, i) in members(nodes, at) {
+        match key {
+            "ip" => set(&mut c.ip, value(nodes, i, 2)?),
+            "userAgent" => set(&mut c.user_agent, value(nodes, i, 2)?),
+            "fbp" => set(&mut c.fbp, value(nodes, i, 2)?),
+            "fbc" => set(&mut c.fbc, value(nodes, i, 2)?),
+            "traits" => c.traits = part(nodes, i, |n, j| traits(n, j).map(Box::new))?,
+            "page" => {
+                for (key, j) in members(nodes, i) {
+                    if key == "url" {
+                        set(&mut c.page_url, value(nodes, j, 3)?);
                     }
                 }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Box::new(c))
+}
+
+fn traits<'a>(nodes: &[Node<'a>], at: usize) -> Result<Traits<'a>, MessageError> {
+    let mut found = Traits::default();
+    for (key, i) in members(nodes, at) {
+        match classify(key) {
+            Some(Slot::Trait(t)) => set(&mut found.values[t as usize], value(nodes, i, 3)?),
+            Some(Slot::Address) => {
+                if let Part::Object(address) = part(nodes, i, traits)? {
+                    found.address = Some(Box::new(address));
                 }
             }
+            None => {}
         }
-        Ok(c)
     }
+    Ok(found)
 }
 
-/// `context.page`: only its `url` is read.
-struct Page<'a>(Option<Json<'a>>);
-
-impl<'de> FromMembers<'de> for Page<'de> {
-    fn from_members<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut url = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.as_str() == "url" {
-                set(&mut url, value(&mut map)?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
+/// The value at a dotted path below the object at `at`; the last non-null duplicate wins.
+fn find<'a>(
+    nodes: &[Node<'a>],
+    at: usize,
+    path: &[String],
+) -> Result<Option<Json<'a>>, MessageError> {
+    let Some((head, rest)) = path.split_first() else {
+        return value(nodes, at, 0);
+    };
+    let mut found = None;
+    for (key, i) in members(nodes, at) {
+        if key == head {
+            set(&mut found, find(nodes, i, rest)?);
         }
-        Ok(Page(url))
     }
-}
-
-impl<'de> FromMembers<'de> for Traits<'de> {
-    fn from_members<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut traits = Traits::default();
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match classify(key.as_str()) {
-                Some(Slot::Trait(t)) => set(&mut traits.values[t as usize], value(&mut map)?),
-                Some(Slot::Address) => match part::<A, Traits<'de>>(&mut map)? {
-                    Part::Object(address) => traits.address = Some(Box::new(address)),
-                    Part::Not(_) | Part::Absent => {}
-                },
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(traits)
-    }
-}
-
-impl<'de, T: FromMembers<'de>> FromMembers<'de> for Box<T> {
-    fn from_members<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        T::from_members(map).map(Box::new)
-    }
-}
-
-impl<'de> FromMembers<'de> for Object<'de> {
-    fn from_members<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        crate::json::collect_members(map)
-    }
+    Ok(found)
 }
 
 enum Slot {
@@ -344,70 +391,21 @@ fn classify(key: &str) -> Option<Slot> {
     }))
 }
 
-/// Finds the value at a dotted path, skipping everything else.
-struct PathSeed<'p>(&'p [String]);
-
-impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
-    type Value = Option<Json<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PathSeed<'_> {
-    type Value = Option<Json<'de>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let Some((head, rest)) = self.0.split_first() else {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None);
-        };
-        let mut found = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.as_str() != head {
-                map.next_value::<IgnoredAny>()?;
-            } else if rest.is_empty() {
-                set(&mut found, value(&mut map)?);
-            } else {
-                set(&mut found, map.next_value_seed(PathSeed(rest))?);
-            }
-        }
-        Ok(found)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> SegmentMessage<'_> {
-        SegmentMessage::parse(text.as_bytes(), None).unwrap()
+    fn parse(text: &str) -> SegmentMessage<'static> {
+        let bytes: &'static mut [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
+        SegmentMessage::parse(bytes, None).unwrap()
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let m = parse(r#"{"event":"a\"b\u00e9","properties":{"k\n":"v"}}"#);
+        assert_eq!(m.event.as_ref().and_then(Json::as_str), Some("a\"bé"));
+        let props = m.properties.as_object().unwrap();
+        assert_eq!(props[0].0, "k\n");
     }
 
     #[test]
@@ -455,21 +453,41 @@ mod tests {
 
     #[test]
     fn root_must_be_an_object() {
-        let err = SegmentMessage::parse(b"[1]", None).unwrap_err();
+        let err = SegmentMessage::parse(&mut b"[1]".to_vec(), None).unwrap_err();
         assert_eq!(err.to_string(), "expected a JSON object, got an array");
-        let err = SegmentMessage::parse(b"{} x", None).unwrap_err();
+        let err = SegmentMessage::parse(&mut b"{} x".to_vec(), None).unwrap_err();
         assert!(err.to_string().starts_with("not valid JSON"), "{err}");
+        let err =
+            SegmentMessage::parse(&mut br#"{"email":"secret@x.com""#.to_vec(), None).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        for depth in [200, 100_000] {
+            let deep = format!(
+                "{{\"properties\":{{\"a\":{}{}}}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            let err = SegmentMessage::parse(&mut deep.into_bytes(), None).unwrap_err();
+            assert!(
+                matches!(err, MessageError::TooDeep | MessageError::Json(..)),
+                "{err}"
+            );
+        }
     }
 
     #[test]
     fn external_id_path_reaches_anywhere() {
         let path: Vec<String> = ["context", "device", "id"].map(String::from).to_vec();
-        let text = r#"{"context":{"device":{"id":"D-1","x":[1]},"ip":"1"},"context2":{}}"#;
-        let m = SegmentMessage::parse(text.as_bytes(), Some(&path)).unwrap();
+        let mut text =
+            br#"{"context":{"device":{"id":"D-1","x":[1]},"ip":"1"},"context2":{}}"#.to_vec();
+        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
         assert_eq!(m.external_id.as_ref().and_then(Json::as_str), Some("D-1"));
-        let text = r#"{"context":{"device":"flat"}}"#;
-        let m = SegmentMessage::parse(text.as_bytes(), Some(&path)).unwrap();
+        let mut text = br#"{"context":{"device":"flat"}}"#.to_vec();
+        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
         assert_eq!(m.external_id, None);
+        let mut text =
+            br#"{"context":{"device":{"id":"A"}},"context":{"device":{"id":null}}}"#.to_vec();
+        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
+        assert_eq!(m.external_id.as_ref().and_then(Json::as_str), Some("A"));
     }
 
     #[test]

@@ -298,7 +298,8 @@ impl Mapper {
     }
 
     /// Reads a message for [`Mapper::map`]; not a JSON object is a rejection like any other.
-    pub fn parse<'a>(&self, bytes: &'a [u8]) -> Result<SegmentMessage<'a>, Rejection> {
+    /// Strings with escapes are unescaped in place in `bytes`, which the message borrows.
+    pub fn parse<'a>(&self, bytes: &'a mut [u8]) -> Result<SegmentMessage<'a>, Rejection> {
         SegmentMessage::parse(bytes, self.external_id_path.as_deref())
             .map_err(|e| Rejection::new("message", e.to_string()))
     }
@@ -318,7 +319,9 @@ impl Mapper {
         now: DateTime<Utc>,
         out: &mut Vec<u8>,
     ) -> (Outcome<()>, Notes) {
-        let message = match self.parse(bytes) {
+        // The parser unescapes strings in place, so it works on a copy of the input.
+        let mut text = bytes.to_vec();
+        let message = match self.parse(&mut text) {
             Ok(message) => message,
             Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
         };
