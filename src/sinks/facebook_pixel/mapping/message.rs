@@ -254,11 +254,13 @@ fn json<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, Mes
     Ok(match nodes.get(at) {
         Some(Node::String(text)) => Json::String(Cow::Borrowed(text)),
         Some(Node::Object { .. }) => Json::Object(object(nodes, at, depth + 1)?),
-        Some(Node::Array { .. }) => Json::Array(
-            elements(nodes, at)
-                .map(|i| json(nodes, i, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(Node::Array { len, .. }) => {
+            let mut items = Vec::with_capacity(*len);
+            for i in elements(nodes, at) {
+                items.push(json(nodes, i, depth + 1)?);
+            }
+            Json::Array(items)
+        }
         Some(Node::Static(StaticNode::Bool(b))) => Json::Bool(*b),
         Some(Node::Static(StaticNode::I64(n))) => Json::Number((*n).into()),
         Some(Node::Static(StaticNode::U64(n))) => Json::Number((*n).into()),
@@ -271,9 +273,16 @@ fn json<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, Mes
 
 /// The members of the object at `at`, in input order.
 fn object<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Object<'a>, MessageError> {
-    members(nodes, at)
-        .map(|(key, i)| Ok((Cow::Borrowed(key), json(nodes, i, depth)?)))
-        .collect()
+    let len = match nodes.get(at) {
+        Some(Node::Object { len, .. }) => *len,
+        _ => 0,
+    };
+    // Sized up front: collecting from the iterator regrew the vector member by member.
+    let mut members_out = Vec::with_capacity(len);
+    for (key, i) in members(nodes, at) {
+        members_out.push((Cow::Borrowed(key), json(nodes, i, depth)?));
+    }
+    Ok(members_out)
 }
 
 /// A [`Part`]: an object read by `read`, anything else as its kind.

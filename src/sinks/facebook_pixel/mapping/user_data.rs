@@ -291,7 +291,15 @@ fn fbc_from_click_id(url: &str, event_millis: i64) -> Option<String> {
     let query = query.split('#').next().unwrap_or(query);
     let (_, click_id) = form_urlencoded::parse(query.as_bytes())
         .find(|(key, value)| key == "fbclid" && !value.is_empty())?;
-    Some(format!("fb.1.{event_millis}.{click_id}"))
+    // Not `format!`: its machinery was a measurable share of mapping an ad-click event.
+    let mut millis = itoa::Buffer::new();
+    let millis = millis.format(event_millis);
+    let mut fbc = String::with_capacity(6 + millis.len() + click_id.len());
+    fbc.push_str("fb.1.");
+    fbc.push_str(millis);
+    fbc.push('.');
+    fbc.push_str(&click_id);
+    Some(fbc)
 }
 
 #[cfg(test)]
