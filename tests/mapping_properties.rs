@@ -165,7 +165,7 @@ fn check(mappers: &[Mapper], bytes: &[u8]) -> Result<(), TestCaseError> {
     let now: DateTime<Utc> = NOW.parse().unwrap();
     for mapper in mappers {
         let mut out = Vec::new();
-        let (outcome, _) = mapper.map_json(bytes, now, &mut out);
+        let (outcome, _) = mapper.map_json(&mut bytes.to_vec(), now, &mut out);
         match outcome {
             Outcome::Mapped(()) => {
                 let event: Value = serde_json::from_slice(&out)

@@ -172,12 +172,12 @@ pub fn map_stream(
             break;
         }
         number += 1;
-        let text = line.trim_ascii();
-        if text.is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
         event.clear();
-        let (outcome, notes) = mapper.map_json(text, now.unwrap_or_else(Utc::now), &mut event);
+        // Parsed in place: the line buffer is ours and refilled for the next line.
+        let (outcome, notes) = mapper.map_json(&mut line, now.unwrap_or_else(Utc::now), &mut event);
         totals.dropped.merge(&notes.dropped);
         totals.purchase_value_defaulted += u64::from(notes.purchase_value_defaulted);
         match outcome {

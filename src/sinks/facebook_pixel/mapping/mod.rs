@@ -312,16 +312,15 @@ impl Mapper {
     }
 
     /// Parses, maps and serializes one message, appending the server event's JSON to `out` when
-    /// it is mapped. Invalid JSON is a rejection like any other.
+    /// it is mapped. Invalid JSON is a rejection like any other. `bytes` is parsed in place
+    /// (strings with escapes are unescaped into it), so it is left unspecified afterwards.
     pub fn map_json(
         &self,
-        bytes: &[u8],
+        bytes: &mut [u8],
         now: DateTime<Utc>,
         out: &mut Vec<u8>,
     ) -> (Outcome<()>, Notes) {
-        // The parser unescapes strings in place, so it works on a copy of the input.
-        let mut text = bytes.to_vec();
-        let message = match self.parse(&mut text) {
+        let message = match self.parse(bytes) {
             Ok(message) => message,
             Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
         };

@@ -22,9 +22,9 @@ fn sha(text: &str) -> String {
 
 /// The event as JSON, or `skipped: …` / `rejected: …`.
 fn run_with_notes(mapper: &Mapper, message: &Value) -> (Result<Value, String>, Notes) {
-    let bytes = serde_json::to_vec(message).unwrap();
+    let mut bytes = serde_json::to_vec(message).unwrap();
     let mut out = Vec::new();
-    let (outcome, notes) = mapper.map_json(&bytes, now(), &mut out);
+    let (outcome, notes) = mapper.map_json(&mut bytes, now(), &mut out);
     let result = match outcome {
         Outcome::Mapped(()) => Ok(serde_json::from_slice(&out).unwrap()),
         Outcome::Skipped(reason) => Err(format!("skipped: {reason}")),
@@ -183,7 +183,7 @@ fn non_object_messages_and_invalid_json_are_rejected() {
         "message: expected a JSON object, got an array"
     );
     let mut out = Vec::new();
-    let (outcome, _) = m.map_json(b"{\"type\":", now(), &mut out);
+    let (outcome, _) = m.map_json(&mut b"{\"type\":".to_vec(), now(), &mut out);
     match outcome {
         Outcome::Rejected(r) => assert!(r.to_string().starts_with("message: not valid JSON")),
         other => panic!("{other:?}"),
