@@ -152,10 +152,18 @@ impl<'a> SegmentMessage<'a> {
                 "receivedAt" => set(&mut m.times[3], value()?),
                 "userId" => set(&mut m.user_id, value()?),
                 "anonymousId" => set(&mut m.anonymous_id, value()?),
-                "context" => m.context = part(nodes, at, context)?,
-                "traits" => m.traits = part(nodes, at, |n, i| traits(n, i).map(Box::new))?,
-                "properties" => m.properties = part(nodes, at, |n, i| object(n, i, 1))?,
-                "integrations" => m.integrations = part(nodes, at, |n, i| object(n, i, 1))?,
+                "context" => set_part(&mut m.context, part(nodes, at, context)?),
+                "traits" => set_part(
+                    &mut m.traits,
+                    part(nodes, at, |n, i| traits(n, i).map(Box::new))?,
+                ),
+                "properties" => {
+                    set_part(&mut m.properties, part(nodes, at, |n, i| object(n, i, 1))?)
+                }
+                "integrations" => set_part(
+                    &mut m.integrations,
+                    part(nodes, at, |n, i| object(n, i, 1))?,
+                ),
                 _ => {}
             }
         }
@@ -305,6 +313,13 @@ fn set<'a>(slot: &mut Option<Json<'a>>, new: Option<Json<'a>>) {
     }
 }
 
+/// Stores a present part; a null leaves an earlier one in place.
+fn set_part<T>(slot: &mut Part<T>, new: Part<T>) {
+    if !matches!(new, Part::Absent) {
+        *slot = new;
+    }
+}
+
 fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, MessageError> {
     let mut c = Context::default();
     for (key, i) in members(nodes, at) {
@@ -313,7 +328,10 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, Messag
             "userAgent" => set(&mut c.user_agent, value(nodes, i, 2)?),
             "fbp" => set(&mut c.fbp, value(nodes, i, 2)?),
             "fbc" => set(&mut c.fbc, value(nodes, i, 2)?),
-            "traits" => c.traits = part(nodes, i, |n, j| traits(n, j).map(Box::new))?,
+            "traits" => set_part(
+                &mut c.traits,
+                part(nodes, i, |n, j| traits(n, j).map(Box::new))?,
+            ),
             "page" => {
                 for (key, j) in members(nodes, i) {
                     if key == "url" {
@@ -455,6 +473,8 @@ mod tests {
 
     #[test]
     fn null_keeps_an_earlier_value_and_later_duplicates_win() {
+        let m = parse(r#"{"properties":{"a":1},"properties":null}"#);
+        assert_eq!(m.properties.as_object().map(Vec::len), Some(1));
         let m = parse(r#"{"event":"a","event":null,"userId":"1","userId":"2"}"#);
         assert_eq!(m.event.as_ref().and_then(Json::as_str), Some("a"));
         assert_eq!(m.user_id.as_ref().and_then(Json::as_str), Some("2"));
