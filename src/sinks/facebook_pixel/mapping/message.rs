@@ -13,7 +13,8 @@ use std::cell::RefCell;
 
 use simd_json::{Node, StaticNode};
 
-use crate::json::{Json, Object};
+use super::outcome::Rejection;
+use crate::json::{Json, Object, member};
 
 /// A part of the message that should be an object.
 #[derive(Debug, Default)]
@@ -100,6 +101,13 @@ pub struct SegmentMessage<'a> {
     pub external_id: Option<Json<'a>>,
 }
 
+/// The keys under `integrations` that address this destination (Segment renamed it twice).
+pub const DESTINATION_KEYS: [&str; 3] = [
+    "Facebook Pixel Server Side",
+    "Facebook Pixel Server-Side",
+    "Facebook Conversions API",
+];
+
 /// The message fields that may carry the event's time, in order of preference.
 pub const TIME_FIELDS: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", "receivedAt"];
 
@@ -172,6 +180,76 @@ impl<'a> SegmentMessage<'a> {
         }
         Ok(m)
     }
+}
+
+/// Rejects a message whose structural parts are not objects: what they carried would otherwise
+/// be silently lost.
+pub(super) fn check_structure(message: &SegmentMessage<'_>) -> Result<(), Rejection> {
+    let context_traits = match &message.context {
+        Part::Object(context) => kind_of(&context.traits),
+        _ => None,
+    };
+    let problems = [
+        ("context", kind_of(&message.context)),
+        ("context.traits", context_traits),
+        ("traits", kind_of(&message.traits)),
+        ("properties", kind_of(&message.properties)),
+        ("integrations", kind_of(&message.integrations)),
+    ];
+    match problems
+        .into_iter()
+        .find_map(|(field, kind)| Some((field, kind?)))
+    {
+        Some((field, kind)) => Err(Rejection::new(
+            field,
+            format!("expected an object, got {kind}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn kind_of<T>(part: &Part<T>) -> Option<&'static str> {
+    match part {
+        Part::Not(kind) => Some(kind),
+        _ => None,
+    }
+}
+
+/// This destination's entry under `integrations`, when it is an object.
+pub(super) fn destination_settings<'j, 'a>(
+    message: &'j SegmentMessage<'a>,
+) -> Option<&'j Json<'a>> {
+    let integrations = message.integrations.as_object()?;
+    DESTINATION_KEYS
+        .iter()
+        .filter_map(|key| member(integrations, key))
+        .find(|v| v.as_object().is_some())
+}
+
+/// Segment's per-destination switches (SPEC §1).
+pub(super) fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
+    let Some(integrations) = message.integrations.as_object() else {
+        return false;
+    };
+    let mut ours = DESTINATION_KEYS
+        .iter()
+        .filter_map(|key| member(integrations, key));
+    if ours.clone().any(|v| matches!(v, Json::Bool(false))) {
+        return true;
+    }
+    let all_off = matches!(member(integrations, "All"), Some(Json::Bool(false)));
+    all_off && !ours.any(|v| matches!(v, Json::Bool(true) | Json::Object(_)))
+}
+
+/// `context.page.url`, else `properties.url`.
+pub(super) fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
+    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
+    message
+        .context
+        .as_object()
+        .and_then(|c| c.page_url.as_ref())
+        .and_then(usable)
+        .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
 }
 
 /// What is wrong, in words; simd-json's own message may quote a character of the input.

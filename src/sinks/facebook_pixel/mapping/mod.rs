@@ -9,10 +9,10 @@ pub mod event_name;
 pub mod event_time;
 pub mod message;
 pub mod money;
+mod outcome;
 pub mod user_data;
 
 use std::borrow::Cow;
-use std::fmt;
 
 use chrono::{DateTime, Datelike, Utc};
 
@@ -20,19 +20,17 @@ pub use event_name::StandardEvent;
 
 use self::custom_data::CustomDataRules;
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
-pub use self::message::{Part, SegmentMessage};
+pub use self::message::{DESTINATION_KEYS, Part, SegmentMessage};
+use self::message::{check_structure, destination_settings, disabled_by_integrations, page_url};
+pub(crate) use self::outcome::quote;
+pub use self::outcome::{
+    DroppedValues, Mapping, Notes, Outcome, Rejection, SkipReason, UserDataField,
+};
 use self::user_data::UserDataRules;
 use super::capi::{ActionSource, ServerEvent};
 use super::config::FacebookPixelConfig;
-use super::normalize::{HashedField, Normalizer};
+use super::normalize::Normalizer;
 use crate::json::{Json, member};
-
-/// The keys under `integrations` that address this destination (Segment renamed it twice).
-pub const DESTINATION_KEYS: [&str; 3] = [
-    "Facebook Pixel Server Side",
-    "Facebook Pixel Server-Side",
-    "Facebook Conversions API",
-];
 
 /// The sink's mapping settings, compiled once from its configuration.
 #[derive(Debug)]
@@ -52,201 +50,6 @@ pub struct Mapper {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
 pub struct SettingsError(pub Vec<String>);
-
-/// What became of one message, with the notes mapping took on the way.
-#[derive(Debug)]
-pub struct Mapping<'j> {
-    pub outcome: Outcome<ServerEvent<'j>>,
-    pub notes: Notes,
-}
-
-/// Every message ends as exactly one of these.
-#[derive(Debug, PartialEq)]
-pub enum Outcome<T> {
-    Mapped(T),
-    /// Intentionally not sent; counted, never dead-lettered.
-    Skipped(SkipReason),
-    /// Cannot be sent; goes to the dead letter with the reason.
-    Rejected(Rejection),
-}
-
-/// Why a message was intentionally not sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SkipReason {
-    /// identify, screen, group, alias… calls.
-    NotSent(String),
-    /// A page call while `page_view` is off.
-    PageViewOff,
-    /// The message's `integrations` switch this destination off.
-    DisabledByIntegrations,
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SkipReason::NotSent(kind) => {
-                write!(
-                    f,
-                    "{} calls are not sent to the Conversions API",
-                    quote(kind)
-                )
-            }
-            SkipReason::PageViewOff => {
-                f.write_str("page calls are sent only with page_view = true")
-            }
-            SkipReason::DisabledByIntegrations => {
-                f.write_str("the message's integrations switch this destination off")
-            }
-        }
-    }
-}
-
-/// Why a message cannot be sent: the field at fault and what is wrong with it. Never contains
-/// personal data (trait values are dropped, not rejected).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct Rejection {
-    pub field: Cow<'static, str>,
-    pub problem: String,
-}
-
-impl Rejection {
-    pub fn new(field: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
-        Rejection {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-/// What mapping noticed about a message besides its outcome, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Notes {
-    /// user_data values that normalized to nothing, per field.
-    pub dropped: DroppedValues,
-    /// A Purchase without a value was sent with value 0.
-    pub purchase_value_defaulted: bool,
-    /// Properties left out of custom_data because they are personal data.
-    pub properties_dropped: u32,
-}
-
-/// The user_data fields whose values can be dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UserDataField {
-    Hashed(HashedField),
-    ClientIpAddress,
-}
-
-const DROPPABLE: usize = HashedField::ALL.len() + 1;
-
-/// Dropped user_data values, counted per field.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DroppedValues([u32; DROPPABLE]);
-
-impl DroppedValues {
-    fn index(field: UserDataField) -> usize {
-        match field {
-            UserDataField::Hashed(f) => HashedField::ALL.iter().position(|x| *x == f).unwrap_or(0),
-            UserDataField::ClientIpAddress => DROPPABLE - 1,
-        }
-    }
-
-    pub fn add(&mut self, field: UserDataField) {
-        self.0[Self::index(field)] += 1;
-    }
-
-    pub fn get(&self, field: UserDataField) -> u32 {
-        self.0[Self::index(field)]
-    }
-
-    pub fn merge(&mut self, other: &DroppedValues) {
-        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
-            *mine += theirs;
-        }
-    }
-
-    pub fn total(&self) -> u32 {
-        self.0.iter().sum()
-    }
-
-    /// `(CAPI key, count)` for each field with drops.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
-        HashedField::ALL
-            .iter()
-            .map(|f| f.key())
-            .chain(["client_ip_address"])
-            .zip(self.0)
-            .filter(|(_, n)| *n > 0)
-    }
-}
-
-/// Rejects a message whose structural parts are not objects: what they carried would otherwise
-/// be silently lost.
-fn check_structure(message: &SegmentMessage<'_>) -> Result<(), Rejection> {
-    let context_traits = match &message.context {
-        Part::Object(context) => kind_of(&context.traits),
-        _ => None,
-    };
-    let problems = [
-        ("context", kind_of(&message.context)),
-        ("context.traits", context_traits),
-        ("traits", kind_of(&message.traits)),
-        ("properties", kind_of(&message.properties)),
-        ("integrations", kind_of(&message.integrations)),
-    ];
-    match problems
-        .into_iter()
-        .find_map(|(field, kind)| Some((field, kind?)))
-    {
-        Some((field, kind)) => Err(Rejection::new(
-            field,
-            format!("expected an object, got {kind}"),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn kind_of<T>(part: &Part<T>) -> Option<&'static str> {
-    match part {
-        Part::Not(kind) => Some(kind),
-        _ => None,
-    }
-}
-
-/// This destination's entry under `integrations`, when it is an object.
-fn destination_settings<'j, 'a>(message: &'j SegmentMessage<'a>) -> Option<&'j Json<'a>> {
-    let integrations = message.integrations.as_object()?;
-    DESTINATION_KEYS
-        .iter()
-        .filter_map(|key| member(integrations, key))
-        .find(|v| v.as_object().is_some())
-}
-
-/// Segment's per-destination switches (SPEC §1).
-fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
-    let Some(integrations) = message.integrations.as_object() else {
-        return false;
-    };
-    let mut ours = DESTINATION_KEYS
-        .iter()
-        .filter_map(|key| member(integrations, key));
-    if ours.clone().any(|v| matches!(v, Json::Bool(false))) {
-        return true;
-    }
-    let all_off = matches!(member(integrations, "All"), Some(Json::Bool(false)));
-    all_off && !ours.any(|v| matches!(v, Json::Bool(true) | Json::Object(_)))
-}
-
-/// `context.page.url`, else `properties.url`.
-fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
-    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
-    message
-        .context
-        .as_object()
-        .and_then(|c| c.page_url.as_ref())
-        .and_then(usable)
-        .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
-}
 
 enum CallType {
     Track,
@@ -547,16 +350,6 @@ impl Stop {
 impl From<Rejection> for Stop {
     fn from(rejection: Rejection) -> Self {
         Stop::Reject(rejection)
-    }
-}
-
-/// A value quoted for an error message, cut short: these are field values like `"abc"` for a
-/// revenue, never trait values (which are dropped, not rejected).
-pub(crate) fn quote(text: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{:?}…", &text[..cut]),
-        None => format!("{text:?}"),
     }
 }
 
