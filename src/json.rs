@@ -2,17 +2,21 @@
 //!
 //! Segment messages are loosely typed (a phone may be a number, `properties` may hold anything), so
 //! mapping must look at every value's actual type and report problems by field, never by a
-//! deserializer's message (which would echo the value, and values can be personal data). This
-//! tree accepts any JSON, borrows every string that has no escapes from the input, and keeps
-//! objects as small vectors: far cheaper than `serde_json::Value`, which allocates every string
-//! and builds a sorted map per object.
+//! parser's message (which could quote the input, and values can be personal data). This tree
+//! accepts any JSON, borrows every string from the input, and keeps objects as small vectors: far
+//! cheaper than `serde_json::Value`, which allocates every string and builds a map per object.
+//!
+//! There is one parser: simd-json (SIMD, chosen at run time for the CPU) indexes the input into a
+//! flat tape of nodes, in which every object and array records how many nodes it spans. Trees are
+//! built from the tape ([`Json::parse`]), and readers that want only a few fields walk the tape
+//! directly, stepping over the rest ([`members`], [`value_at`]).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use smallvec::SmallVec;
+use simd_json::{Node, StaticNode};
 
 /// One JSON value, borrowing from the input where it can.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,29 +29,159 @@ pub enum Json<'a> {
     Object(Object<'a>),
 }
 
-/// Object members in input order. Duplicate keys are kept; lookups see the last one, as
-/// `serde_json` would.
+/// Object members in input order. Duplicate keys are kept; lookups see the last non-null one.
 pub type Object<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+
+/// How deeply values may nest, as serde_json allows.
+pub const MAX_DEPTH: usize = 128;
 
 /// Why bytes could not be read as JSON. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("not valid JSON: {0}")]
-    Syntax(#[from] serde_json::Error),
-    #[error("not valid UTF-8 (byte {0})")]
-    Utf8(usize),
+    #[error("not valid JSON: {0} (at byte {1})")]
+    Syntax(&'static str, usize),
+    #[error("nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
 }
 
-/// The bytes as text. JSON is UTF-8; checking the whole input once lets the parser skip
-/// checking every string in it.
-pub fn utf8(bytes: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(bytes).map_err(|e| ParseError::Utf8(e.valid_up_to()))
+/// Indexes `bytes` into simd-json's tape. Strings with escapes are unescaped in place, so the
+/// buffer is taken mutably and the nodes borrow from it.
+pub fn tape(bytes: &mut [u8]) -> Result<Vec<Node<'_>>, ParseError> {
+    // simd-json's working buffers are kept per thread: allocating them for every message was a
+    // tenth of the parse. A thread-local is not shared, so this is not a lock.
+    thread_local! {
+        static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
+    }
+    let tape = BUFFERS
+        .with_borrow_mut(|buffers| simd_json::to_tape_with_buffers(bytes, buffers))
+        .map_err(|e| ParseError::Syntax(describe(e.error()), e.index()))?;
+    if tape.0.is_empty() {
+        return Err(ParseError::Syntax("empty input", 0));
+    }
+    Ok(tape.0)
+}
+
+/// What is wrong, in words; simd-json's own message may quote a character of the input.
+fn describe(error: &simd_json::ErrorType) -> &'static str {
+    use simd_json::ErrorType as E;
+    match error {
+        E::Eof => "unexpected end of input",
+        E::InvalidUtf8 => "not UTF-8",
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
+            "invalid escape in a string"
+        }
+        E::InvalidNumber | E::InvalidExponent | E::Overflow => "invalid number",
+        E::UnterminatedString => "unterminated string",
+        E::TrailingData => "trailing characters after the value",
+        E::InputTooLarge => "input too large",
+        _ => "syntax error",
+    }
+}
+
+/// How many tape nodes the value at `at` spans.
+fn span(nodes: &[Node<'_>], at: usize) -> usize {
+    match nodes.get(at) {
+        Some(Node::Object { count, .. } | Node::Array { count, .. }) => 1 + count,
+        _ => 1,
+    }
+}
+
+/// The members of the object at `at`: each key with the tape index of its value. Nothing for
+/// anything that is not an object.
+pub fn members<'t, 'a>(
+    nodes: &'t [Node<'a>],
+    at: usize,
+) -> impl Iterator<Item = (&'a str, usize)> + 't {
+    let len = match nodes.get(at) {
+        Some(Node::Object { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut next = at + 1;
+    (0..len).map_while(move |_| {
+        let key = match nodes.get(next)? {
+            Node::String(key) => *key,
+            _ => return None,
+        };
+        let value = next + 1;
+        next = value + span(nodes, value);
+        Some((key, value))
+    })
+}
+
+/// The elements of the array at `at`, as tape indexes.
+fn elements<'t>(nodes: &'t [Node<'_>], at: usize) -> impl Iterator<Item = usize> + 't {
+    let len = match nodes.get(at) {
+        Some(Node::Array { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut next = at + 1;
+    (0..len).map(move |_| {
+        let element = next;
+        next += span(nodes, element);
+        element
+    })
+}
+
+/// The kind of the node at `at`, as [`Json::kind`] names it.
+pub fn kind_at(nodes: &[Node<'_>], at: usize) -> &'static str {
+    match nodes.get(at) {
+        Some(Node::String(_)) => "a string",
+        Some(Node::Object { .. }) => "an object",
+        Some(Node::Array { .. }) => "an array",
+        Some(Node::Static(StaticNode::Bool(_))) => "a boolean",
+        Some(Node::Static(StaticNode::Null)) | None => "null",
+        Some(Node::Static(_)) => "a number",
+    }
+}
+
+/// The value at `at` as a tree; `depth` is how deeply it is nested already.
+pub fn value_at<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, ParseError> {
+    if depth > MAX_DEPTH {
+        return Err(ParseError::TooDeep);
+    }
+    Ok(match nodes.get(at) {
+        Some(Node::String(text)) => Json::String(Cow::Borrowed(text)),
+        Some(Node::Object { .. }) => Json::Object(object_at(nodes, at, depth + 1)?),
+        Some(Node::Array { len, .. }) => {
+            let mut items = Vec::with_capacity(*len);
+            for i in elements(nodes, at) {
+                items.push(value_at(nodes, i, depth + 1)?);
+            }
+            Json::Array(items)
+        }
+        Some(Node::Static(StaticNode::Bool(b))) => Json::Bool(*b),
+        Some(Node::Static(StaticNode::I64(n))) => Json::Number((*n).into()),
+        Some(Node::Static(StaticNode::U64(n))) => Json::Number((*n).into()),
+        Some(Node::Static(StaticNode::F64(f))) => {
+            serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+        }
+        Some(Node::Static(StaticNode::Null)) | None => Json::Null,
+    })
+}
+
+/// The members of the object at `at`, in input order.
+pub fn object_at<'a>(
+    nodes: &[Node<'a>],
+    at: usize,
+    depth: usize,
+) -> Result<Object<'a>, ParseError> {
+    let len = match nodes.get(at) {
+        Some(Node::Object { len, .. }) => *len,
+        _ => 0,
+    };
+    // Sized up front: collecting from the iterator regrew the vector member by member.
+    let mut out = Vec::with_capacity(len);
+    for (key, i) in members(nodes, at) {
+        out.push((Cow::Borrowed(key), value_at(nodes, i, depth)?));
+    }
+    Ok(out)
 }
 
 impl<'a> Json<'a> {
-    /// Parses one JSON document, borrowing strings from `bytes`.
-    pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, ParseError> {
-        Ok(serde_json::from_str(utf8(bytes)?)?)
+    /// Parses one JSON document. Strings with escapes are unescaped in place in `bytes`, which
+    /// the tree borrows from.
+    pub fn parse(bytes: &'a mut [u8]) -> Result<Json<'a>, ParseError> {
+        value_at(&tape(bytes)?, 0, 0)
     }
 
     /// The member `key` of an object, `None` when absent, null, or `self` is not an object.
@@ -147,90 +281,6 @@ impl Serialize for Json<'_> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Json::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Json::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Json::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Json::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Json::String(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Json::String(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Json::String(Cow::Owned(v)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Json::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // Gather on the stack, then allocate once at the exact size: growing a Vec member by
-        // member cost several reallocations per object.
-        let mut items: SmallVec<[Json<'de>; 8]> = SmallVec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items.into_vec()))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        collect_members(map).map(Json::Object)
-    }
-}
-
-/// The members of an object, in input order.
-pub fn collect_members<'de, A: MapAccess<'de>>(mut map: A) -> Result<Object<'de>, A::Error> {
-    // Gather on the stack, then allocate once at the exact size: growing a Vec member by member
-    // cost several reallocations per object.
-    let mut members: SmallVec<[(Cow<'de, str>, Json<'de>); 16]> = SmallVec::new();
-    while let Some(key) = map.next_key::<Key<'de>>()? {
-        let value = map.next_value()?;
-        members.push((key.0, value));
-    }
-    Ok(members.into_vec())
-}
-
 /// The member `key` of an object's members; `None` when absent or null.
 pub fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>> {
     // The last non-null duplicate, as for the message's own fields: a later null does not
@@ -242,56 +292,38 @@ pub fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>
         .map(|(_, v)| v)
 }
 
-/// An object key, borrowed when it has no escapes.
-pub struct Key<'a>(Cow<'a, str>);
-
-impl Key<'_> {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
+/// Parses test input that must be valid, keeping it for the rest of the test run.
+#[cfg(test)]
+pub(crate) fn parse_for_test(text: &str) -> Json<'static> {
+    let bytes: &'static mut [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
+    Json::parse(bytes).expect("test input is valid JSON")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Json<'static> {
+        parse_for_test(text)
+    }
+
     #[test]
-    fn borrows_unescaped_strings_and_owns_escaped_ones() {
-        let input = br#"{"a":"plain","b":"esc\"aped"}"#;
-        let json = Json::parse(input).unwrap();
+    fn borrows_every_string_including_unescaped_ones() {
+        let json = parse(r#"{"a":"plain","b":"esc\"aped\u00e9"}"#);
         let Json::Object(members) = &json else {
             panic!("not an object")
         };
         assert!(matches!(members[0].0, Cow::Borrowed("a")));
         assert!(matches!(members[0].1, Json::String(Cow::Borrowed("plain"))));
-        assert!(matches!(&members[1].1, Json::String(Cow::Owned(s)) if s == "esc\"aped"));
+        assert!(matches!(
+            &members[1].1,
+            Json::String(Cow::Borrowed("esc\"apedé"))
+        ));
     }
 
     #[test]
     fn get_treats_null_as_absent_and_sees_the_last_duplicate() {
-        let json = Json::parse(br#"{"a":1,"a":2,"n":null,"b":3,"b":null}"#).unwrap();
+        let json = parse(r#"{"a":1,"a":2,"n":null,"b":3,"b":null}"#);
         assert_eq!(json.get("a"), Some(&Json::Number(2.into())));
         assert_eq!(json.get("b"), Some(&Json::Number(3.into())));
         assert_eq!(json.get("n"), None);
@@ -302,19 +334,54 @@ mod tests {
     #[test]
     fn round_trips_any_document() {
         let text = r#"{"a":[1,-2,3.5,true,null,"s"],"b":{"c":{}},"d":[]}"#;
-        assert_eq!(Json::parse(text.as_bytes()).unwrap().to_string(), text);
+        assert_eq!(parse(text).to_string(), text);
     }
 
     #[test]
     fn parse_errors_do_not_echo_input() {
-        let err = Json::parse(br#"{"email":"secret@example.com""#).unwrap_err();
-        assert!(!err.to_string().contains("secret"), "{err}");
-        assert!(err.to_string().starts_with("not valid JSON"));
+        for text in [
+            r#"{"email":"secret@example.com""#,
+            r#"{"email":"secret\q"}"#,
+            "",
+            "{} x",
+        ] {
+            let err = Json::parse(&mut text.as_bytes().to_vec()).unwrap_err();
+            assert!(!err.to_string().contains("secret"), "{err}");
+            assert!(err.to_string().starts_with("not valid JSON"), "{err}");
+        }
+        let err = Json::parse(&mut [b'"', 0xff, b'"']).unwrap_err();
+        assert!(err.to_string().starts_with("not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        for depth in [200, 100_000] {
+            let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let err = Json::parse(&mut text.into_bytes()).unwrap_err();
+            assert!(
+                matches!(err, ParseError::TooDeep | ParseError::Syntax(..)),
+                "{err}"
+            );
+        }
+        let text = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(Json::parse(&mut text.into_bytes()).is_ok());
+    }
+
+    #[test]
+    fn walking_the_tape_steps_over_unread_values() {
+        let mut text = br#"{"skip":{"deep":[1,{"x":2}]},"keep":"k","n":3}"#.to_vec();
+        let nodes = tape(&mut text).unwrap();
+        let keys: Vec<_> = members(&nodes, 0).map(|(key, _)| key).collect();
+        assert_eq!(keys, ["skip", "keep", "n"]);
+        let (_, keep) = members(&nodes, 0).nth(1).unwrap();
+        assert_eq!(value_at(&nodes, keep, 0).unwrap(), Json::String("k".into()));
+        assert_eq!(kind_at(&nodes, 0), "an object");
+        assert_eq!(members(&nodes, keep).count(), 0, "a string has no members");
     }
 
     #[test]
     fn numbers_render_as_text() {
-        let json = Json::parse(br#"[16505551234, 2.5, "x", true, 1.6505550134e10, -3.0]"#).unwrap();
+        let json = parse(r#"[16505551234, 2.5, "x", true, 1.6505550134e10, -3.0]"#);
         let items = json.as_array().unwrap();
         assert_eq!(items[0].to_text().as_deref(), Some("16505551234"));
         assert_eq!(items[1].to_text().as_deref(), Some("2.5"));

@@ -180,7 +180,7 @@ mod tests {
     }
 
     fn parse_json(text: &str) -> Option<i64> {
-        parse(&Json::parse(text.as_bytes()).unwrap())
+        parse(&crate::json::parse_for_test(text))
     }
 
     #[test]

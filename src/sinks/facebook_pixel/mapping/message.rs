@@ -1,20 +1,15 @@
 //! A Segment message as mapping reads it: the fields mapping uses, borrowed from the input, and
 //! everything else skipped while parsing.
 //!
-//! Parsing is most of the cost of mapping an event. The input is indexed once by simd-json (SIMD,
-//! chosen at run time for the CPU) into a flat tape in which every object and array records how
-//! many nodes it spans; the message is then read from the tape into fixed slots, stepping over
-//! what no rule reads (`context.library`, `page.title`, unknown trait keys) without looking at
-//! it. Every slot is lenient — a value of the wrong type is kept and reported by field, never
+//! Parsing is most of the cost of mapping an event. The message is read from the parser's tape
+//! ([`crate::json::tape`]) into fixed slots, stepping over what no rule reads (`context.library`,
+//! `page.title`, unknown trait keys) without building it. Every slot is lenient — a value of the wrong type is kept and reported by field, never
 //! turned into a parser error that would echo it.
-
-use std::borrow::Cow;
-use std::cell::RefCell;
 
 use simd_json::{Node, StaticNode};
 
 use super::outcome::Rejection;
-use crate::json::{Json, Object, member};
+use crate::json::{self, Json, Object, ParseError, member, members};
 
 /// A part of the message that should be an object.
 #[derive(Debug, Default)]
@@ -114,16 +109,11 @@ pub const TIME_FIELDS: [&str; 4] = ["timestamp", "originalTimestamp", "sentAt", 
 /// Why bytes are not a message mapping can read. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("not valid JSON: {0} (at byte {1})")]
-    Json(&'static str, usize),
+    #[error(transparent)]
+    Json(#[from] ParseError),
     #[error("expected a JSON object, got {0}")]
     NotAnObject(&'static str),
-    #[error("nested more than {MAX_DEPTH} levels deep")]
-    TooDeep,
 }
-
-/// How deeply values may nest, as serde_json allows.
-const MAX_DEPTH: usize = 128;
 
 impl<'a> SegmentMessage<'a> {
     /// Reads a message; `external_id_path` (a dotted path) is looked up in the whole message.
@@ -133,19 +123,10 @@ impl<'a> SegmentMessage<'a> {
         bytes: &'a mut [u8],
         external_id_path: Option<&[String]>,
     ) -> Result<Self, MessageError> {
-        // simd-json's working buffers are kept per thread: allocating them for every message
-        // was a tenth of the parse. A thread-local is not shared, so this is not a lock.
-        thread_local! {
-            static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
-        }
-        let tape = BUFFERS
-            .with_borrow_mut(|buffers| simd_json::to_tape_with_buffers(bytes, buffers))
-            .map_err(|e| MessageError::Json(describe(e.error()), e.index()))?;
-        let nodes = tape.0.as_slice();
-        match nodes.first() {
-            Some(Node::Object { .. }) => {}
-            Some(node) => return Err(MessageError::NotAnObject(kind(node))),
-            None => return Err(MessageError::Json("empty input", 0)),
+        let nodes = json::tape(bytes)?;
+        let nodes = nodes.as_slice();
+        if !matches!(nodes.first(), Some(Node::Object { .. })) {
+            return Err(MessageError::NotAnObject(json::kind_at(nodes, 0)));
         }
         let mut m = SegmentMessage::default();
         for (key, at) in members(nodes, 0) {
@@ -165,12 +146,13 @@ impl<'a> SegmentMessage<'a> {
                     &mut m.traits,
                     part(nodes, at, |n, i| traits(n, i).map(Box::new))?,
                 ),
-                "properties" => {
-                    set_part(&mut m.properties, part(nodes, at, |n, i| object(n, i, 1))?)
-                }
+                "properties" => set_part(
+                    &mut m.properties,
+                    part(nodes, at, |n, i| json::object_at(n, i, 1))?,
+                ),
                 "integrations" => set_part(
                     &mut m.integrations,
-                    part(nodes, at, |n, i| object(n, i, 1))?,
+                    part(nodes, at, |n, i| json::object_at(n, i, 1))?,
                 ),
                 _ => {}
             }
@@ -252,135 +234,21 @@ pub(super) fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
         .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
 }
 
-/// What is wrong, in words; simd-json's own message may quote a character of the input.
-fn describe(error: &simd_json::ErrorType) -> &'static str {
-    use simd_json::ErrorType as E;
-    match error {
-        E::Eof => "unexpected end of input",
-        E::InvalidUtf8 => "not UTF-8",
-        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
-            "invalid escape in a string"
-        }
-        E::InvalidNumber | E::InvalidExponent | E::Overflow => "invalid number",
-        E::UnterminatedString => "unterminated string",
-        E::TrailingData => "trailing characters after the value",
-        E::InputTooLarge => "input too large",
-        _ => "syntax error",
-    }
-}
-
-/// How many tape nodes the value at `at` spans.
-fn span(nodes: &[Node<'_>], at: usize) -> usize {
-    match nodes.get(at) {
-        Some(Node::Object { count, .. } | Node::Array { count, .. }) => 1 + count,
-        _ => 1,
-    }
-}
-
-/// The members of the object at `at`: each key with the tape index of its value.
-fn members<'t, 'a>(
-    nodes: &'t [Node<'a>],
-    at: usize,
-) -> impl Iterator<Item = (&'a str, usize)> + 't {
-    let len = match nodes.get(at) {
-        Some(Node::Object { len, .. }) => *len,
-        _ => 0,
-    };
-    let mut next = at + 1;
-    (0..len).map_while(move |_| {
-        let key = match nodes.get(next)? {
-            Node::String(key) => *key,
-            _ => return None,
-        };
-        let value = next + 1;
-        next = value + span(nodes, value);
-        Some((key, value))
-    })
-}
-
-/// The elements of the array at `at`, as tape indexes.
-fn elements<'t>(nodes: &'t [Node<'_>], at: usize) -> impl Iterator<Item = usize> + 't {
-    let len = match nodes.get(at) {
-        Some(Node::Array { len, .. }) => *len,
-        _ => 0,
-    };
-    let mut next = at + 1;
-    (0..len).map(move |_| {
-        let element = next;
-        next += span(nodes, element);
-        element
-    })
-}
-
-fn kind(node: &Node<'_>) -> &'static str {
-    match node {
-        Node::String(_) => "a string",
-        Node::Object { .. } => "an object",
-        Node::Array { .. } => "an array",
-        Node::Static(StaticNode::Bool(_)) => "a boolean",
-        Node::Static(StaticNode::Null) => "null",
-        Node::Static(_) => "a number",
-    }
-}
-
 /// The value at `at`, with null as absent.
-fn value<'a>(
-    nodes: &[Node<'a>],
-    at: usize,
-    depth: usize,
-) -> Result<Option<Json<'a>>, MessageError> {
-    Ok(Some(json(nodes, at, depth)?).filter(|v| !v.is_null()))
-}
-
-/// The value at `at` as a [`Json`] tree.
-fn json<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, MessageError> {
-    if depth > MAX_DEPTH {
-        return Err(MessageError::TooDeep);
-    }
-    Ok(match nodes.get(at) {
-        Some(Node::String(text)) => Json::String(Cow::Borrowed(text)),
-        Some(Node::Object { .. }) => Json::Object(object(nodes, at, depth + 1)?),
-        Some(Node::Array { len, .. }) => {
-            let mut items = Vec::with_capacity(*len);
-            for i in elements(nodes, at) {
-                items.push(json(nodes, i, depth + 1)?);
-            }
-            Json::Array(items)
-        }
-        Some(Node::Static(StaticNode::Bool(b))) => Json::Bool(*b),
-        Some(Node::Static(StaticNode::I64(n))) => Json::Number((*n).into()),
-        Some(Node::Static(StaticNode::U64(n))) => Json::Number((*n).into()),
-        Some(Node::Static(StaticNode::F64(f))) => {
-            serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
-        }
-        Some(Node::Static(StaticNode::Null)) | None => Json::Null,
-    })
-}
-
-/// The members of the object at `at`, in input order.
-fn object<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Object<'a>, MessageError> {
-    let len = match nodes.get(at) {
-        Some(Node::Object { len, .. }) => *len,
-        _ => 0,
-    };
-    // Sized up front: collecting from the iterator regrew the vector member by member.
-    let mut members_out = Vec::with_capacity(len);
-    for (key, i) in members(nodes, at) {
-        members_out.push((Cow::Borrowed(key), json(nodes, i, depth)?));
-    }
-    Ok(members_out)
+fn value<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Option<Json<'a>>, ParseError> {
+    Ok(Some(json::value_at(nodes, at, depth)?).filter(|v| !v.is_null()))
 }
 
 /// A [`Part`]: an object read by `read`, anything else as its kind.
 fn part<'a, T>(
     nodes: &[Node<'a>],
     at: usize,
-    read: impl FnOnce(&[Node<'a>], usize) -> Result<T, MessageError>,
-) -> Result<Part<T>, MessageError> {
+    read: impl FnOnce(&[Node<'a>], usize) -> Result<T, ParseError>,
+) -> Result<Part<T>, ParseError> {
     Ok(match nodes.get(at) {
         Some(Node::Object { .. }) => Part::Object(read(nodes, at)?),
         Some(Node::Static(StaticNode::Null)) | None => Part::Absent,
-        Some(node) => Part::Not(kind(node)),
+        Some(_) => Part::Not(json::kind_at(nodes, at)),
     })
 }
 
@@ -398,7 +266,7 @@ fn set_part<T>(slot: &mut Part<T>, new: Part<T>) {
     }
 }
 
-fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, MessageError> {
+fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseError> {
     let mut c = Context::default();
     for (key, i) in members(nodes, at) {
         match key {
@@ -423,7 +291,7 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, Messag
     Ok(Box::new(c))
 }
 
-fn traits<'a>(nodes: &[Node<'a>], at: usize) -> Result<Traits<'a>, MessageError> {
+fn traits<'a>(nodes: &[Node<'a>], at: usize) -> Result<Traits<'a>, ParseError> {
     let mut found = Traits::default();
     for (key, i) in members(nodes, at) {
         match classify(key) {
@@ -444,7 +312,7 @@ fn find<'a>(
     nodes: &[Node<'a>],
     at: usize,
     path: &[String],
-) -> Result<Option<Json<'a>>, MessageError> {
+) -> Result<Option<Json<'a>>, ParseError> {
     let Some((head, rest)) = path.split_first() else {
         return value(nodes, at, 0);
     };
@@ -574,10 +442,7 @@ mod tests {
                 "]".repeat(depth)
             );
             let err = SegmentMessage::parse(&mut deep.into_bytes(), None).unwrap_err();
-            assert!(
-                matches!(err, MessageError::TooDeep | MessageError::Json(..)),
-                "{err}"
-            );
+            assert!(matches!(err, MessageError::Json(_)), "{err}");
         }
     }
 

@@ -105,7 +105,7 @@ mod tests {
     use super::*;
 
     fn json(text: &str) -> Json<'_> {
-        Json::parse(text.as_bytes()).unwrap()
+        crate::json::parse_for_test(text)
     }
 
     fn amount(text: &str) -> Result<String, String> {
