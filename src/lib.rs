@@ -1,11 +1,21 @@
 //! `fbpixel`: Segment-spec events to Meta's Conversions API.
 //!
-//! The data path is the module tree: [`config`] reads a Vector-style pipeline file, events are
-//! read as borrowed [`json`] trees, and [`sinks::facebook_pixel`] maps them to Conversions API
-//! server events ([`sinks::facebook_pixel::mapping`]) and ships them. The `fbpixel` binary is a
-//! thin shell over [`cli`].
+//! The data path is the module tree: [`config`] reads a Vector-style pipeline
+//! file; [`topology`] builds and runs it; [`sources`] turn requests and lines
+//! into [`event::Event`]s; [`transforms`] run VRL on them; [`sinks`] deliver
+//! them, [`sinks::facebook_pixel`] to Meta's Conversions API; [`acks`] carry
+//! each event's fate back to its source. The `fbpixel` binary is a thin shell
+//! over [`cli`].
 
+pub mod acks;
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod event;
+pub mod http;
 pub mod json;
 pub mod sinks;
+pub mod sources;
+pub mod telemetry;
+pub mod topology;
+pub mod transforms;

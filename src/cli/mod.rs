@@ -1,21 +1,38 @@
 //! The command line: one file per subcommand.
 
 pub mod map;
+pub mod run;
+pub mod validate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// Segment-spec events to Meta's Conversions API.
+///
+/// Without a subcommand, runs the pipeline of the given config files until
+/// SIGINT/SIGTERM, or until every source has finished (stdin at end of input).
 #[derive(Debug, Parser)]
-#[command(name = "fbpixel", version, about, propagate_version = true)]
+#[command(
+    name = "fbpixel",
+    version,
+    about,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: run::RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a pipeline (the default when no subcommand is given).
+    Run(run::RunArgs),
+    /// Check a config: graph, settings, VRL and, unless --no-environment, healthchecks.
+    Validate(validate::ValidateArgs),
     /// Print the Conversions API event each Segment message on stdin becomes (a dry run: nothing
     /// is sent, no credentials needed).
     Map(map::MapArgs),
@@ -24,7 +41,10 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Map(args) => map::run(args),
+            None => run::run(self.run),
+            Some(Command::Run(args)) => run::run(args),
+            Some(Command::Validate(args)) => validate::run(args),
+            Some(Command::Map(args)) => map::run(args),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod capi;
 pub mod config;
 pub mod mapping;
 pub mod normalize;
+mod sink;
 
 pub use capi::ServerEvent;
 pub use config::{FacebookPixelConfig, SINK_TYPE};

@@ -1,0 +1,70 @@
+//! The `[api]` endpoint: `GET /health` and `GET /metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+
+use hyper::{Method, StatusCode};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::http::{self, text};
+use crate::topology::ShutdownSignal;
+
+/// Install the global metrics recorder; its handle renders `/metrics`.
+/// Without an `[api]`, no recorder is installed and counting costs nothing.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))
+}
+
+/// The bound API listener.
+pub struct Api {
+    listener: TcpListener,
+    handle: PrometheusHandle,
+}
+
+impl Api {
+    /// Bind `address`.
+    pub async fn bind(address: &str, handle: PrometheusHandle) -> Result<Self, String> {
+        let listener = http::bind(address).await.map_err(|e| format!("api: {e}"))?;
+        Ok(Self { listener, handle })
+    }
+
+    /// The address actually bound (port 0 picks one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serve until `shutdown`.
+    pub async fn serve(self, shutdown: ShutdownSignal) {
+        let handle = self.handle;
+        http::serve(self.listener, shutdown, move |req, _peer| {
+            let handle = handle.clone();
+            async move {
+                if req.method() != Method::GET {
+                    return text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                }
+                match req.uri().path() {
+                    "/health" => {
+                        let mut r = text(StatusCode::OK, r#"{"ok":true}"#);
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        r
+                    }
+                    "/metrics" => {
+                        let mut r = text(StatusCode::OK, handle.render());
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    }
+                    _ => text(StatusCode::NOT_FOUND, "not found; try /health or /metrics"),
+                }
+            }
+        })
+        .await;
+    }
+}

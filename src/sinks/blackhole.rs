@@ -1,0 +1,93 @@
+//! The `blackhole` sink: counts events and discards them (benchmarks, tests).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::finalize_all;
+use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::topology::{
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
+};
+
+/// Settings of the `blackhole` sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeConfig {
+    /// Seconds between log lines with the running totals; 0 logs only the final total.
+    #[serde(default = "default_interval")]
+    pub print_interval_secs: u64,
+    /// Take at most this many events per second (simulates a slow destination).
+    pub rate: Option<u64>,
+    /// Whether sources wait for this sink before answering.
+    #[serde(default)]
+    pub acknowledgements: AcknowledgementsConfig,
+}
+
+fn default_interval() -> u64 {
+    1
+}
+
+#[async_trait]
+impl SinkConfig for BlackholeConfig {
+    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        if self.rate == Some(0) {
+            return Err(BuildError(
+                "`rate` must be at least 1 event per second".into(),
+            ));
+        }
+        Ok((
+            Box::new(Blackhole {
+                config: self.clone(),
+            }),
+            healthy(),
+        ))
+    }
+
+    fn acknowledgements(&self) -> bool {
+        self.acknowledgements.enabled()
+    }
+}
+
+struct Blackhole {
+    config: BlackholeConfig,
+}
+
+#[async_trait]
+impl Sink for Blackhole {
+    async fn run(self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
+        let id = input.metrics().info().id.clone();
+        let (mut events_total, mut bytes_total) = (0u64, 0u64);
+        let interval = Duration::from_secs(self.config.print_interval_secs);
+        let mut next_print = Instant::now() + interval;
+        let started = Instant::now();
+        while let Some(events) = input.next().await {
+            let Some(rate) = self.config.rate else {
+                let bytes: usize = events.iter().map(|e| e.size_hint()).sum();
+                events_total += events.len() as u64;
+                bytes_total += bytes as u64;
+                input.metrics().sent(events.len(), bytes);
+                finalize_all(events, EventStatus::Delivered);
+                continue;
+            };
+            for event in events {
+                // Event n may pass at n/rate seconds after the start.
+                let due = started + Duration::from_secs_f64(events_total as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+                let bytes = event.size_hint();
+                events_total += 1;
+                bytes_total += bytes as u64;
+                input.metrics().sent(1, bytes);
+                event.finalize(EventStatus::Delivered);
+            }
+            if !interval.is_zero() && Instant::now() >= next_print {
+                tracing::info!(component = %id, events = events_total, bytes = bytes_total, "collected events");
+                next_print = Instant::now() + interval;
+            }
+        }
+        tracing::info!(component = %id, events = events_total, bytes = bytes_total, "collected events (total)");
+        Ok(())
+    }
+}

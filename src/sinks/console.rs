@@ -1,0 +1,93 @@
+//! The `console` sink: each event as one JSON line on stdout (or stderr).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{EncodingConfig, finalize_all, write_ndjson};
+use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::telemetry::Stage;
+use crate::topology::{
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
+};
+
+/// Settings of the `console` sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `stdout` (default) or `stderr`.
+    #[serde(default)]
+    pub target: Target,
+    /// Accepted for Vector compatibility; always JSON.
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+    /// Whether sources wait for this sink before answering.
+    #[serde(default)]
+    pub acknowledgements: AcknowledgementsConfig,
+}
+
+/// The stream written to.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Standard output.
+    #[default]
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+#[async_trait]
+impl SinkConfig for ConsoleConfig {
+    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        Ok((
+            Box::new(ConsoleSink {
+                target: self.target,
+            }),
+            healthy(),
+        ))
+    }
+
+    fn acknowledgements(&self) -> bool {
+        self.acknowledgements.enabled()
+    }
+}
+
+struct ConsoleSink {
+    target: Target,
+}
+
+#[async_trait]
+impl Sink for ConsoleSink {
+    async fn run(self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
+        let mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match self.target {
+            Target::Stdout => Box::new(tokio::io::stdout()),
+            Target::Stderr => Box::new(tokio::io::stderr()),
+        };
+        let mut buf = Vec::new();
+        while let Some(events) = input.next().await {
+            buf.clear();
+            let bytes = write_ndjson(&events, &mut buf);
+            let written = async {
+                out.write_all(&buf).await?;
+                out.flush().await
+            };
+            match written.await {
+                Ok(()) => {
+                    input.metrics().sent(events.len(), bytes);
+                    finalize_all(events, EventStatus::Delivered);
+                }
+                Err(e) => {
+                    input.metrics().error("write_failed", Stage::Sending);
+                    finalize_all(events, EventStatus::Errored);
+                    // A closed stdout (`| head`) will not reopen: stop here.
+                    return Err(ComponentError(format!(
+                        "cannot write to {:?}: {e}",
+                        self.target
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

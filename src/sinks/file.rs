@@ -1,0 +1,100 @@
+//! The `file` sink: appends each event as one JSON line to a file.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::{EncodingConfig, finalize_all, write_ndjson};
+use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::telemetry::Stage;
+use crate::topology::{
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+};
+
+/// Settings of the `file` sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file to append to; its directory is created when missing.
+    pub path: PathBuf,
+    /// Accepted for Vector compatibility; always JSON.
+    #[serde(default)]
+    pub encoding: EncodingConfig,
+    /// Whether sources wait for this sink before answering.
+    #[serde(default)]
+    pub acknowledgements: AcknowledgementsConfig,
+}
+
+#[async_trait]
+impl SinkConfig for FileConfig {
+    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(BuildError("`path` is empty".into()));
+        }
+        let path = self.path.clone();
+        // The healthcheck opens the file the way the sink will.
+        let healthcheck = Box::pin(async move { open(&path).await.map(drop) });
+        Ok((
+            Box::new(FileSink {
+                path: self.path.clone(),
+            }),
+            healthcheck,
+        ))
+    }
+
+    fn acknowledgements(&self) -> bool {
+        self.acknowledgements.enabled()
+    }
+}
+
+async fn open(path: &PathBuf) -> Result<tokio::fs::File, String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+    }
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))
+}
+
+struct FileSink {
+    path: PathBuf,
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn run(self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
+        let mut file = open(&self.path).await.map_err(ComponentError)?;
+        let mut buf = Vec::new();
+        while let Some(events) = input.next().await {
+            buf.clear();
+            let bytes = write_ndjson(&events, &mut buf);
+            // One write per batch; with O_APPEND it lands after whatever
+            // another writer appended meanwhile.
+            let written = async {
+                file.write_all(&buf).await?;
+                file.flush().await
+            };
+            match written.await {
+                Ok(()) => {
+                    input.metrics().sent(events.len(), bytes);
+                    finalize_all(events, EventStatus::Delivered);
+                }
+                Err(e) => {
+                    input.metrics().error("write_failed", Stage::Sending);
+                    tracing::error!(component = %input.metrics().info().id, "cannot write {} events to {}: {e}", events.len(), self.path.display());
+                    finalize_all(events, EventStatus::Errored);
+                }
+            }
+        }
+        file.sync_data()
+            .await
+            .map_err(|e| ComponentError(format!("cannot flush {}: {e}", self.path.display())))
+    }
+}

@@ -1,0 +1,326 @@
+//! The `http_server` source: JSON events POSTed over HTTP, in the shapes a
+//! Vector `http` sink sends (a JSON array, or NDJSON), or a single object.
+//!
+//! With acknowledgements, a request is answered only when every one of its
+//! events has been delivered (or dead-lettered) by every sink: 200 then; 500
+//! when delivery failed and 503 when the process is shutting down, so the
+//! sender retries; 400 when a sink rejected the events for good.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode, header};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use super::decode;
+use crate::acks::{AcknowledgementsConfig, BatchNotifier, BatchStatus};
+use crate::config::Secret;
+use crate::http::{self, HttpResponse, constant_time_eq, text};
+use crate::telemetry::{ComponentMetrics, Stage};
+use crate::topology::{
+    Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
+    SourceConfig, SourceContext,
+};
+
+/// Settings of the `http_server` source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Listen address, e.g. `0.0.0.0:8081`.
+    pub address: String,
+    /// The path events are POSTed to.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// When false, any path is accepted.
+    #[serde(default = "default_true")]
+    pub strict_path: bool,
+    /// Largest request body, before and after gzip decompression; larger gets 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Optional authentication of senders.
+    pub auth: Option<AuthConfig>,
+    /// Whether to answer only after delivery (also on when a downstream sink asks for it).
+    #[serde(default)]
+    pub acknowledgements: AcknowledgementsConfig,
+}
+
+/// `auth`: HTTP basic or bearer authentication.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        /// The expected user.
+        username: String,
+        /// The expected password.
+        password: Secret,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The expected token.
+        token: Secret,
+    },
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_body_bytes() -> usize {
+    10 * 1024 * 1024
+}
+
+#[async_trait]
+impl SourceConfig for HttpServerConfig {
+    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        if !self.path.starts_with('/') {
+            return Err(BuildError(format!(
+                "`path` {:?} must start with `/`",
+                self.path
+            )));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(BuildError("`max_body_bytes` must be at least 1".into()));
+        }
+        let listener = http::bind(&self.address).await.map_err(BuildError)?;
+        Ok(Box::new(HttpServerSource {
+            listener,
+            config: self.clone(),
+        }))
+    }
+
+    fn acknowledgements(&self) -> Acknowledgements {
+        Acknowledgements::Supported(self.acknowledgements.enabled())
+    }
+}
+
+struct HttpServerSource {
+    listener: TcpListener,
+    config: HttpServerConfig,
+}
+
+/// What every request handler shares.
+struct Shared {
+    path: Option<String>,
+    max_body_bytes: usize,
+    authorization: Option<Secret>,
+    acknowledgements: bool,
+    out: Output,
+    shutdown: ShutdownSignal,
+    metrics: ComponentMetrics,
+}
+
+#[async_trait]
+impl Source for HttpServerSource {
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let HttpServerSource { listener, config } = *self;
+        let authorization = config.auth.as_ref().map(|auth| match auth {
+            AuthConfig::Basic { username, password } => {
+                let pair = format!("{username}:{}", password.expose());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                Secret::new(format!("Basic {encoded}"))
+            }
+            AuthConfig::Bearer { token } => Secret::new(format!("Bearer {}", token.expose())),
+        });
+        let shared = Arc::new(Shared {
+            path: config.strict_path.then_some(config.path),
+            max_body_bytes: config.max_body_bytes,
+            authorization,
+            acknowledgements: cx.acknowledgements,
+            out: cx.out,
+            shutdown: cx.shutdown.clone(),
+            metrics: cx.metrics,
+        });
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(component = %shared.metrics.info().id, %address, acknowledgements = shared.acknowledgements, "listening");
+        http::serve(listener, cx.shutdown, move |req, _peer: SocketAddr| {
+            let shared = shared.clone();
+            async move { handle(&shared, req).await }
+        })
+        .await;
+        Ok(())
+    }
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> HttpResponse {
+    let response = receive(shared, req).await;
+    if let Err((status, message)) = &response {
+        let error_type = match *status {
+            StatusCode::UNAUTHORIZED => "authentication_failed",
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            StatusCode::BAD_REQUEST => "decode_failed",
+            _ => "request_failed",
+        };
+        if status.is_client_error() {
+            shared.metrics.error(error_type, Stage::Receiving);
+        }
+        tracing::debug!(component = %shared.metrics.info().id, status = status.as_u16(), "{message}");
+    }
+    match response {
+        Ok(()) => text(StatusCode::OK, ""),
+        Err((status, message)) => {
+            let mut response = text(status, message);
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic"),
+                );
+            }
+            response
+        }
+    }
+}
+
+type Failure = (StatusCode, String);
+
+async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure> {
+    if shared.shutdown.is_triggered() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down; retry later".into(),
+        ));
+    }
+    if let Some(path) = &shared.path {
+        if req.uri().path() != path {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("not found; POST events to {path}"),
+            ));
+        }
+    }
+    if req.method() != Method::POST {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST".into()));
+    }
+    if let Some(expected) = &shared.authorization {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !given.is_some_and(|g| constant_time_eq(g, expected.expose().as_bytes())) {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong credentials".into(),
+            ));
+        }
+    }
+    let limit = shared.max_body_bytes;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than max_body_bytes ({limit} bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            }
+        })?
+        .to_bytes();
+    shared.metrics.received_wire_bytes(body.len());
+    let body = match encoding.as_deref() {
+        None | Some("identity") => body,
+        Some("gzip" | "x-gzip") => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit)
+            .map_err(|e| e.unwrap_or_else(too_large))?,
+        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&body[..]), limit)
+            .map_err(|e| e.unwrap_or_else(too_large))?,
+        Some(other) => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported content-encoding {other:?}; send identity, gzip or deflate"),
+            ));
+        }
+    };
+    let mut events = decode::body(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
+    shared.metrics.received(n, bytes);
+    let status = if shared.acknowledgements {
+        let (finalizer, status) = BatchNotifier::new();
+        events = events
+            .into_iter()
+            .map(|e| e.with_finalizer(finalizer.clone()))
+            .collect();
+        drop(finalizer);
+        Some(status)
+    } else {
+        None
+    };
+    let mut out = shared.out.clone();
+    if out.send(events).await.is_err() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is shutting down; retry later".into(),
+        ));
+    }
+    drop(out);
+    shared.metrics.sent(n, bytes);
+    let Some(status) = status else {
+        return Ok(());
+    };
+    match status.wait().await {
+        BatchStatus::Delivered => Ok(()),
+        BatchStatus::Rejected => Err((
+            StatusCode::BAD_REQUEST,
+            "a sink rejected the events; do not retry them as they are".into(),
+        )),
+        BatchStatus::Errored if shared.shutdown.is_triggered() => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline shut down before the events were delivered; retry later".into(),
+        )),
+        BatchStatus::Errored => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the events could not be delivered; retry later".into(),
+        )),
+    }
+}
+
+/// Decompress at most `limit` bytes; `Err(None)` when the result is larger.
+fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, Option<Failure>> {
+    let mut out = Vec::new();
+    let read = decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Some((
+                StatusCode::BAD_REQUEST,
+                format!("cannot decompress the body: {e}"),
+            ))
+        })?;
+    if read > limit {
+        return Err(None);
+    }
+    Ok(out.into())
+}

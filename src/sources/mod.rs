@@ -1,0 +1,5 @@
+//! Where events enter the pipeline: one module per source type.
+
+pub mod decode;
+pub mod http_server;
+pub mod stdin;

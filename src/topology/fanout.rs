@@ -1,0 +1,68 @@
+//! A component's output: every downstream component gets every event.
+
+use tokio::sync::mpsc;
+
+use super::stream::Backlog;
+use crate::event::EventArray;
+
+/// The sending half of a component: one bounded channel per downstream
+/// component. Sending waits while the slowest reader is full (backpressure).
+#[derive(Clone)]
+pub struct Output {
+    senders: Vec<(mpsc::Sender<EventArray>, Backlog)>,
+}
+
+/// Every downstream component has stopped; nothing more can be sent.
+#[derive(Debug)]
+pub struct Closed;
+
+impl Output {
+    pub(crate) fn new(senders: Vec<(mpsc::Sender<EventArray>, Backlog)>) -> Self {
+        Self { senders }
+    }
+
+    /// An output connected to nothing (its events are dropped as failed).
+    pub fn detached() -> Self {
+        Self {
+            senders: Vec::new(),
+        }
+    }
+
+    /// Send a batch to every reader: copies to all but the last, the batch
+    /// itself to the last. A reader that has stopped is removed; its copy is
+    /// dropped, which fails the events' acknowledgements.
+    pub async fn send(&mut self, events: EventArray) -> Result<(), Closed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut i = 0;
+        let mut events = Some(events);
+        while i < self.senders.len() {
+            let batch = if i + 1 == self.senders.len() {
+                events
+                    .take()
+                    .expect("the batch is sent to the last reader only")
+            } else {
+                let all = events.as_ref().expect("kept until the last reader");
+                all.iter().map(|e| e.clone_for_fanout()).collect()
+            };
+            let (sender, backlog) = &self.senders[i];
+            let n = batch.len();
+            backlog.add(n);
+            if sender.send(batch).await.is_err() {
+                backlog.sub(n);
+                self.senders.remove(i);
+                if i == self.senders.len() {
+                    break;
+                }
+                continue;
+            }
+            i += 1;
+        }
+        if self.senders.is_empty() {
+            Err(Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
