@@ -84,9 +84,13 @@ impl Transform for Remap {
             match self.vrl.run(value) {
                 Ok(_) if matches!(value, Value::Object(_)) => out.push(event),
                 Ok(_) => {
-                    self.metrics.error("not_an_object", Stage::Processing);
-                    tracing::warn!(component = %self.metrics.info().id, "the program replaced the event with a non-object; events must stay JSON objects");
-                    self.fail(event, original, self.drop_on_error, out);
+                    // As Vector does for log events: a non-object root is
+                    // kept under `message`, so the event stays an object.
+                    let root = std::mem::replace(value, Value::Null);
+                    let mut wrapped = vrl::value::ObjectMap::new();
+                    wrapped.insert("message".into(), root);
+                    *value = Value::Object(wrapped);
+                    out.push(event);
                 }
                 Err(Terminate::Abort(_)) => {
                     self.fail(event, original, self.drop_on_abort, out);
@@ -157,7 +161,7 @@ pub(crate) mod tests {
     #[test]
     fn the_program_changes_each_event() {
         let mut t = remap(
-            ".properties.fbp = .context.cookies._fbp ?? .properties.fbp",
+            ".properties.fbp = .context.cookies._fbp || .properties.fbp",
             false,
             true,
         );
@@ -194,9 +198,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn replacing_the_event_with_a_non_object_is_an_error() {
+    fn a_non_object_result_is_kept_under_message() {
         let mut t = remap(". = 5", false, true);
-        assert_eq!(run(&mut t, &[r#"{"a":1}"#]), [r#"{"a":1}"#]);
+        assert_eq!(run(&mut t, &[r#"{"a":1}"#]), [r#"{"message":5}"#]);
     }
 
     #[test]

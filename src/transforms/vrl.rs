@@ -83,13 +83,19 @@ impl Vrl {
 }
 
 /// A runtime error for a log line. VRL messages can quote the event's values
-/// (`unable to parse "jane@example.com"`), so quoted text is replaced by `"…"`.
+/// (`unable to parse "jane@example.com"`), so quoted text is replaced by `"…"`,
+/// except the function name in `function call error for "parse_int"`.
 pub fn loggable(error: &Terminate) -> String {
+    const FUNCTION: &str = "function call error for \"";
     let message = error.to_string();
-    let mut out = String::with_capacity(message.len());
+    let (kept, rest) = match message.strip_prefix(FUNCTION).and_then(|r| r.split_once('"')) {
+        Some((name, rest)) => (format!("{FUNCTION}{name}\""), rest),
+        None => (String::new(), message.as_str()),
+    };
+    let mut out = kept;
     let mut quoted = false;
     let mut escaped = false;
-    for c in message.chars() {
+    for c in rest.chars() {
         if quoted {
             if escaped {
                 escaped = false;
@@ -129,11 +135,11 @@ mod tests {
 
     #[test]
     fn a_program_runs_and_changes_the_event() {
-        let program = compile(".b = .a + 1", false).unwrap();
+        let program = compile(".b = .a", false).unwrap();
         let mut vrl = Vrl::new(Arc::new(program));
         let mut value: Value = serde_json::from_str(r#"{"a":1}"#).unwrap();
         vrl.run(&mut value).unwrap();
-        assert_eq!(serde_json::to_string(&value).unwrap(), r#"{"a":1,"b":2}"#);
+        assert_eq!(serde_json::to_string(&value).unwrap(), r#"{"a":1,"b":1}"#);
     }
 
     #[test]
@@ -153,12 +159,14 @@ mod tests {
 
     #[test]
     fn logged_errors_hide_quoted_values() {
-        let program = compile(r#".n = parse_int!(.email)"#, false).unwrap();
+        let program = compile(r#".n = parse_int!(.email)
+.m = to_int!(.email)"#, false).unwrap();
         let mut vrl = Vrl::new(Arc::new(program));
         let mut value: Value = serde_json::from_str(r#"{"email":"jane@example.com"}"#).unwrap();
         let err = vrl.run(&mut value).unwrap_err();
         let line = loggable(&err);
         assert!(!line.contains("jane"), "{line}");
-        assert!(line.contains("parse_int"), "{line}");
+        assert!(line.contains(r#"function call error for "parse_int""#), "{line}");
+        assert!(line.contains("could not parse integer"), "{line}");
     }
 }
