@@ -12,7 +12,16 @@ use crate::topology::ShutdownSignal;
 /// Install the global metrics recorder; its handle renders `/metrics`.
 /// Without an `[api]`, no recorder is installed and counting costs nothing.
 pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    PrometheusBuilder::new()
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in crate::telemetry::HISTOGRAM_BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(name.into()),
+                buckets,
+            )
+            .map_err(|e| format!("invalid histogram buckets for {name}: {e}"))?;
+    }
+    builder
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
 }

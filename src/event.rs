@@ -143,6 +143,16 @@ impl Event {
         (json, finalizer)
     }
 
+    /// The JSON bytes (shared, not copied) and the finalizer.
+    pub fn into_bytes_parts(self) -> (Bytes, EventFinalizer) {
+        let Event { data, finalizer } = self;
+        let json = match data {
+            EventData::Json(bytes) => bytes,
+            EventData::Value(value) => Bytes::from(value_to_json(&value)),
+        };
+        (json, finalizer)
+    }
+
     /// The size of the event's JSON when it is still raw; an estimate otherwise.
     pub fn size_hint(&self) -> usize {
         match &self.data {
@@ -168,7 +178,10 @@ mod tests {
         let mut event = Event::from_json(Bytes::from_static(br#"{"type":"track","n":1}"#));
         assert_eq!(event.to_json().as_ref(), br#"{"type":"track","n":1}"#);
         let value = event.value_mut().unwrap();
-        value.as_object_mut().unwrap().insert("n".into(), Value::from(2));
+        value
+            .as_object_mut()
+            .unwrap()
+            .insert("n".into(), Value::from(2));
         assert_eq!(event.to_json().as_ref(), br#"{"n":2,"type":"track"}"#);
     }
 

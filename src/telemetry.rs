@@ -163,3 +163,112 @@ pub fn init_logs(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+// ---- The Conversions API sink's own metrics (besides the component ones). ----
+
+/// `fbpixel_requests_total{outcome}`: Graph API requests by what their answer meant.
+pub const REQUESTS: &str = "fbpixel_requests_total";
+/// `fbpixel_request_duration_seconds`: Graph API request latency (histogram).
+pub const REQUEST_DURATION: &str = "fbpixel_request_duration_seconds";
+/// `fbpixel_retries_total{reason}`: attempts repeated, by why.
+pub const RETRIES: &str = "fbpixel_retries_total";
+/// `fbpixel_batch_events`: events per batch (histogram).
+pub const BATCH_EVENTS: &str = "fbpixel_batch_events";
+/// `fbpixel_bisections_total`: rejected batches split in two.
+pub const BISECTIONS: &str = "fbpixel_bisections_total";
+/// `fbpixel_events_unconfirmed_total`: events sent beyond Meta's `events_received`.
+pub const UNCONFIRMED: &str = "fbpixel_events_unconfirmed_total";
+/// `fbpixel_dead_lettered_events_total{stage}`: events written to the dead letter.
+pub const DEAD_LETTERED: &str = "fbpixel_dead_lettered_events_total";
+/// `fbpixel_skipped_events_total{reason}`: messages intentionally not sent.
+pub const SKIPPED: &str = "fbpixel_skipped_events_total";
+/// `fbpixel_user_data_key_events_total{key}`: mapped events carrying each user_data key.
+pub const USER_DATA_KEYS: &str = "fbpixel_user_data_key_events_total";
+/// `fbpixel_healthy`: 1 while the Graph API accepts the sink's credentials, else 0.
+pub const HEALTHY: &str = "fbpixel_healthy";
+
+/// Histogram buckets, set when the Prometheus recorder is installed.
+pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
+    (
+        REQUEST_DURATION,
+        &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+    ),
+    (
+        BATCH_EVENTS,
+        &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 750.0, 1000.0],
+    ),
+];
+
+fn with(metrics: &ComponentMetrics, key: &'static str, value: &'static str) -> Vec<Label> {
+    let mut l = labels(metrics.info());
+    l.push(Label::new(key, value));
+    l
+}
+
+/// Count one Graph API request and its latency.
+pub fn request(metrics: &ComponentMetrics, outcome: &'static str, took: std::time::Duration) {
+    counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(1);
+    metrics::histogram!(REQUEST_DURATION, labels(metrics.info())).record(took.as_secs_f64());
+}
+
+/// Count one retry.
+pub fn retry(metrics: &ComponentMetrics, reason: &'static str) {
+    counter!(RETRIES, with(metrics, "reason", reason)).increment(1);
+}
+
+/// Record a batch's size.
+pub fn batch_size(metrics: &ComponentMetrics, events: usize) {
+    metrics::histogram!(BATCH_EVENTS, labels(metrics.info())).record(events as f64);
+}
+
+/// Count one bisection.
+pub fn bisection(metrics: &ComponentMetrics) {
+    counter!(BISECTIONS, labels(metrics.info())).increment(1);
+}
+
+/// Count events Meta did not confirm.
+pub fn unconfirmed(metrics: &ComponentMetrics, events: u64) {
+    counter!(UNCONFIRMED, labels(metrics.info())).increment(events);
+}
+
+/// Count one dead-lettered event.
+pub fn dead_lettered(metrics: &ComponentMetrics, stage: &'static str) {
+    counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(1);
+}
+
+/// Count one skipped message.
+pub fn skipped(metrics: &ComponentMetrics, reason: &'static str) {
+    counter!(SKIPPED, with(metrics, "reason", reason)).increment(1);
+}
+
+/// Set the sink's health gauge.
+pub fn healthy(metrics: &ComponentMetrics, healthy: bool) {
+    metrics::gauge!(HEALTHY, labels(metrics.info())).set(if healthy { 1.0 } else { 0.0 });
+}
+
+/// Per user_data key, how many mapped events carried it; registered once,
+/// added to once per batch of input.
+pub struct KeyCoverage {
+    counters: Vec<Counter>,
+}
+
+impl KeyCoverage {
+    /// Register one counter per key name.
+    pub fn new(metrics: &ComponentMetrics, keys: &[&'static str]) -> Self {
+        Self {
+            counters: keys
+                .iter()
+                .map(|key| counter!(USER_DATA_KEYS, with(metrics, "key", key)))
+                .collect(),
+        }
+    }
+
+    /// Add counts, in the order of the key names given to `new`.
+    pub fn add(&self, counts: &[u64]) {
+        for (counter, &n) in self.counters.iter().zip(counts) {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+    }
+}

@@ -73,7 +73,7 @@ pub fn load_mapper(paths: &[PathBuf], sink_id: Option<&str>) -> anyhow::Result<M
     })
 }
 
-fn pick_sink<'c>(
+pub(crate) fn pick_sink<'c>(
     pipeline: &'c PipelineConfig,
     wanted: Option<&str>,
 ) -> anyhow::Result<&'c ComponentConfig> {

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 pub mod map;
+pub mod replay;
 pub mod run;
 pub mod validate;
 
@@ -36,6 +37,9 @@ pub enum Command {
     /// Print the Conversions API event each Segment message on stdin becomes (a dry run: nothing
     /// is sent, no credentials needed).
     Map(map::MapArgs),
+    /// Send the events of a dead-letter file through the sink again (after fixing a setting or
+    /// the data); what fails again goes to the current dead letter.
+    Replay(replay::ReplayArgs),
 }
 
 impl Cli {
@@ -45,6 +49,7 @@ impl Cli {
             Some(Command::Run(args)) => run::run(args),
             Some(Command::Validate(args)) => validate::run(args),
             Some(Command::Map(args)) => map::run(args),
+            Some(Command::Replay(args)) => replay::run(args),
         }
     }
 }

@@ -62,7 +62,10 @@ impl Sink for Blackhole {
         let (mut events_total, mut bytes_total) = (0u64, 0u64);
         let interval = Duration::from_secs(self.config.print_interval_secs);
         let mut next_print = Instant::now() + interval;
-        let started = Instant::now();
+        // When the next event may pass. Idle time earns no credit: after a
+        // pause, events are again spaced 1/rate apart rather than let through
+        // in a burst.
+        let mut next_due = Instant::now();
         while let Some(events) = input.next().await {
             let Some(rate) = self.config.rate else {
                 let bytes: usize = events.iter().map(|e| e.size_hint()).sum();
@@ -72,10 +75,11 @@ impl Sink for Blackhole {
                 finalize_all(events, EventStatus::Delivered);
                 continue;
             };
+            let period = Duration::from_secs_f64(1.0 / rate as f64);
             for event in events {
-                // Event n may pass at n/rate seconds after the start.
-                let due = started + Duration::from_secs_f64(events_total as f64 / rate as f64);
+                let due = next_due.max(Instant::now());
                 tokio::time::sleep_until(due).await;
+                next_due = due + period;
                 let bytes = event.size_hint();
                 events_total += 1;
                 bytes_total += bytes as u64;

@@ -269,11 +269,22 @@ async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure>
     shared.metrics.received(n, bytes);
     let status = if shared.acknowledgements {
         let (finalizer, status) = BatchNotifier::new();
+        // A finalizer dropped without a report fails its batch, so the
+        // original goes to the last event rather than being dropped here.
+        let mut finalizer = Some(finalizer);
+        let last = events.len() - 1;
         events = events
             .into_iter()
-            .map(|e| e.with_finalizer(finalizer.clone()))
+            .enumerate()
+            .map(|(i, e)| {
+                let f = if i == last {
+                    finalizer.take()
+                } else {
+                    finalizer.clone()
+                };
+                e.with_finalizer(f.expect("taken only for the last event"))
+            })
             .collect();
-        drop(finalizer);
         Some(status)
     } else {
         None

@@ -130,7 +130,73 @@ pub struct UserData<'a> {
     pub fbp: Option<&'a str>,
 }
 
+/// Which user_data keys an event carries, as bits in [`UserDataKeys::NAMES`] order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserDataKeys(u16);
+
+impl UserDataKeys {
+    /// The CAPI user_data keys, in bit order.
+    pub const NAMES: [&'static str; 15] = [
+        "em",
+        "ph",
+        "fn",
+        "ln",
+        "ge",
+        "db",
+        "ct",
+        "st",
+        "zp",
+        "country",
+        "external_id",
+        "client_ip_address",
+        "client_user_agent",
+        "fbc",
+        "fbp",
+    ];
+
+    /// The names of the keys present.
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, name)| name)
+    }
+
+    /// Whether the key at bit `i` is present.
+    pub fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+}
+
 impl UserData<'_> {
+    /// The keys this user_data carries.
+    pub fn keys(&self) -> UserDataKeys {
+        let present = [
+            !self.em.is_empty(),
+            !self.ph.is_empty(),
+            !self.first_name.is_empty(),
+            !self.last_name.is_empty(),
+            !self.ge.is_empty(),
+            !self.db.is_empty(),
+            !self.ct.is_empty(),
+            !self.st.is_empty(),
+            !self.zp.is_empty(),
+            !self.country.is_empty(),
+            !self.external_id.is_empty(),
+            self.client_ip_address.is_some(),
+            self.client_user_agent.is_some(),
+            self.fbc.is_some(),
+            self.fbp.is_some(),
+        ];
+        UserDataKeys(
+            present
+                .iter()
+                .enumerate()
+                .fold(0, |bits, (i, &p)| bits | (u16::from(p) << i)),
+        )
+    }
+
     /// Meta rejects a whole request when one event has none of these.
     pub fn has_customer_information(&self) -> bool {
         !self.em.is_empty()

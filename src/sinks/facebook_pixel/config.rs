@@ -80,6 +80,22 @@ pub struct FacebookPixelConfig {
     pub buffer: BufferConfig,
     #[serde(default)]
     pub acknowledgements: AcknowledgementsConfig,
+    #[serde(default)]
+    pub healthcheck: HealthcheckConfig,
+}
+
+/// `healthcheck.enabled`: check the token and pixel at start (default true).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for HealthcheckConfig {
+    fn default() -> Self {
+        HealthcheckConfig { enabled: true }
+    }
 }
 
 /// Which property carries the value of Product Viewed / Product Added.
@@ -107,6 +123,9 @@ pub struct BatchConfig {
     pub max_events: usize,
     #[serde(default = "default_batch_timeout")]
     pub timeout_secs: f64,
+    /// Largest batch, in bytes of server event JSON.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,8 +137,13 @@ pub struct RequestConfig {
     pub timeout_secs: f64,
     #[serde(default = "default_initial_backoff")]
     pub retry_initial_backoff_secs: f64,
+    /// Longest wait between two attempts (as Vector's `retry_max_duration_secs`).
     #[serde(default = "default_retry_max_duration")]
     pub retry_max_duration_secs: f64,
+    /// Attempts before a transiently failing batch is dead-lettered; unset:
+    /// retry for as long as it takes, so nothing is dropped while Meta is down.
+    #[serde(default)]
+    pub retry_attempts: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +200,9 @@ fn default_max_future_secs() -> u64 {
 fn default_max_events() -> usize {
     MAX_EVENTS_PER_REQUEST
 }
+fn default_max_bytes() -> usize {
+    10 * 1024 * 1024
+}
 fn default_batch_timeout() -> f64 {
     1.0
 }
@@ -200,6 +227,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: default_max_events(),
             timeout_secs: default_batch_timeout(),
+            max_bytes: default_max_bytes(),
         }
     }
 }
@@ -211,6 +239,7 @@ impl Default for RequestConfig {
             timeout_secs: default_request_timeout(),
             retry_initial_backoff_secs: default_initial_backoff(),
             retry_max_duration_secs: default_retry_max_duration(),
+            retry_attempts: None,
         }
     }
 }
@@ -269,6 +298,12 @@ impl FacebookPixelConfig {
                 "batch.max_events: {} is outside 1..={MAX_EVENTS_PER_REQUEST} (Meta accepts at most {MAX_EVENTS_PER_REQUEST} events a request)",
                 self.batch.max_events
             ));
+        }
+        if self.batch.max_bytes == 0 {
+            problems.push("batch.max_bytes: must be at least 1".to_string());
+        }
+        if self.request.retry_attempts == Some(0) {
+            problems.push("request.retry_attempts: must be at least 1 (leave it unset to retry without limit)".to_string());
         }
         if self.request.concurrency == 0 {
             problems.push("request.concurrency: must be at least 1".to_string());

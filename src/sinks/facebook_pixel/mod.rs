@@ -5,11 +5,17 @@
 //! - [`normalize`]: Meta's normalization and SHA-256 of customer information.
 //! - [`capi`]: the typed Conversions API structs.
 
+pub mod batch;
 pub mod capi;
 pub mod config;
+pub mod dead_letter;
 pub mod mapping;
 pub mod normalize;
+pub mod retry;
+pub mod service;
 mod sink;
+#[cfg(test)]
+mod tests;
 
 pub use capi::ServerEvent;
 pub use config::{FacebookPixelConfig, SINK_TYPE};

@@ -1,23 +1,187 @@
-//! The sink as a pipeline component.
+//! The sink as a pipeline component: events in → mapping → batches →
+//! concurrent, retried requests to the Graph API.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
+use super::batch::{Batch, BatchBuilder};
+use super::capi::UserDataKeys;
 use super::config::FacebookPixelConfig;
-use crate::topology::{BuildContext, BuildError, Healthcheck, Sink, SinkConfig};
+use super::dead_letter::{DeadLetter, Stage};
+use super::mapping::{Mapper, Outcome, SkipReason};
+use super::retry::{Delivery, dead_letter_event};
+use super::service::GraphClient;
+use crate::acks::EventStatus;
+use crate::telemetry::{self, KeyCoverage};
+use crate::topology::{
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
+};
 
 #[async_trait]
 impl SinkConfig for FacebookPixelConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
-        let problems = self.problems();
-        if !problems.is_empty() {
-            return Err(BuildError(problems.join("; ")));
-        }
-        Err(BuildError(
-            "delivery to the Conversions API is not available in this build yet; use `fbpixel map` to see the mapped events".into(),
-        ))
+    async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        let mapper = Mapper::new(self).map_err(|e| BuildError(e.0.join("; ")))?;
+        let client = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
+        let healthcheck: Healthcheck = if self.healthcheck.enabled {
+            let check = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
+            Box::pin(async move { check.healthcheck().await })
+        } else {
+            healthy()
+        };
+        let sink = FacebookPixelSink {
+            mapper,
+            client: Some(client),
+            dead_letter_path: self.dead_letter.as_ref().map(|d| d.path.clone()),
+            builder: BatchBuilder::new(
+                self.batch.max_events,
+                self.batch.max_bytes,
+                Duration::from_secs_f64(self.batch.timeout_secs),
+            ),
+            concurrency: self.request.concurrency,
+            initial_backoff: Duration::from_secs_f64(self.request.retry_initial_backoff_secs),
+            max_backoff: Duration::from_secs_f64(self.request.retry_max_duration_secs),
+            max_attempts: self.request.retry_attempts,
+            cx,
+        };
+        Ok((Box::new(sink), healthcheck))
     }
 
     fn acknowledgements(&self) -> bool {
         self.acknowledgements.enabled
+    }
+}
+
+struct FacebookPixelSink {
+    mapper: Mapper,
+    client: Option<GraphClient>,
+    dead_letter_path: Option<std::path::PathBuf>,
+    builder: BatchBuilder,
+    concurrency: usize,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_attempts: Option<u32>,
+    cx: BuildContext,
+}
+
+#[async_trait]
+impl Sink for FacebookPixelSink {
+    async fn run(mut self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
+        let metrics = self.cx.metrics.clone();
+        let dead_letter = match &self.dead_letter_path {
+            Some(path) => Some(DeadLetter::open(path).map_err(ComponentError)?),
+            None => None,
+        };
+        let client = self.client.take().expect("built with a client");
+        let delivery = Arc::new(Delivery::new(
+            client,
+            dead_letter,
+            metrics.clone(),
+            self.initial_backoff,
+            self.max_backoff,
+            self.max_attempts,
+        ));
+        telemetry::healthy(&metrics, true);
+        let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut scratch = Vec::new();
+        loop {
+            let deadline = self.builder.deadline();
+            let events = tokio::select! {
+                events = input.next() => events,
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    if let Some(batch) = self.builder.take() {
+                        dispatch(&delivery, &permits, &mut tasks, batch).await;
+                    }
+                    continue;
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            };
+            let Some(events) = events else { break };
+            let now = Utc::now();
+            let mut counts = [0u64; UserDataKeys::NAMES.len()];
+            for event in events {
+                let (original, mut finalizer) = event.into_bytes_parts();
+                // Mapping unescapes strings in place, and the original must
+                // stay whole for the dead letter: map a copy.
+                scratch.clear();
+                scratch.extend_from_slice(&original);
+                let mark = self.builder.mark();
+                let (outcome, notes) = self.mapper.map_json(&mut scratch, now, self.builder.json());
+                match outcome {
+                    Outcome::Mapped(()) => {
+                        for (i, count) in counts.iter_mut().enumerate() {
+                            *count += u64::from(notes.user_data_keys.has(i));
+                        }
+                        if let Some(batch) = self.builder.commit(mark, original, finalizer) {
+                            dispatch(&delivery, &permits, &mut tasks, batch).await;
+                        }
+                    }
+                    Outcome::Skipped(reason) => {
+                        telemetry::skipped(&metrics, skip_label(&reason));
+                        metrics.discarded(1, true);
+                        finalizer.update(EventStatus::Dropped);
+                    }
+                    Outcome::Rejected(rejection) => {
+                        let reason = format!("{}: {}", rejection.field, rejection.problem);
+                        let status = dead_letter_event(
+                            &delivery.dead_letter,
+                            &metrics,
+                            Stage::Mapping,
+                            &reason,
+                            None,
+                            &original,
+                        );
+                        finalizer.update(status);
+                    }
+                }
+            }
+            coverage.add(&counts);
+        }
+        if let Some(batch) = self.builder.take() {
+            dispatch(&delivery, &permits, &mut tasks, batch).await;
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Start delivering a batch once fewer than `request.concurrency` are in
+/// flight; waiting here is the sink's backpressure.
+async fn dispatch(
+    delivery: &Arc<Delivery>,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    batch: Batch,
+) {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let delivery = delivery.clone();
+    tasks.spawn(async move {
+        delivery.deliver(batch).await;
+        drop(permit);
+    });
+}
+
+fn skip_label(reason: &SkipReason) -> &'static str {
+    match reason {
+        SkipReason::NotSent(_) => "not_sent",
+        SkipReason::PageViewOff => "page_view_off",
+        SkipReason::DisabledByIntegrations => "disabled_by_integrations",
     }
 }

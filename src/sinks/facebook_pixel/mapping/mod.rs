@@ -192,6 +192,7 @@ impl Mapper {
             current_year,
             &mut notes.dropped,
         );
+        notes.user_data_keys = user_data.keys();
         if action_source == ActionSource::Website {
             let missing = match (user_data.client_user_agent, page_url) {
                 (None, None) => Some("context.userAgent and context.page.url"),

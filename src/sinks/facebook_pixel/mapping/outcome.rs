@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub use super::super::capi::UserDataKeys;
+
 use crate::sinks::facebook_pixel::capi::ServerEvent;
 use crate::sinks::facebook_pixel::normalize::HashedField;
 
@@ -81,6 +83,8 @@ pub struct Notes {
     pub purchase_value_defaulted: bool,
     /// Properties left out of custom_data because they are personal data.
     pub properties_dropped: u32,
+    /// The user_data keys the server event carries (match-key coverage).
+    pub user_data_keys: UserDataKeys,
 }
 
 /// The user_data fields whose values can be dropped.

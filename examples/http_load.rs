@@ -1,0 +1,168 @@
+//! A load generator for the HTTP sources: POSTs Segment messages as JSON
+//! arrays over keep-alive HTTP/1.1 connections and reports events per second.
+//!
+//! ```text
+//! cargo run --release --example http_load -- --address 127.0.0.1:8081 \
+//!     --events 1000000 --batch 500 --connections 4 [--path /] [--header 'authorization: …']
+//! ```
+//!
+//! Messages are taken from `examples/segment-events.ndjson` (or `--input FILE`),
+//! each copy with a distinct `messageId`. With acknowledgements enabled on the
+//! receiving side, a 200 means every event of the request was delivered, so
+//! the rate printed is end to end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Args {
+    address: String,
+    path: String,
+    events: u64,
+    batch: usize,
+    connections: usize,
+    input: String,
+    headers: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        address: "127.0.0.1:8081".into(),
+        path: "/".into(),
+        events: 1_000_000,
+        batch: 500,
+        connections: 4,
+        input: "examples/segment-events.ndjson".into(),
+        headers: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--address" => args.address = value(),
+            "--path" => args.path = value(),
+            "--events" => args.events = value().parse().expect("--events N"),
+            "--batch" => args.batch = value().parse().expect("--batch N"),
+            "--connections" => args.connections = value().parse().expect("--connections N"),
+            "--input" => args.input = value(),
+            "--header" => args.headers.push(value()),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    args
+}
+
+/// Request bodies: JSON arrays of `batch` distinct messages.
+fn bodies(input: &str, batch: usize, count: usize) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(input).expect("read the input file");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    let mut n = 0usize;
+    (0..count)
+        .map(|_| {
+            let mut body = b"[".to_vec();
+            for i in 0..batch {
+                if i > 0 {
+                    body.push(b',');
+                }
+                let line = lines[n % lines.len()];
+                body.extend_from_slice(
+                    line.replace("\"ajs-msg-", &format!("\"load{n}-"))
+                        .as_bytes(),
+                );
+                n += 1;
+            }
+            body.push(b']');
+            body
+        })
+        .collect()
+}
+
+async fn post(conn: &mut TcpStream, head: &[u8], body: &[u8], buf: &mut Vec<u8>) -> u16 {
+    let length = format!("Content-Length: {}\r\n\r\n", body.len());
+    conn.write_all(head).await.expect("write");
+    conn.write_all(length.as_bytes()).await.expect("write");
+    conn.write_all(body).await.expect("write");
+    buf.clear();
+    // Read the head, then as many body bytes as Content-Length says.
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head_text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let status: u16 = head_text[9..12].parse().expect("a status code");
+    let length: usize = head_text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+    while buf.len() < end + length {
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    status
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let bodies = Arc::new(bodies(&args.input, args.batch, 64));
+    let requests = args.events.div_ceil(args.batch as u64);
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
+        args.path, args.address
+    );
+    for h in &args.headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    let head = Arc::new(head.into_bytes());
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let (bodies, head, next, failed) =
+            (bodies.clone(), head.clone(), next.clone(), failed.clone());
+        let address = args.address.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = TcpStream::connect(&address).await.expect("connect");
+            conn.set_nodelay(true).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let body = &bodies[i as usize % bodies.len()];
+                let status = post(&mut conn, &head, body, &mut buf).await;
+                if status != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a connection task");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let events = requests * args.batch as u64;
+    let failed = failed.load(Ordering::Relaxed);
+    println!(
+        "{events} events in {requests} requests of {} over {} connections: {secs:.2} s, {:.0} events/s, {failed} requests not answered 200",
+        args.batch,
+        args.connections,
+        events as f64 / secs
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,287 @@
+//! Delivering one batch whatever Meta answers: retries with backoff for
+//! transient failures, holding on for credential errors, and bisection of
+//! rejected batches so each bad event ends alone in the dead letter while
+//! every good one is delivered.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::batch::Batch;
+use super::dead_letter::{DeadLetter, Stage};
+use super::service::{Answer, GraphClient, GraphError, advice};
+use crate::acks::EventStatus;
+use crate::telemetry::{self, ComponentMetrics};
+
+/// Exponential backoff with full jitter: the n-th wait is uniform in
+/// `[0, min(max, initial·2ⁿ)]`, so many senders do not retry in step.
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Waits starting at `initial`, never above `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// The next wait.
+    pub fn next_wait(&mut self) -> Duration {
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt += 1;
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// What every delivery task of one sink shares.
+pub struct Delivery {
+    /// The Graph API client.
+    pub client: GraphClient,
+    /// The sink's dead letter, if configured.
+    pub dead_letter: Option<DeadLetter>,
+    /// The sink's counters.
+    pub metrics: ComponentMetrics,
+    /// First wait between attempts.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+    /// Give up on a transient failure after this many attempts (`None`: never).
+    pub max_attempts: Option<u32>,
+    /// False while the Graph API refuses the credentials.
+    pub healthy: AtomicBool,
+    /// Unix seconds of the last credentials error logged (one per interval).
+    last_credentials_log: AtomicU64,
+}
+
+/// How often a persisting credentials error is logged again.
+const CREDENTIALS_LOG_INTERVAL_SECS: u64 = 60;
+
+enum Final {
+    Delivered,
+    Rejected(GraphError),
+    GaveUp(String),
+}
+
+impl Delivery {
+    /// Shared delivery state; healthy until told otherwise.
+    pub fn new(
+        client: GraphClient,
+        dead_letter: Option<DeadLetter>,
+        metrics: ComponentMetrics,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        max_attempts: Option<u32>,
+    ) -> Self {
+        Self {
+            client,
+            dead_letter,
+            metrics,
+            initial_backoff,
+            max_backoff,
+            max_attempts,
+            healthy: AtomicBool::new(true),
+            last_credentials_log: AtomicU64::new(0),
+        }
+    }
+
+    /// Deliver a batch, finalizing every event: delivered, or dead-lettered
+    /// (or, without a dead letter, rejected) when Meta refuses it.
+    pub async fn deliver(self: Arc<Self>, batch: Batch) {
+        telemetry::batch_size(&self.metrics, batch.len());
+        let mut batch = batch;
+        // Ranges still to send; popped from the end, so halves go left first.
+        let mut pending: Vec<Range<usize>> = vec![0..batch.len()];
+        let mut statuses: Vec<Option<EventStatus>> = vec![None; batch.len()];
+        while let Some(range) = pending.pop() {
+            match self.send(&batch, range.clone()).await {
+                Final::Delivered => {
+                    let bytes: usize = range.clone().map(|i| batch.event_json(i).len()).sum();
+                    self.metrics.sent(range.len(), bytes);
+                    for i in range {
+                        statuses[i] = Some(EventStatus::Delivered);
+                    }
+                }
+                Final::Rejected(error) if range.len() > 1 => {
+                    telemetry::bisection(&self.metrics);
+                    let mid = range.start + range.len() / 2;
+                    tracing::debug!(component = %self.metrics.info().id, events = range.len(), "Meta rejected a batch ({error}); bisecting to find the bad events");
+                    pending.push(mid..range.end);
+                    pending.push(range.start..mid);
+                }
+                Final::Rejected(error) => {
+                    let i = range.start;
+                    let reason = format!("Meta rejected the event: {error}");
+                    statuses[i] = Some(self.dead_letter(&batch, i, &reason, Some(&error)));
+                }
+                Final::GaveUp(reason) => {
+                    for i in range {
+                        statuses[i] = Some(self.dead_letter(&batch, i, &reason, None));
+                    }
+                }
+            }
+        }
+        for (entry, status) in batch.entries.drain(..).zip(statuses) {
+            let mut finalizer = entry.finalizer;
+            finalizer.update(status.unwrap_or(EventStatus::Errored));
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        batch: &Batch,
+        i: usize,
+        reason: &str,
+        error: Option<&GraphError>,
+    ) -> EventStatus {
+        dead_letter_event(
+            &self.dead_letter,
+            &self.metrics,
+            Stage::Delivery,
+            reason,
+            error,
+            &batch.entries[i].original,
+        )
+    }
+
+    /// Send `range` of the batch until it is delivered, rejected, or (with an
+    /// attempt limit) given up on.
+    async fn send(&self, batch: &Batch, range: Range<usize>) -> Final {
+        let body = self.client.body(range.clone().map(|i| batch.event_json(i)));
+        let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (answer, took) = self.client.send(body.clone()).await;
+            telemetry::request(&self.metrics, answer_label(&answer), took);
+            match answer {
+                Answer::Accepted { events_received } => {
+                    if !self.healthy.swap(true, Ordering::Relaxed) {
+                        telemetry::healthy(&self.metrics, true);
+                        tracing::info!(component = %self.metrics.info().id, "the Graph API accepts requests again");
+                    }
+                    if let Some(received) = events_received.filter(|&n| n < range.len() as u64) {
+                        telemetry::unconfirmed(&self.metrics, range.len() as u64 - received);
+                        tracing::warn!(component = %self.metrics.info().id, sent = range.len(), received, "Meta confirmed fewer events than were sent");
+                    }
+                    return Final::Delivered;
+                }
+                Answer::Rejected(error) => return Final::Rejected(error),
+                Answer::Transient { reason, detail } => {
+                    if self.max_attempts.is_some_and(|max| attempts >= max) {
+                        return Final::GaveUp(format!(
+                            "gave up after {attempts} attempts: {detail}"
+                        ));
+                    }
+                    telemetry::retry(&self.metrics, reason);
+                    let wait = backoff.next_wait();
+                    tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Answer::Credentials(error) => {
+                    if self.healthy.swap(false, Ordering::Relaxed) {
+                        telemetry::healthy(&self.metrics, false);
+                    }
+                    telemetry::retry(&self.metrics, "credentials");
+                    self.log_credentials(&error);
+                    tokio::time::sleep(backoff.next_wait()).await;
+                }
+            }
+        }
+    }
+
+    fn log_credentials(&self, error: &GraphError) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_credentials_log.load(Ordering::Relaxed);
+        if now >= last + CREDENTIALS_LOG_INTERVAL_SECS
+            && self
+                .last_credentials_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(component = %self.metrics.info().id, "{}; events are held and retried until this is fixed", advice(error));
+        }
+    }
+}
+
+/// Write one event to the dead letter (or, without one, log and count it),
+/// returning the status to report for it.
+pub fn dead_letter_event(
+    dead_letter: &Option<DeadLetter>,
+    metrics: &ComponentMetrics,
+    stage: Stage,
+    reason: &str,
+    error: Option<&GraphError>,
+    original: &[u8],
+) -> EventStatus {
+    let sink = &metrics.info().id;
+    match dead_letter {
+        Some(dl) => match dl.write(sink, stage, reason, error, original) {
+            Ok(()) => {
+                telemetry::dead_lettered(metrics, stage.as_str());
+                EventStatus::DeadLettered
+            }
+            Err(e) => {
+                metrics.error("dead_letter_write_failed", telemetry::Stage::Sending);
+                tracing::error!(component = %sink, path = %dl.path().display(), "cannot write to the dead letter: {e}; the event is failed so its sender retries");
+                EventStatus::Errored
+            }
+        },
+        None => {
+            metrics.error(
+                if stage == Stage::Mapping {
+                    "mapping_rejected"
+                } else {
+                    "delivery_rejected"
+                },
+                telemetry::Stage::Processing,
+            );
+            metrics.discarded(1, false);
+            tracing::warn!(component = %sink, stage = stage.as_str(), "event not sent: {reason} (set dead_letter.path to keep such events for replay)");
+            EventStatus::Rejected
+        }
+    }
+}
+
+fn answer_label(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Accepted { .. } => "accepted",
+        Answer::Transient { .. } => "transient",
+        Answer::Credentials(_) => "credentials",
+        Answer::Rejected(_) => "rejected",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_waits_grow_to_the_cap_with_jitter_below_the_ceiling() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let ceilings = [100u64, 200, 400, 800, 1000, 1000];
+        for ceiling in ceilings {
+            let wait = b.next_wait();
+            assert!(
+                wait <= Duration::from_millis(ceiling),
+                "{wait:?} > {ceiling}ms"
+            );
+        }
+        // Full jitter: over many draws the waits spread over the range.
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(1));
+        let waits: Vec<Duration> = (0..200).map(|_| b.next_wait()).collect();
+        assert!(waits.iter().any(|w| *w < Duration::from_millis(300)));
+        assert!(waits.iter().any(|w| *w > Duration::from_millis(700)));
+    }
+}
