@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use vrl::value::Value;
 
-use crate::acks::{EventFinalizer, EventStatus};
+use crate::acks::{BatchNotifier, BatchStatusReceiver, EventFinalizer, EventStatus};
 
 /// One Segment message (or any JSON object) on its way through the pipeline.
 pub struct Event {
@@ -162,6 +162,21 @@ impl Event {
     }
 }
 
+/// Make `events` one acknowledged batch: returns what resolves once every
+/// one of them (and every copy of them) has reported.
+pub fn track(events: &mut [Event]) -> BatchStatusReceiver {
+    let (finalizer, status) = BatchNotifier::new();
+    // A finalizer dropped without a report fails its batch, so the original
+    // goes to the last event instead of being dropped here.
+    if let Some((last, rest)) = events.split_last_mut() {
+        for event in rest {
+            event.finalizer = finalizer.clone();
+        }
+        last.finalizer = finalizer;
+    }
+    status
+}
+
 fn value_to_json(value: &Value) -> Vec<u8> {
     // Serializing a VRL value cannot fail: every variant has a JSON form
     // (timestamps and regexes become strings, non-finite floats cannot exist).
@@ -193,6 +208,18 @@ mod tests {
         assert_eq!(json, br#"{"a":1}"#);
         let (json, _) = copy.into_json_parts();
         assert_eq!(json, br#"{"a":1}"#);
+    }
+
+    #[tokio::test]
+    async fn a_tracked_batch_resolves_when_its_last_event_reports() {
+        let mut events: Vec<Event> = (0..3)
+            .map(|_| Event::from_json(Bytes::from_static(b"{}")))
+            .collect();
+        let status = track(&mut events);
+        for e in events {
+            e.finalize(EventStatus::Delivered);
+        }
+        assert_eq!(status.wait().await, BatchStatus::Delivered);
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::map::pick_sink;
-use crate::acks::{BatchNotifier, BatchStatus};
+use crate::acks::BatchStatus;
 use crate::config::{self, LoadOptions, MissingVars};
 use crate::event::Event;
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
@@ -155,14 +155,13 @@ async fn replay(
     let (mut events, mut invalid, mut seen) = (0u64, 0u64, 0u64);
     let mut waits = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
-    let (mut finalizer, mut status) = BatchNotifier::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", input.display()))?;
         seen += 1;
         match serde_json::from_str::<Line>(&line) {
             Ok(parsed) if parsed.event.get().starts_with('{') => {
                 let json = Bytes::copy_from_slice(parsed.event.get().as_bytes());
-                chunk.push(Event::from_json(json).with_finalizer(finalizer.clone()));
+                chunk.push(Event::from_json(json));
                 events += 1;
             }
             _ => {
@@ -175,10 +174,8 @@ async fn replay(
             }
         }
         if chunk.len() == CHUNK {
-            // Each chunk has its own notifier, so a failure can be told apart.
-            let (next_finalizer, next_status) = BatchNotifier::new();
-            drop(std::mem::replace(&mut finalizer, next_finalizer));
-            waits.push(std::mem::replace(&mut status, next_status));
+            // Each chunk is its own acknowledged batch, so a failure is seen.
+            waits.push(crate::event::track(&mut chunk));
             if tx.send(std::mem::take(&mut chunk)).await.is_err() {
                 break;
             }
@@ -191,9 +188,8 @@ async fn replay(
             }
         }
     }
-    drop(finalizer);
-    waits.push(status);
     if !chunk.is_empty() {
+        waits.push(crate::event::track(&mut chunk));
         let _ = tx.send(chunk).await;
     }
     drop(tx);

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use super::decode;
-use crate::acks::{AcknowledgementsConfig, BatchNotifier, BatchStatus};
+use crate::acks::{AcknowledgementsConfig, BatchStatus};
 use crate::config::Secret;
 use crate::http::{self, HttpResponse, constant_time_eq, text};
 use crate::telemetry::{ComponentMetrics, Stage};
@@ -268,24 +268,7 @@ async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure>
     let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
     shared.metrics.received(n, bytes);
     let status = if shared.acknowledgements {
-        let (finalizer, status) = BatchNotifier::new();
-        // A finalizer dropped without a report fails its batch, so the
-        // original goes to the last event rather than being dropped here.
-        let mut finalizer = Some(finalizer);
-        let last = events.len() - 1;
-        events = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let f = if i == last {
-                    finalizer.take()
-                } else {
-                    finalizer.clone()
-                };
-                e.with_finalizer(f.expect("taken only for the last event"))
-            })
-            .collect();
-        Some(status)
+        Some(crate::event::track(&mut events))
     } else {
         None
     };

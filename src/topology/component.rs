@@ -99,6 +99,12 @@ pub trait SinkConfig: Send + Sync {
     fn acknowledgements(&self) -> bool {
         false
     }
+
+    /// Most events queued for it (`buffer.max_events`); `None`: the
+    /// channel's batch capacity is the only bound.
+    fn buffer_max_events(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A running sink: delivers events until its input ends, finalizing each.

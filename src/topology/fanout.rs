@@ -48,9 +48,9 @@ impl Output {
             };
             let (sender, backlog) = &self.senders[i];
             let n = batch.len();
-            backlog.add(n);
+            backlog.reserve(n).await;
             if sender.send(batch).await.is_err() {
-                backlog.sub(n);
+                backlog.release(n);
                 self.senders.remove(i);
                 if i == self.senders.len() {
                     break;

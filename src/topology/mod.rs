@@ -41,6 +41,7 @@ pub struct Pieces {
     transforms: Vec<(ComponentConfig, Box<dyn Transform>)>,
     sinks: Vec<(ComponentConfig, Box<dyn Sink>, Healthcheck)>,
     inputs: HashMap<String, Vec<String>>,
+    buffer_limits: HashMap<String, usize>,
 }
 
 /// Every problem found while building, each naming its component.
@@ -135,11 +136,15 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
 
     let mut sinks = Vec::new();
     let mut sink_acks = Vec::new();
+    let mut buffer_limits = HashMap::new();
     for c in config.sinks() {
         match registry::sink(c) {
             Ok(s) => {
                 if s.acknowledgements() {
                     sink_acks.push(c.id.clone());
+                }
+                if let Some(max) = s.buffer_max_events() {
+                    buffer_limits.insert(c.id.clone(), max);
                 }
                 match s.build(context(config, c)).await {
                     Ok((sink, healthcheck)) => sinks.push((c.clone(), sink, healthcheck)),
@@ -188,6 +193,7 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
             transforms,
             sinks,
             inputs,
+            buffer_limits,
         })
     } else {
         Err(BuildErrors(problems))
@@ -249,6 +255,7 @@ impl Pieces {
             transforms,
             sinks,
             inputs,
+            buffer_limits,
         } = self;
         let (trigger, signal) = shutdown_pair();
 
@@ -263,7 +270,10 @@ impl Pieces {
             .chain(sinks.iter().map(|(c, _, _)| c));
         for c in readers {
             let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-            let backlog = Backlog::default();
+            let backlog = match buffer_limits.get(&c.id) {
+                Some(&max) => Backlog::bounded(max),
+                None => Backlog::default(),
+            };
             backlogs.push((info(c), backlog.clone()));
             receivers.insert(c.id.clone(), (rx, backlog.clone()));
             for up in &inputs[&c.id] {

@@ -88,7 +88,10 @@ impl Vrl {
 pub fn loggable(error: &Terminate) -> String {
     const FUNCTION: &str = "function call error for \"";
     let message = error.to_string();
-    let (kept, rest) = match message.strip_prefix(FUNCTION).and_then(|r| r.split_once('"')) {
+    let (kept, rest) = match message
+        .strip_prefix(FUNCTION)
+        .and_then(|r| r.split_once('"'))
+    {
         Some((name, rest)) => (format!("{FUNCTION}{name}\""), rest),
         None => (String::new(), message.as_str()),
     };
@@ -159,14 +162,21 @@ mod tests {
 
     #[test]
     fn logged_errors_hide_quoted_values() {
-        let program = compile(r#".n = parse_int!(.email)
-.m = to_int!(.email)"#, false).unwrap();
+        let program = compile(
+            r#".n = parse_int!(.email)
+.m = to_int!(.email)"#,
+            false,
+        )
+        .unwrap();
         let mut vrl = Vrl::new(Arc::new(program));
         let mut value: Value = serde_json::from_str(r#"{"email":"jane@example.com"}"#).unwrap();
         let err = vrl.run(&mut value).unwrap_err();
         let line = loggable(&err);
         assert!(!line.contains("jane"), "{line}");
-        assert!(line.contains(r#"function call error for "parse_int""#), "{line}");
+        assert!(
+            line.contains(r#"function call error for "parse_int""#),
+            "{line}"
+        );
         assert!(line.contains("could not parse integer"), "{line}");
     }
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
-use super::config::FacebookPixelConfig;
+use super::config::{BufferType, FacebookPixelConfig};
 use super::dead_letter::{DeadLetter, Stage};
 use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_event};
@@ -25,6 +25,11 @@ use crate::topology::{
 #[async_trait]
 impl SinkConfig for FacebookPixelConfig {
     async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        if self.buffer.kind == BufferType::Disk {
+            return Err(BuildError(
+                "buffer.type: \"disk\" is not available in this build; use \"memory\" (events held at a crash are then retried by their senders, which get no acknowledgement)".into(),
+            ));
+        }
         let mapper = Mapper::new(self).map_err(|e| BuildError(e.0.join("; ")))?;
         let client = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
         let healthcheck: Healthcheck = if self.healthcheck.enabled {
@@ -53,6 +58,10 @@ impl SinkConfig for FacebookPixelConfig {
 
     fn acknowledgements(&self) -> bool {
         self.acknowledgements.enabled
+    }
+
+    fn buffer_max_events(&self) -> Option<usize> {
+        Some(self.buffer.max_events)
     }
 }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Events per second and peak memory end to end: examples/http_load → http_server →
+# facebook_pixel_server_side → examples/graph_standin (counts only), with acknowledgements.
+#
+#   scripts/delivery-load.sh [EVENTS] [BATCH] [CONNECTIONS]   # default 1000000 500 4
+#   DELAY_MS=500 scripts/delivery-load.sh 200000              # a slow Graph API: memory must stay flat
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-1000000}
+batch=${2:-500}
+connections=${3:-4}
+export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
+export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
+cargo build --release -q --bin fbpixel --example http_load --example graph_standin
+log=$(mktemp)
+trap 'rm -f "$log"; kill $standin 2>/dev/null || true' EXIT
+target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2>/dev/null &
+standin=$!
+FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v target/release/fbpixel \
+  --config examples/configs/bench-http-to-capi.toml 2> "$log" &
+wrapper=$!
+for _ in $(seq 100); do
+  (exec 3<>/dev/tcp/${BENCH_ADDRESS%:*}/${BENCH_ADDRESS#*:}) 2>/dev/null && break
+  sleep 0.1
+done
+# Its RSS while loaded, sampled every 0.2 s, for the slow-answer case.
+pid=$(pgrep -P "$wrapper" fbpixel)
+( while kill -0 "$pid" 2>/dev/null; do ps -o rss= -p "$pid"; sleep 0.2; done ) > "$log.rss" &
+target/release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
+  --batch "$batch" --connections "$connections"
+kill -TERM "$pid" || true
+wait "$wrapper" || true
+grep -E "Maximum resident set size|Percent of CPU" "$log" | sed 's/^\s*/fbpixel: /'
+sort -n "$log.rss" | awk '{ v[NR] = $1 } END { if (NR) printf "fbpixel: RSS samples (KiB): min %d, median %d, max %d over %d samples\n", v[1], v[int((NR+1)/2)], v[NR], NR }'
+rm -f "$log.rss"
