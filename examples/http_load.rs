@@ -6,8 +6,9 @@
 //!     --events 1000000 --batch 500 --connections 4 [--path /] [--header 'authorization: …']
 //! ```
 //!
-//! Messages are taken from `examples/segment-events.ndjson` (or `--input FILE`),
-//! each copy with a distinct `messageId`. With acknowledgements enabled on the
+//! Messages are the ones of `examples/segment-events.ndjson` (or `--input FILE`) that the sink
+//! sends (skipped and rejected samples are left out),
+//! each copy with a distinct `messageId` and its `timestamp` set to now. With acknowledgements enabled on the
 //! receiving side, a 200 means every event of the request was delivered, so
 //! the rate printed is end to end.
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -55,10 +57,49 @@ fn parse_args() -> Args {
     args
 }
 
+/// Every `"timestamp": "…"` set to now, so the messages are inside Meta's 7-day window.
+fn refresh_timestamps(text: &str) -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let key = "\"timestamp\":";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(key) {
+        let after = &rest[i + key.len()..];
+        let Some(open) = after.find('"') else { break };
+        let Some(close) = after[open + 1..].find('"') else {
+            break;
+        };
+        out.push_str(&rest[..i + key.len() + open + 1]);
+        out.push_str(&now);
+        rest = &after[open + 1 + close..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Request bodies: JSON arrays of `batch` distinct messages.
 fn bodies(input: &str, batch: usize, count: usize) -> Vec<Vec<u8>> {
-    let text = std::fs::read_to_string(input).expect("read the input file");
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    let text = refresh_timestamps(&std::fs::read_to_string(input).expect("read the input file"));
+    // Only messages the sink sends: the sample file also shows skips and rejections.
+    let settings: FacebookPixelConfig =
+        toml::from_str("pixel_id = \"1\"\npage_view = true").expect("settings");
+    let mapper = Mapper::new(&settings).expect("a mapper");
+    let now = chrono::Utc::now();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let mut bytes = l.as_bytes().to_vec();
+            let mut out = Vec::new();
+            matches!(
+                mapper.map_json(&mut bytes, now, &mut out).0,
+                Outcome::Mapped(())
+            )
+        })
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "no message of {input} maps to a server event"
+    );
     let mut n = 0usize;
     (0..count)
         .map(|_| {

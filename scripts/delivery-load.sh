@@ -11,7 +11,7 @@ batch=${2:-500}
 connections=${3:-4}
 export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
 export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
-cargo build --release -q --bin fbpixel --example http_load --example graph_standin
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
 log=$(mktemp)
 trap 'rm -f "$log"; kill $standin 2>/dev/null || true' EXIT
 target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2>/dev/null &

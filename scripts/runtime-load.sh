@@ -11,7 +11,7 @@ batch=${2:-500}
 connections=${3:-4}
 config=${CONFIG:-examples/configs/bench-http-remap-blackhole.toml}
 export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
-cargo build --release -q --bin fbpixel --example http_load
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 /usr/bin/time -v target/release/fbpixel --config "$config" 2> "$log" &
