@@ -231,9 +231,9 @@ pub fn unconfirmed(metrics: &ComponentMetrics, events: u64) {
     counter!(UNCONFIRMED, labels(metrics.info())).increment(events);
 }
 
-/// Count one dead-lettered event.
-pub fn dead_lettered(metrics: &ComponentMetrics, stage: &'static str) {
-    counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(1);
+/// Count dead-lettered events.
+pub fn dead_lettered(metrics: &ComponentMetrics, stage: &'static str, events: usize) {
+    counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(events as u64);
 }
 
 /// Count one skipped message.

@@ -434,3 +434,135 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         all.then(|| value.trim().parse().ok()).flatten()
     })
 }
+
+/// One request the Graph API stand-in received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// `GET`, `POST`.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header lines as `name: value`, names lowercased.
+    pub headers: Vec<String>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Recorded {
+    /// The `event_id`s in the request's `data`.
+    pub fn event_ids(&self) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        v["data"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+type Answer = dyn Fn(usize, &Recorded) -> (u16, String) + Send + Sync;
+
+/// A stand-in for the Graph API on 127.0.0.1 for whole-binary tests: plain threads, HTTP/1.1
+/// with keep-alive, every request recorded, each answered by `answer(n, request)`.
+pub struct GraphStandin {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl GraphStandin {
+    pub fn start(
+        answer: impl Fn(usize, &Recorded) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let answer: Arc<Answer> = Arc::new(answer);
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (recorded, answer) = (recorded.clone(), answer.clone());
+                std::thread::spawn(move || serve_graph(stream, &recorded, &*answer));
+            }
+        });
+        GraphStandin { endpoint, requests }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_graph(mut stream: std::net::TcpStream, recorded: &Mutex<Vec<Recorded>>, answer: &Answer) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or("").split(' ');
+        let method = request_line.next().unwrap_or("").to_owned();
+        let target = request_line.next().unwrap_or("").to_owned();
+        let headers: Vec<String> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.split_once(':') {
+                Some((n, v)) => format!("{}: {}", n.to_ascii_lowercase(), v.trim()),
+                None => l.to_owned(),
+            })
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find_map(|h| h.strip_prefix("content-length: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+        buf.drain(..head_end + length);
+        let request = Recorded {
+            method,
+            target,
+            headers,
+            body,
+        };
+        let n = {
+            let mut all = recorded.lock().unwrap();
+            all.push(request.clone());
+            all.len() - 1
+        };
+        let (status, body) = answer(n, &request);
+        let response = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A Segment track call the sink maps, timestamped now, with `messageId` = `id`.
+pub fn track_event(id: &str, email: &str) -> String {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!(
+        r#"{{"type":"track","event":"Order Completed","messageId":"{id}","userId":"u-{id}","timestamp":"{now}","context":{{"userAgent":"Mozilla/5.0","ip":"203.0.113.9","page":{{"url":"https://shop.example/checkout"}},"traits":{{"email":"{email}"}}}},"properties":{{"revenue":12.5,"currency":"USD"}}}}"#
+    )
+}

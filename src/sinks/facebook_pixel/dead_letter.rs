@@ -104,26 +104,62 @@ impl DeadLetter {
         error: Option<&GraphError>,
         event: &[u8],
     ) -> std::io::Result<()> {
-        let record = Record {
-            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        self.write_many(
             sink,
             stage,
-            reason,
-            error,
-        };
-        let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        // `…}` becomes `…,"event":<original>}`: the original is embedded as is.
-        line.pop();
-        line.extend_from_slice(b",\"event\":");
-        line.extend_from_slice(event);
-        line.extend_from_slice(b"}\n");
+            &[Failed {
+                reason,
+                error,
+                event,
+            }],
+        )
+    }
+
+    /// Append several events with one write and one sync, so a burst of bad
+    /// events costs one disk flush, not one each.
+    pub fn write_many(
+        &self,
+        sink: &str,
+        stage: Stage,
+        events: &[Failed<'_>],
+    ) -> std::io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let time = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut lines = Vec::new();
+        for failed in events {
+            let record = Record {
+                time: time.clone(),
+                sink,
+                stage,
+                reason: failed.reason,
+                error: failed.error,
+            };
+            serde_json::to_writer(&mut lines, &record).map_err(std::io::Error::other)?;
+            // `…}` becomes `…,"event":<original>}`: the original is embedded as is.
+            lines.pop();
+            lines.extend_from_slice(b",\"event\":");
+            lines.extend_from_slice(failed.event);
+            lines.extend_from_slice(b"}\n");
+        }
         let mut file = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&line)?;
+        file.write_all(&lines)?;
         file.sync_data()
     }
+}
+
+/// One event for the dead letter.
+pub struct Failed<'a> {
+    /// Why it failed.
+    pub reason: &'a str,
+    /// Meta's error, when Meta gave one.
+    pub error: Option<&'a GraphError>,
+    /// Its original JSON.
+    pub event: &'a [u8],
 }
 
 /// Truncate the file after its last newline; returns how many bytes were cut.

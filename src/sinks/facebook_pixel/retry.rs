@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::batch::Batch;
-use super::dead_letter::{DeadLetter, Stage};
+use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::service::{Answer, GraphClient, GraphError, advice};
 use crate::acks::EventStatus;
 use crate::telemetry::{self, ComponentMetrics};
@@ -121,11 +121,12 @@ impl Delivery {
                 Final::Rejected(error) => {
                     let i = range.start;
                     let reason = format!("Meta rejected the event: {error}");
-                    statuses[i] = Some(self.dead_letter(&batch, i, &reason, Some(&error)));
+                    statuses[i] = Some(self.dead_letter(&batch, i..i + 1, &reason, Some(&error)));
                 }
                 Final::GaveUp(reason) => {
+                    let status = self.dead_letter(&batch, range.clone(), &reason, None);
                     for i in range {
-                        statuses[i] = Some(self.dead_letter(&batch, i, &reason, None));
+                        statuses[i] = Some(status);
                     }
                 }
             }
@@ -139,18 +140,18 @@ impl Delivery {
     fn dead_letter(
         &self,
         batch: &Batch,
-        i: usize,
+        range: Range<usize>,
         reason: &str,
         error: Option<&GraphError>,
     ) -> EventStatus {
-        dead_letter_event(
-            &self.dead_letter,
-            &self.metrics,
-            Stage::Delivery,
-            reason,
-            error,
-            &batch.entries[i].original,
-        )
+        let events: Vec<Failed<'_>> = range
+            .map(|i| Failed {
+                reason,
+                error,
+                event: &batch.entries[i].original,
+            })
+            .collect();
+        dead_letter_events(&self.dead_letter, &self.metrics, Stage::Delivery, &events)
     }
 
     /// Send `range` of the batch until it is delivered, rejected, or (with an
@@ -215,40 +216,40 @@ impl Delivery {
     }
 }
 
-/// Write one event to the dead letter (or, without one, log and count it),
-/// returning the status to report for it.
-pub fn dead_letter_event(
+/// Write events to the dead letter (or, without one, log and count them),
+/// returning the status to report for each of them.
+pub fn dead_letter_events(
     dead_letter: &Option<DeadLetter>,
     metrics: &ComponentMetrics,
     stage: Stage,
-    reason: &str,
-    error: Option<&GraphError>,
-    original: &[u8],
+    events: &[Failed<'_>],
 ) -> EventStatus {
     let sink = &metrics.info().id;
     match dead_letter {
-        Some(dl) => match dl.write(sink, stage, reason, error, original) {
+        Some(dl) => match dl.write_many(sink, stage, events) {
             Ok(()) => {
-                telemetry::dead_lettered(metrics, stage.as_str());
+                telemetry::dead_lettered(metrics, stage.as_str(), events.len());
                 EventStatus::DeadLettered
             }
             Err(e) => {
                 metrics.error("dead_letter_write_failed", telemetry::Stage::Sending);
-                tracing::error!(component = %sink, path = %dl.path().display(), "cannot write to the dead letter: {e}; the event is failed so its sender retries");
+                tracing::error!(component = %sink, path = %dl.path().display(), events = events.len(), "cannot write to the dead letter: {e}; the events are failed so their senders retry");
                 EventStatus::Errored
             }
         },
         None => {
-            metrics.error(
-                if stage == Stage::Mapping {
-                    "mapping_rejected"
-                } else {
-                    "delivery_rejected"
-                },
-                telemetry::Stage::Processing,
-            );
-            metrics.discarded(1, false);
-            tracing::warn!(component = %sink, stage = stage.as_str(), "event not sent: {reason} (set dead_letter.path to keep such events for replay)");
+            for failed in events {
+                metrics.error(
+                    if stage == Stage::Mapping {
+                        "mapping_rejected"
+                    } else {
+                        "delivery_rejected"
+                    },
+                    telemetry::Stage::Processing,
+                );
+                tracing::warn!(component = %sink, stage = stage.as_str(), "event not sent: {} (set dead_letter.path to keep such events for replay)", failed.reason);
+            }
+            metrics.discarded(events.len(), false);
             EventStatus::Rejected
         }
     }

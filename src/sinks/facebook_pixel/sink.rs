@@ -12,9 +12,9 @@ use tokio::task::JoinSet;
 use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
 use super::config::{BufferType, FacebookPixelConfig};
-use super::dead_letter::{DeadLetter, Stage};
+use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::mapping::{Mapper, Outcome, SkipReason};
-use super::retry::{Delivery, dead_letter_event};
+use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
 use crate::telemetry::{self, KeyCoverage};
@@ -114,6 +114,8 @@ impl Sink for FacebookPixelSink {
             let Some(events) = events else { break };
             let now = Utc::now();
             let mut counts = [0u64; UserDataKeys::NAMES.len()];
+            // Mapping rejections of this input batch, dead-lettered together.
+            let mut rejected: Vec<(String, bytes::Bytes, crate::acks::EventFinalizer)> = Vec::new();
             for event in events {
                 let (original, mut finalizer) = event.into_bytes_parts();
                 // Mapping unescapes strings in place, and the original must
@@ -138,19 +140,27 @@ impl Sink for FacebookPixelSink {
                     }
                     Outcome::Rejected(rejection) => {
                         let reason = format!("{}: {}", rejection.field, rejection.problem);
-                        let status = dead_letter_event(
-                            &delivery.dead_letter,
-                            &metrics,
-                            Stage::Mapping,
-                            &reason,
-                            None,
-                            &original,
-                        );
-                        finalizer.update(status);
+                        rejected.push((reason, original, finalizer));
                     }
                 }
             }
             coverage.add(&counts);
+            if !rejected.is_empty() {
+                let failed: Vec<Failed<'_>> = rejected
+                    .iter()
+                    .map(|(reason, original, _)| Failed {
+                        reason,
+                        error: None,
+                        event: original,
+                    })
+                    .collect();
+                let status =
+                    dead_letter_events(&delivery.dead_letter, &metrics, Stage::Mapping, &failed);
+                drop(failed);
+                for (_, _, mut finalizer) in rejected {
+                    finalizer.update(status);
+                }
+            }
         }
         if let Some(batch) = self.builder.take() {
             dispatch(&delivery, &permits, &mut tasks, batch).await;
