@@ -47,7 +47,7 @@ impl Api {
     /// Serve until `shutdown`.
     pub async fn serve(self, shutdown: ShutdownSignal) {
         let handle = self.handle;
-        http::serve(self.listener, shutdown, move |req, _peer| {
+        http::serve(self.listener, None, shutdown, move |req, _peer| {
             let handle = handle.clone();
             async move {
                 if req.method() != Method::GET {

@@ -13,7 +13,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::topology::ShutdownSignal;
 
@@ -30,10 +33,61 @@ pub async fn bind(address: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e} (is another process using the port?)"))
 }
 
-/// Serve connections until `shutdown`, then stop accepting and wait for every
-/// request already received to be answered.
-pub async fn serve<H, F>(listener: TcpListener, mut shutdown: ShutdownSignal, handler: H)
-where
+/// `tls`: serve HTTPS with a PEM certificate chain and private key, as Vector's sources do.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub crt_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    /// Load the files into an acceptor (HTTP/2 and HTTP/1.1 offered by ALPN).
+    pub fn acceptor(&self) -> Result<TlsAcceptor, String> {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.crt_file)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| {
+                format!(
+                    "tls.crt_file: cannot read certificates from {}: {e}",
+                    self.crt_file.display()
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls.crt_file: {} holds no PEM certificate",
+                self.crt_file.display()
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(|e| {
+            format!(
+                "tls.key_file: cannot read a private key from {}: {e}",
+                self.key_file.display()
+            )
+        })?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("tls: the certificate and key do not make a usable pair: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Serve connections (over TLS when `tls` is given) until `shutdown`, then stop
+/// accepting and wait for every request already received to be answered.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: ShutdownSignal,
+    handler: H,
+) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
@@ -59,13 +113,32 @@ where
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler(req, peer).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::spawn(watcher.watch(conn));
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, so a slow
+                // client cannot stall the accept loop.
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -6,23 +6,21 @@
 //! when delivery failed and 503 when the process is shutting down, so the
 //! sender retries; 400 when a sink rejected the events for good.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode, header};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use super::decode;
+use super::http_body::{BodyError, read_body};
 use crate::acks::{AcknowledgementsConfig, BatchStatus};
 use crate::config::Secret;
-use crate::http::{self, HttpResponse, constant_time_eq, text};
+use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq, text};
 use crate::telemetry::{ComponentMetrics, Stage};
 use crate::topology::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
@@ -49,6 +47,8 @@ pub struct HttpServerConfig {
     /// Whether to answer only after delivery (also on when a downstream sink asks for it).
     #[serde(default)]
     pub acknowledgements: AcknowledgementsConfig,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `auth`: HTTP basic or bearer authentication.
@@ -91,9 +91,14 @@ impl SourceConfig for HttpServerConfig {
         if self.max_body_bytes == 0 {
             return Err(BuildError("`max_body_bytes` must be at least 1".into()));
         }
+        let tls = match &self.tls {
+            Some(tls) => Some(tls.acceptor().map_err(BuildError)?),
+            None => None,
+        };
         let listener = http::bind(&self.address).await.map_err(BuildError)?;
         Ok(Box::new(HttpServerSource {
             listener,
+            tls,
             config: self.clone(),
         }))
     }
@@ -105,6 +110,7 @@ impl SourceConfig for HttpServerConfig {
 
 struct HttpServerSource {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     config: HttpServerConfig,
 }
 
@@ -122,7 +128,11 @@ struct Shared {
 #[async_trait]
 impl Source for HttpServerSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let HttpServerSource { listener, config } = *self;
+        let HttpServerSource {
+            listener,
+            tls,
+            config,
+        } = *self;
         let authorization = config.auth.as_ref().map(|auth| match auth {
             AuthConfig::Basic { username, password } => {
                 let pair = format!("{username}:{}", password.expose());
@@ -145,7 +155,7 @@ impl Source for HttpServerSource {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(component = %shared.metrics.info().id, %address, acknowledgements = shared.acknowledgements, "listening");
-        http::serve(listener, cx.shutdown, move |req, _peer: SocketAddr| {
+        http::serve(listener, tls, cx.shutdown, move |req, _peer: SocketAddr| {
             let shared = shared.clone();
             async move { handle(&shared, req).await }
         })
@@ -216,51 +226,14 @@ async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure>
         }
     }
     let limit = shared.max_body_bytes;
-    let too_large = || {
-        (
+    let body = read_body(req, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than max_body_bytes ({limit} bytes)"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let encoding = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+        ),
+        other => other.failure(),
+    })?;
     shared.metrics.received_wire_bytes(body.len());
-    let body = match encoding.as_deref() {
-        None | Some("identity") => body,
-        Some("gzip" | "x-gzip") => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit)
-            .map_err(|e| e.unwrap_or_else(too_large))?,
-        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&body[..]), limit)
-            .map_err(|e| e.unwrap_or_else(too_large))?,
-        Some(other) => {
-            return Err((
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported content-encoding {other:?}; send identity, gzip or deflate"),
-            ));
-        }
-    };
     let mut events = decode::body(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     if events.is_empty() {
         return Ok(());
@@ -299,22 +272,4 @@ async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure>
             "the events could not be delivered; retry later".into(),
         )),
     }
-}
-
-/// Decompress at most `limit` bytes; `Err(None)` when the result is larger.
-fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, Option<Failure>> {
-    let mut out = Vec::new();
-    let read = decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Some((
-                StatusCode::BAD_REQUEST,
-                format!("cannot decompress the body: {e}"),
-            ))
-        })?;
-    if read > limit {
-        return Err(None);
-    }
-    Ok(out.into())
 }

@@ -14,6 +14,7 @@ const SOURCES: &[(&str, Parse<dyn SourceConfig>)] = &[
         "http_server",
         source_of::<sources::http_server::HttpServerConfig>,
     ),
+    ("segment", source_of::<sources::segment::SegmentConfig>),
 ];
 
 const TRANSFORMS: &[(&str, Parse<dyn TransformConfig>)] = &[

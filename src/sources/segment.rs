@@ -1,0 +1,501 @@
+//! The `segment` source: Segment's HTTP tracking API, so Segment's own client
+//! libraries (analytics.js, analytics-python, analytics-node, …) can send here
+//! with a change of host name only.
+//!
+//! `POST /v1/{track,page,identify,screen,group,alias}` take one message, whose
+//! `type` is set from the path; `/v1/batch` and `/v1/import` take
+//! `{"batch": [...]}`. analytics.js's short paths (`/v1/t`, `/v1/p`, …) work
+//! too. The write key comes as the HTTP basic user or as `writeKey` in the
+//! body. Each message gets `receivedAt`, and a `messageId` when it has none.
+//! The answer is `{"success": true}`, after delivery when acknowledgements
+//! are on (5xx when it failed, so the libraries retry).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+
+use super::http_body::{BodyError, read_body};
+use crate::acks::{AcknowledgementsConfig, BatchStatus};
+use crate::config::Secret;
+use crate::event::Event;
+use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq};
+use crate::telemetry::{ComponentMetrics, Stage};
+use crate::topology::{
+    Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
+    SourceConfig, SourceContext,
+};
+
+/// Segment's limit for one message.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Segment's limit for one batch request.
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// Settings of the `segment` source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// Listen address, e.g. `0.0.0.0:8080`.
+    pub address: String,
+    /// Accepted write keys; a request with another (or none) gets 401.
+    pub write_keys: Vec<Secret>,
+    /// Set `context.ip` from the peer address when a message has none. Off by
+    /// default: a server library's requests carry the server's address.
+    #[serde(default)]
+    pub infer_ip: bool,
+    /// With `infer_ip`, take the first `X-Forwarded-For` hop instead of the peer
+    /// (only behind a proxy you trust to set it).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// Whether to answer only after delivery (also on when a downstream sink asks for it).
+    #[serde(default)]
+    pub acknowledgements: AcknowledgementsConfig,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+}
+
+#[async_trait]
+impl SourceConfig for SegmentConfig {
+    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let keys: Vec<Secret> = self
+            .write_keys
+            .iter()
+            .filter(|k| !k.expose().is_empty())
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return Err(BuildError(
+                "write_keys: list at least one write key (Segment → your source → Settings → API Keys)".into(),
+            ));
+        }
+        let tls = match &self.tls {
+            Some(tls) => Some(tls.acceptor().map_err(BuildError)?),
+            None => None,
+        };
+        let listener = http::bind(&self.address).await.map_err(BuildError)?;
+        Ok(Box::new(SegmentSource {
+            listener,
+            tls,
+            keys,
+            config: self.clone(),
+        }))
+    }
+
+    fn acknowledgements(&self) -> Acknowledgements {
+        Acknowledgements::Supported(self.acknowledgements.enabled())
+    }
+}
+
+struct SegmentSource {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    keys: Vec<Secret>,
+    config: SegmentConfig,
+}
+
+struct Shared {
+    keys: Vec<Secret>,
+    infer_ip: bool,
+    trust_forwarded_for: bool,
+    acknowledgements: bool,
+    out: Output,
+    shutdown: ShutdownSignal,
+    metrics: ComponentMetrics,
+}
+
+#[async_trait]
+impl Source for SegmentSource {
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let SegmentSource {
+            listener,
+            tls,
+            keys,
+            config,
+        } = *self;
+        let shared = Arc::new(Shared {
+            keys,
+            infer_ip: config.infer_ip,
+            trust_forwarded_for: config.trust_forwarded_for,
+            acknowledgements: cx.acknowledgements,
+            out: cx.out,
+            shutdown: cx.shutdown.clone(),
+            metrics: cx.metrics,
+        });
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(component = %shared.metrics.info().id, %address, tls = tls.is_some(), acknowledgements = shared.acknowledgements, "listening for Segment's HTTP tracking API");
+        http::serve(listener, tls, cx.shutdown, move |req, peer| {
+            let shared = shared.clone();
+            async move { handle(&shared, req, peer).await }
+        })
+        .await;
+        Ok(())
+    }
+}
+
+/// What a path asks for.
+enum Call {
+    Single(&'static str),
+    Batch,
+}
+
+fn call(path: &str) -> Option<Call> {
+    let name = path.strip_prefix("/v1/")?.trim_end_matches('/');
+    Some(match name {
+        "track" | "t" => Call::Single("track"),
+        "page" | "p" => Call::Single("page"),
+        "identify" | "i" => Call::Single("identify"),
+        "screen" | "s" => Call::Single("screen"),
+        "group" | "g" => Call::Single("group"),
+        "alias" | "a" => Call::Single("alias"),
+        "batch" | "b" | "import" => Call::Batch,
+        _ => return None,
+    })
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    match receive(shared, req, peer).await {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"success": true})),
+        Err((status, message)) => {
+            if status.is_client_error() {
+                let error_type = match status {
+                    StatusCode::UNAUTHORIZED => "authentication_failed",
+                    _ => "request_rejected",
+                };
+                shared.metrics.error(error_type, Stage::Receiving);
+            }
+            let mut response = json(
+                status,
+                serde_json::json!({"success": false, "message": message}),
+            );
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"Segment write key\""),
+                );
+            }
+            response
+        }
+    }
+}
+
+fn json(status: StatusCode, body: Value) -> HttpResponse {
+    let mut response = http::text(status, body.to_string());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+type Failure = (StatusCode, String);
+
+fn bad(message: impl Into<String>) -> Failure {
+    (StatusCode::BAD_REQUEST, message.into())
+}
+
+async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Result<(), Failure> {
+    if shared.shutdown.is_triggered() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down; retry later".into(),
+        ));
+    }
+    let Some(call) = call(req.uri().path()) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "not found; POST to /v1/track, /v1/page, /v1/identify, /v1/screen, /v1/group, /v1/alias, /v1/batch or /v1/import".into(),
+        ));
+    };
+    if req.method() != Method::POST {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST".into()));
+    }
+    let basic_key = basic_user(req.headers().get(header::AUTHORIZATION));
+    let forwarded = shared
+        .trust_forwarded_for
+        .then(|| first_forwarded_hop(req.headers().get("x-forwarded-for")))
+        .flatten();
+    let limit = match call {
+        Call::Single(_) => MAX_MESSAGE_BYTES,
+        Call::Batch => MAX_BATCH_BYTES,
+    };
+    let body = read_body(req, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => bad(match call {
+            Call::Single(_) => {
+                format!("the message is larger than Segment's limit of {MAX_MESSAGE_BYTES} bytes")
+            }
+            Call::Batch => {
+                format!("the batch is larger than Segment's limit of {MAX_BATCH_BYTES} bytes")
+            }
+        }),
+        other => other.failure(),
+    })?;
+    shared.metrics.received_wire_bytes(body.len());
+
+    let mut root: Map<String, Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(bad("the body must be a JSON object")),
+        Err(e) => return Err(bad(format!("invalid JSON: {e}"))),
+    };
+    let key = basic_key.or_else(|| {
+        root.get("writeKey")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let authorized = key.is_some_and(|k| {
+        shared
+            .keys
+            .iter()
+            .any(|known| constant_time_eq(k.as_bytes(), known.expose().as_bytes()))
+    });
+    if !authorized {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown write key; send it as the HTTP basic user or as `writeKey`".into(),
+        ));
+    }
+
+    let messages = match call {
+        Call::Single(kind) => {
+            root.remove("writeKey");
+            root.insert("type".into(), Value::String(kind.into()));
+            vec![root]
+        }
+        Call::Batch => batch_messages(&mut root)?,
+    };
+    let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ip = shared
+        .infer_ip
+        .then(|| forwarded.unwrap_or_else(|| peer.ip()).to_string());
+    let mut events = Vec::with_capacity(messages.len());
+    for (i, mut message) in messages.into_iter().enumerate() {
+        message.insert("receivedAt".into(), Value::String(received_at.clone()));
+        if !matches!(message.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
+            message.insert("messageId".into(), Value::String(new_message_id()));
+        }
+        if let Some(ip) = &ip {
+            set_ip_if_missing(&mut message, ip);
+        }
+        let json = serde_json::to_vec(&message).map_err(|e| bad(format!("message {i}: {e}")))?;
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(bad(format!(
+                "message {i} is larger than Segment's limit of {MAX_MESSAGE_BYTES} bytes"
+            )));
+        }
+        events.push(Event::from_json(Bytes::from(json)));
+    }
+    deliver(shared, events).await
+}
+
+/// The messages of a `/v1/batch` body, each with the batch's `context` and
+/// `integrations` under its own (its own keys win).
+fn batch_messages(root: &mut Map<String, Value>) -> Result<Vec<Map<String, Value>>, Failure> {
+    let batch = match root.remove("batch") {
+        Some(Value::Array(items)) if items.is_empty() => return Err(bad("`batch` is empty")),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad("`batch` must be an array of messages")),
+        None => {
+            return Err(bad(
+                "missing `batch`: POST {\"batch\": [messages]} to /v1/batch",
+            ));
+        }
+    };
+    let shared_context = root.remove("context");
+    let shared_integrations = root.remove("integrations");
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(mut message) = item else {
+                return Err(bad(format!("batch[{i}] must be a JSON object")));
+            };
+            match message.get("type") {
+                Some(Value::String(t))
+                    if matches!(
+                        t.as_str(),
+                        "track" | "page" | "identify" | "screen" | "group" | "alias"
+                    ) => {}
+                Some(_) => {
+                    return Err(bad(format!(
+                        "batch[{i}].type must be one of track, page, identify, screen, group, alias"
+                    )));
+                }
+                None => return Err(bad(format!("batch[{i}] has no `type`"))),
+            }
+            for (key, shared) in [
+                ("context", &shared_context),
+                ("integrations", &shared_integrations),
+            ] {
+                if let Some(Value::Object(shared)) = shared {
+                    merge_under(&mut message, key, shared);
+                }
+            }
+            Ok(message)
+        })
+        .collect()
+}
+
+/// `message[key]` gets every entry of `shared` it does not have itself.
+fn merge_under(message: &mut Map<String, Value>, key: &str, shared: &Map<String, Value>) {
+    match message.get_mut(key) {
+        Some(Value::Object(own)) => {
+            for (k, v) in shared {
+                own.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        Some(_) => {}
+        None => {
+            message.insert(key.into(), Value::Object(shared.clone()));
+        }
+    }
+}
+
+fn set_ip_if_missing(message: &mut Map<String, Value>, ip: &str) {
+    let context = message
+        .entry("context")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(context) = context {
+        let has_ip = matches!(context.get("ip"), Some(Value::String(s)) if !s.is_empty());
+        if !has_ip {
+            context.insert("ip".into(), Value::String(ip.into()));
+        }
+    }
+}
+
+/// The user of `Authorization: Basic base64(user:password)`.
+fn basic_user(value: Option<&header::HeaderValue>) -> Option<String> {
+    let encoded = value?.to_str().ok()?.strip_prefix("Basic ")?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split(':').next().unwrap_or("");
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+fn first_forwarded_hop(value: Option<&header::HeaderValue>) -> Option<IpAddr> {
+    value?.to_str().ok()?.split(',').next()?.trim().parse().ok()
+}
+
+/// A random UUID v4 in Segment's style, for messages without a `messageId`.
+fn new_message_id() -> String {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+async fn deliver(shared: &Shared, mut events: Vec<Event>) -> Result<(), Failure> {
+    let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
+    shared.metrics.received(n, bytes);
+    let status = shared
+        .acknowledgements
+        .then(|| crate::event::track(&mut events));
+    let mut out = shared.out.clone();
+    if out.send(events).await.is_err() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is shutting down; retry later".into(),
+        ));
+    }
+    drop(out);
+    shared.metrics.sent(n, bytes);
+    let Some(status) = status else {
+        return Ok(());
+    };
+    match status.wait().await {
+        BatchStatus::Delivered => Ok(()),
+        BatchStatus::Rejected => Err(bad(
+            "a sink rejected the events; do not retry them as they are",
+        )),
+        BatchStatus::Errored if shared.shutdown.is_triggered() => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline shut down before the events were delivered; retry later".into(),
+        )),
+        BatchStatus::Errored => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the events could not be delivered; retry later".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_calls_including_analytics_js_short_forms() {
+        assert!(matches!(call("/v1/track"), Some(Call::Single("track"))));
+        assert!(matches!(call("/v1/t"), Some(Call::Single("track"))));
+        assert!(matches!(call("/v1/import"), Some(Call::Batch)));
+        assert!(matches!(call("/v1/b"), Some(Call::Batch)));
+        assert!(call("/v2/track").is_none());
+        assert!(call("/v1/nope").is_none());
+    }
+
+    #[test]
+    fn the_write_key_is_the_basic_user() {
+        let v = header::HeaderValue::from_static("Basic a2V5LTE6"); // "key-1:"
+        assert_eq!(basic_user(Some(&v)).as_deref(), Some("key-1"));
+        let v = header::HeaderValue::from_static("Bearer x");
+        assert_eq!(basic_user(Some(&v)), None);
+    }
+
+    #[test]
+    fn batch_context_fills_in_without_overriding() {
+        let mut root: Map<String, Value> = serde_json::from_str(
+            r#"{"batch":[{"type":"track","context":{"ip":"1.1.1.1"}},{"type":"page"}],"context":{"ip":"9.9.9.9","library":{"name":"x"}}}"#,
+        )
+        .unwrap();
+        let messages = batch_messages(&mut root).unwrap();
+        assert_eq!(messages[0]["context"]["ip"], "1.1.1.1");
+        assert_eq!(messages[0]["context"]["library"]["name"], "x");
+        assert_eq!(messages[1]["context"]["ip"], "9.9.9.9");
+    }
+
+    #[test]
+    fn malformed_batches_are_refused_with_the_reason() {
+        let cases = [
+            (r#"{"batch":[]}"#, "`batch` is empty"),
+            (r#"{"batch":{}}"#, "`batch` must be an array"),
+            (r#"{"events":[]}"#, "missing `batch`"),
+            (r#"{"batch":[3]}"#, "batch[0] must be a JSON object"),
+            (
+                r#"{"batch":[{"type":"boom"}]}"#,
+                "batch[0].type must be one of",
+            ),
+            (r#"{"batch":[{"event":"x"}]}"#, "batch[0] has no `type`"),
+        ];
+        for (body, expected) in cases {
+            let mut root: Map<String, Value> = serde_json::from_str(body).unwrap();
+            let (status, message) = batch_messages(&mut root).err().unwrap();
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn message_ids_look_like_uuid_v4() {
+        let id = new_message_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(new_message_id(), id);
+    }
+}
