@@ -231,10 +231,10 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
     let body = read_body(req, limit).await.map_err(|e| match e {
         BodyError::TooLarge => bad(match call {
             Call::Single(_) => {
-                format!("the message is larger than Segment's limit of {MAX_MESSAGE_BYTES} bytes")
+                format!("the message is larger than Segment's limit of 32 KB ({MAX_MESSAGE_BYTES} bytes)")
             }
             Call::Batch => {
-                format!("the batch is larger than Segment's limit of {MAX_BATCH_BYTES} bytes")
+                format!("the batch is larger than Segment's limit of 500 KB ({MAX_BATCH_BYTES} bytes)")
             }
         }),
         other => other.failure(),
@@ -288,7 +288,7 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         let json = serde_json::to_vec(&message).map_err(|e| bad(format!("message {i}: {e}")))?;
         if json.len() > MAX_MESSAGE_BYTES {
             return Err(bad(format!(
-                "message {i} is larger than Segment's limit of {MAX_MESSAGE_BYTES} bytes"
+                "batch[{i}] is larger than Segment's limit of 32 KB ({MAX_MESSAGE_BYTES} bytes) for a message"
             )));
         }
         events.push(Event::from_json(Bytes::from(json)));
