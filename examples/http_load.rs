@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example http_load -- --address 127.0.0.1:8081 \
 //!     --events 1000000 --batch 500 --connections 4 [--path /] [--header 'authorization: …']
+//!     [--segment WRITE_KEY]      # Segment's batch API: {"batch": [...]} to /v1/batch
 //! ```
 //!
 //! Messages are the ones of `examples/segment-events.ndjson` (or `--input FILE`) that the sink
@@ -28,6 +29,7 @@ struct Args {
     connections: usize,
     input: String,
     headers: Vec<String>,
+    segment_write_key: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -39,6 +41,7 @@ fn parse_args() -> Args {
         connections: 4,
         input: "examples/segment-events.ndjson".into(),
         headers: Vec::new(),
+        segment_write_key: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +54,7 @@ fn parse_args() -> Args {
             "--connections" => args.connections = value().parse().expect("--connections N"),
             "--input" => args.input = value(),
             "--header" => args.headers.push(value()),
+            "--segment" => args.segment_write_key = Some(value()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -78,7 +82,7 @@ fn refresh_timestamps(text: &str) -> String {
 }
 
 /// Request bodies: JSON arrays of `batch` distinct messages.
-fn bodies(input: &str, batch: usize, count: usize) -> Vec<Vec<u8>> {
+fn bodies(input: &str, batch: usize, count: usize, segment: bool) -> Vec<Vec<u8>> {
     let text = refresh_timestamps(&std::fs::read_to_string(input).expect("read the input file"));
     // Only messages the sink sends: the sample file also shows skips and rejections.
     let settings: FacebookPixelConfig =
@@ -103,7 +107,11 @@ fn bodies(input: &str, batch: usize, count: usize) -> Vec<Vec<u8>> {
     let mut n = 0usize;
     (0..count)
         .map(|_| {
-            let mut body = b"[".to_vec();
+            let mut body = if segment {
+                b"{\"batch\":[".to_vec()
+            } else {
+                b"[".to_vec()
+            };
             for i in 0..batch {
                 if i > 0 {
                     body.push(b',');
@@ -115,7 +123,7 @@ fn bodies(input: &str, batch: usize, count: usize) -> Vec<Vec<u8>> {
                 );
                 n += 1;
             }
-            body.push(b']');
+            body.extend_from_slice(if segment { b"]}" } else { b"]" });
             body
         })
         .collect()
@@ -154,8 +162,18 @@ async fn post(conn: &mut TcpStream, head: &[u8], body: &[u8], buf: &mut Vec<u8>)
 
 #[tokio::main]
 async fn main() {
-    let args = parse_args();
-    let bodies = Arc::new(bodies(&args.input, args.batch, 64));
+    let mut args = parse_args();
+    let segment = args.segment_write_key.is_some();
+    if let Some(key) = &args.segment_write_key {
+        // Segment's batch API: {"batch": [...]} to /v1/batch, the write key as the basic user.
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        args.headers.push(format!("Authorization: Basic {token}"));
+        if args.path == "/" {
+            args.path = "/v1/batch".into();
+        }
+    }
+    let bodies = Arc::new(bodies(&args.input, args.batch, 64, segment));
     let requests = args.events.div_ceil(args.batch as u64);
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",

@@ -4,6 +4,7 @@
 #
 #   scripts/delivery-load.sh [EVENTS] [BATCH] [CONNECTIONS]   # default 1000000 500 4
 #   DELAY_MS=500 scripts/delivery-load.sh 200000              # a slow Graph API: memory must stay flat
+#   SOURCE=segment scripts/delivery-load.sh 1000000 100 16    # Segment batches of 100 to /v1/batch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -17,7 +18,7 @@ trap 'rm -f "$log"; kill $standin 2>/dev/null || true' EXIT
 target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2>/dev/null &
 standin=$!
 FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v target/release/fbpixel \
-  --config examples/configs/bench-http-to-capi.toml 2> "$log" &
+  --config "examples/configs/bench-${SOURCE:-http}-to-capi.toml" 2> "$log" &
 wrapper=$!
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/${BENCH_ADDRESS%:*}/${BENCH_ADDRESS#*:}) 2>/dev/null && break
@@ -26,8 +27,10 @@ done
 # Its RSS while loaded, sampled every 0.2 s, for the slow-answer case.
 pid=$(pgrep -P "$wrapper" fbpixel)
 ( while kill -0 "$pid" 2>/dev/null; do ps -o rss= -p "$pid"; sleep 0.2; done ) > "$log.rss" &
+segment_flag=()
+[ "${SOURCE:-http}" = segment ] && segment_flag=(--segment bench-key)
 target/release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
-  --batch "$batch" --connections "$connections"
+  --batch "$batch" --connections "$connections" "${segment_flag[@]}"
 kill -TERM "$pid" || true
 wait "$wrapper" || true
 grep -E "Maximum resident set size|Percent of CPU" "$log" | sed 's/^\s*/fbpixel: /'
