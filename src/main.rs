@@ -11,14 +11,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's `mimalloc.h` (the Rust binding exports no name for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const PURGE_DELAY_MS: std::ffi::c_long = 2;
 
 fn main() -> ExitCode {
-    // Give freed memory back to the OS at once instead of after 10 ms: under load the default
-    // let peak RSS of the delivery benchmark reach 94-106 MB; purging at once kept it near 60 MB
-    // (scripts/delivery-load.sh, README "Performance").
-    // SAFETY: sets a process-wide allocator option; mimalloc allows it at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    // How long freed memory stays with the allocator before going back to the OS:
+    // FBPIXEL_ALLOC_PURGE_DELAY_MS (mimalloc's default, 10 ms, unless set). The README's
+    // "Performance" section gives throughput and peak RSS for several values.
+    if let Some(ms) = std::env::var("FBPIXEL_ALLOC_PURGE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<std::ffi::c_long>().ok())
+    {
+        // SAFETY: sets a process-wide allocator option; mimalloc allows it at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
+    }
     let cli = fbpixel::cli::Cli::parse();
     match cli.run() {
         Ok(code) => code,

@@ -1,4 +1,10 @@
 //! Batches of mapped events, cut by count, by size and by time.
+//!
+//! A batch is built as the request body itself: `{"data":[` then each server
+//! event's JSON as mapping writes it, comma-separated, closed by `]`, the
+//! request's other fields and `}` when the batch is taken. Sending the whole
+//! batch therefore copies nothing; only the halves of a bisected batch are
+//! assembled again.
 
 use std::ops::Range;
 
@@ -7,20 +13,21 @@ use tokio::time::{Duration, Instant};
 
 use crate::acks::EventFinalizer;
 
+const PREFIX: &[u8] = b"{\"data\":[";
+
 /// One mapped event of a batch.
 pub struct Entry {
     /// The event as it entered the sink, for the dead letter.
     pub original: Bytes,
     /// Reports the event's fate to its source.
     pub finalizer: EventFinalizer,
-    /// Its server event's JSON in [`Batch::json`].
+    /// Its server event's JSON in the body.
     range: Range<usize>,
 }
 
-/// Mapped events ready for one request: their server events' JSON back to back.
-#[derive(Default)]
+/// Mapped events ready for one request.
 pub struct Batch {
-    json: Vec<u8>,
+    body: Bytes,
     /// The events, in order.
     pub entries: Vec<Entry>,
 }
@@ -28,7 +35,12 @@ pub struct Batch {
 impl Batch {
     /// The server event JSON of entry `i`.
     pub fn event_json(&self, i: usize) -> &[u8] {
-        &self.json[self.entries[i].range.clone()]
+        &self.body[self.entries[i].range.clone()]
+    }
+
+    /// The request body carrying every event of the batch.
+    pub fn body(&self) -> Bytes {
+        self.body.clone()
     }
 
     /// Number of events.
@@ -40,11 +52,13 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
 
-    /// Bytes of server event JSON.
-    pub fn json_bytes(&self) -> usize {
-        self.json.len()
-    }
+/// Where the next event's JSON starts; from [`BatchBuilder::begin`].
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    start: usize,
+    comma: bool,
 }
 
 /// Collects mapped events until a batch is full or old enough.
@@ -52,63 +66,90 @@ pub struct BatchBuilder {
     max_events: usize,
     max_bytes: usize,
     timeout: Duration,
-    current: Batch,
+    /// What closes a body after the events: `]`, the request's other fields, `}`.
+    closing: Vec<u8>,
+    json: Vec<u8>,
+    entries: Vec<Entry>,
     deadline: Option<Instant>,
 }
 
 impl BatchBuilder {
-    /// A builder cutting at `max_events`, `max_bytes` of event JSON, or
-    /// `timeout` after a batch's first event.
-    pub fn new(max_events: usize, max_bytes: usize, timeout: Duration) -> Self {
+    /// A builder cutting at `max_events`, `max_bytes` of body, or `timeout`
+    /// after a batch's first event. `suffix` is what follows the `data` array
+    /// in a request body (`,"test_event_code":…`), without the closing brace.
+    pub fn new(max_events: usize, max_bytes: usize, timeout: Duration, suffix: &[u8]) -> Self {
+        let mut closing = b"]".to_vec();
+        closing.extend_from_slice(suffix);
+        closing.push(b'}');
         Self {
             max_events,
             max_bytes,
             timeout,
-            current: Batch::default(),
+            closing,
+            json: PREFIX.to_vec(),
+            entries: Vec::new(),
             deadline: None,
         }
     }
 
-    /// Where the next event's JSON goes; call [`BatchBuilder::commit`] after
-    /// writing one, or leave it untouched.
-    pub fn json(&mut self) -> &mut Vec<u8> {
-        &mut self.current.json
+    /// Prepare for the next event, whose JSON is then written to
+    /// [`BatchBuilder::json`]; follow with `commit` or `abandon`.
+    pub fn begin(&mut self) -> Mark {
+        let comma = !self.entries.is_empty();
+        if comma {
+            self.json.push(b',');
+        }
+        Mark {
+            start: self.json.len(),
+            comma,
+        }
     }
 
-    /// The length of [`BatchBuilder::json`], to pass to `commit`.
-    pub fn mark(&self) -> usize {
-        self.current.json.len()
+    /// Where the next event's JSON goes.
+    pub fn json(&mut self) -> &mut Vec<u8> {
+        &mut self.json
+    }
+
+    /// The event begun at `mark` was not mapped: forget it.
+    pub fn abandon(&mut self, mark: Mark) {
+        self.json.truncate(mark.start - usize::from(mark.comma));
     }
 
     /// Add the event whose JSON was written after `mark`. Returns a batch
     /// that is ready to send, if this event filled one.
     pub fn commit(
         &mut self,
-        mark: usize,
+        mark: Mark,
         original: Bytes,
         finalizer: EventFinalizer,
     ) -> Option<Batch> {
-        let end = self.current.json.len();
-        if end > mark + 1 && self.current.json.len() > self.max_bytes && !self.current.is_empty() {
-            // This event would push the batch over max_bytes: it starts the next one.
-            let json = self.current.json.split_off(mark);
-            let full = std::mem::take(&mut self.current);
-            self.current.json = json;
-            self.push(0..end - mark, original, finalizer);
-            return Some(full);
+        let end = self.json.len();
+        let projected = end + self.closing.len();
+        if projected > self.max_bytes && !self.entries.is_empty() {
+            // This event would push the body over max_bytes: it starts the next batch.
+            let event = self.json.split_off(mark.start);
+            self.json.truncate(mark.start - usize::from(mark.comma));
+            let full = self.take();
+            self.json.extend_from_slice(&event);
+            self.push(
+                PREFIX.len()..PREFIX.len() + event.len(),
+                original,
+                finalizer,
+            );
+            return full;
         }
-        self.push(mark..end, original, finalizer);
-        if self.current.len() >= self.max_events || self.current.json.len() >= self.max_bytes {
+        self.push(mark.start..end, original, finalizer);
+        if self.entries.len() >= self.max_events || projected >= self.max_bytes {
             return self.take();
         }
         None
     }
 
     fn push(&mut self, range: Range<usize>, original: Bytes, finalizer: EventFinalizer) {
-        if self.current.is_empty() {
+        if self.entries.is_empty() {
             self.deadline = Some(Instant::now() + self.timeout);
         }
-        self.current.entries.push(Entry {
+        self.entries.push(Entry {
             original,
             finalizer,
             range,
@@ -123,18 +164,22 @@ impl BatchBuilder {
     /// The current batch, if it has events; the builder starts a new one.
     pub fn take(&mut self) -> Option<Batch> {
         self.deadline = None;
-        if self.current.is_empty() {
-            self.current.json.clear();
+        if self.entries.is_empty() {
+            self.json.truncate(PREFIX.len());
             return None;
         }
-        let capacity = self.current.json.capacity();
-        Some(std::mem::replace(
-            &mut self.current,
-            Batch {
-                json: Vec::with_capacity(capacity),
-                entries: Vec::with_capacity(self.max_events.min(1024)),
-            },
-        ))
+        let mut next = Vec::with_capacity(self.json.capacity());
+        next.extend_from_slice(PREFIX);
+        let mut body = std::mem::replace(&mut self.json, next);
+        body.extend_from_slice(&self.closing);
+        let entries = std::mem::replace(
+            &mut self.entries,
+            Vec::with_capacity(self.max_events.min(1024)),
+        );
+        Some(Batch {
+            body: body.into(),
+            entries,
+        })
     }
 }
 
@@ -142,8 +187,17 @@ impl BatchBuilder {
 mod tests {
     use super::*;
 
+    fn builder(max_events: usize, max_bytes: usize) -> BatchBuilder {
+        BatchBuilder::new(
+            max_events,
+            max_bytes,
+            Duration::from_secs(1),
+            b",\"test_event_code\":\"T\"",
+        )
+    }
+
     fn add(b: &mut BatchBuilder, json: &str) -> Option<Batch> {
-        let mark = b.mark();
+        let mark = b.begin();
         b.json().extend_from_slice(json.as_bytes());
         b.commit(mark, Bytes::from(json.to_owned()), EventFinalizer::none())
     }
@@ -154,40 +208,83 @@ mod tests {
             .collect()
     }
 
+    fn body(batch: &Batch) -> String {
+        String::from_utf8(batch.body().to_vec()).unwrap()
+    }
+
     #[test]
-    fn a_batch_is_cut_at_max_events() {
-        let mut b = BatchBuilder::new(2, 1 << 20, Duration::from_secs(1));
+    fn a_batch_is_cut_at_max_events_and_is_its_own_request_body() {
+        let mut b = builder(2, 1 << 20);
         assert!(add(&mut b, "{\"a\":1}").is_none());
         let full = add(&mut b, "{\"a\":2}").unwrap();
         assert_eq!(events(&full), ["{\"a\":1}", "{\"a\":2}"]);
+        assert_eq!(
+            body(&full),
+            r#"{"data":[{"a":1},{"a":2}],"test_event_code":"T"}"#
+        );
+        assert!(b.take().is_none());
+        // The next batch starts clean.
+        add(&mut b, "{\"a\":3}");
+        assert_eq!(
+            body(&b.take().unwrap()),
+            r#"{"data":[{"a":3}],"test_event_code":"T"}"#
+        );
+    }
+
+    #[test]
+    fn an_abandoned_event_leaves_no_trace() {
+        let mut b = builder(10, 1 << 20);
+        add(&mut b, "{\"a\":1}");
+        let mark = b.begin();
+        b.abandon(mark);
+        let mark = b.begin();
+        b.abandon(mark);
+        add(&mut b, "{\"a\":2}");
+        let batch = b.take().unwrap();
+        assert_eq!(
+            body(&batch),
+            r#"{"data":[{"a":1},{"a":2}],"test_event_code":"T"}"#
+        );
+        let mut b = builder(10, 1 << 20);
+        let mark = b.begin();
+        b.abandon(mark);
         assert!(b.take().is_none());
     }
 
     #[test]
     fn an_event_that_would_pass_max_bytes_starts_the_next_batch() {
-        let mut b = BatchBuilder::new(100, 20, Duration::from_secs(1));
-        assert!(add(&mut b, "{\"a\":\"12345\"}").is_none()); // 13 bytes
-        let full = add(&mut b, "{\"b\":\"123456\"}").unwrap(); // 27 > 20
+        // prefix 9 + closing 24 = 33 bytes of overhead.
+        let mut b = builder(100, 60);
+        assert!(add(&mut b, "{\"a\":\"12345\"}").is_none()); // 33 + 13 = 46
+        let full = add(&mut b, "{\"b\":\"123456\"}").unwrap(); // 46 + 1 + 14 = 61 > 60
         assert_eq!(events(&full), ["{\"a\":\"12345\"}"]);
+        assert_eq!(
+            body(&full),
+            r#"{"data":[{"a":"12345"}],"test_event_code":"T"}"#
+        );
         let rest = b.take().unwrap();
         assert_eq!(events(&rest), ["{\"b\":\"123456\"}"]);
+        assert_eq!(
+            body(&rest),
+            r#"{"data":[{"b":"123456"}],"test_event_code":"T"}"#
+        );
     }
 
     #[test]
     fn an_event_larger_than_max_bytes_goes_alone() {
-        let mut b = BatchBuilder::new(100, 5, Duration::from_secs(1));
+        let mut b = builder(100, 5);
         let alone = add(&mut b, "{\"big\":true}").unwrap();
         assert_eq!(events(&alone), ["{\"big\":true}"]);
     }
 
     #[tokio::test]
     async fn the_deadline_starts_with_the_first_event() {
-        let mut b = BatchBuilder::new(10, 1000, Duration::from_millis(500));
+        let mut b = builder(10, 1000);
         assert!(b.deadline().is_none());
         let before = Instant::now();
         add(&mut b, "{}");
         let deadline = b.deadline().unwrap();
-        assert!(deadline >= before + Duration::from_millis(500));
+        assert!(deadline >= before + Duration::from_secs(1));
         b.take();
         assert!(b.deadline().is_none());
     }

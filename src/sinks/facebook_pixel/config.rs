@@ -123,7 +123,7 @@ pub struct BatchConfig {
     pub max_events: usize,
     #[serde(default = "default_batch_timeout")]
     pub timeout_secs: f64,
-    /// Largest batch, in bytes of server event JSON.
+    /// Largest request body, in bytes.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
 }

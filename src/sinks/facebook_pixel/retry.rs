@@ -157,7 +157,11 @@ impl Delivery {
     /// Send `range` of the batch until it is delivered, rejected, or (with an
     /// attempt limit) given up on.
     async fn send(&self, batch: &Batch, range: Range<usize>) -> Final {
-        let body = self.client.body(range.clone().map(|i| batch.event_json(i)));
+        let body = if range.len() == batch.len() {
+            batch.body()
+        } else {
+            self.client.body(range.clone().map(|i| batch.event_json(i)))
+        };
         let mut backoff = Backoff::new(self.initial_backoff, self.max_backoff);
         let mut attempts = 0u32;
         loop {

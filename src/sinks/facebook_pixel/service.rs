@@ -252,6 +252,11 @@ impl GraphClient {
         })
     }
 
+    /// What follows the `data` array in a request body (`,"test_event_code":…`), without `}`.
+    pub fn body_suffix(&self) -> &[u8] {
+        &self.body_suffix
+    }
+
     /// The request body for these serialized server events.
     pub fn body<'a>(&self, events: impl Iterator<Item = &'a [u8]>) -> Bytes {
         let mut body = Vec::with_capacity(64 * 1024);

@@ -38,15 +38,17 @@ impl SinkConfig for FacebookPixelConfig {
         } else {
             healthy()
         };
+        let builder = BatchBuilder::new(
+            self.batch.max_events,
+            self.batch.max_bytes,
+            Duration::from_secs_f64(self.batch.timeout_secs),
+            client.body_suffix(),
+        );
         let sink = FacebookPixelSink {
             mapper,
             client: Some(client),
             dead_letter_path: self.dead_letter.as_ref().map(|d| d.path.clone()),
-            builder: BatchBuilder::new(
-                self.batch.max_events,
-                self.batch.max_bytes,
-                Duration::from_secs_f64(self.batch.timeout_secs),
-            ),
+            builder,
             concurrency: self.request.concurrency,
             initial_backoff: Duration::from_secs_f64(self.request.retry_initial_backoff_secs),
             max_backoff: Duration::from_secs_f64(self.request.retry_max_duration_secs),
@@ -122,7 +124,7 @@ impl Sink for FacebookPixelSink {
                 // stay whole for the dead letter: map a copy.
                 scratch.clear();
                 scratch.extend_from_slice(&original);
-                let mark = self.builder.mark();
+                let mark = self.builder.begin();
                 let (outcome, notes) = self.mapper.map_json(&mut scratch, now, self.builder.json());
                 match outcome {
                     Outcome::Mapped(()) => {
@@ -134,11 +136,13 @@ impl Sink for FacebookPixelSink {
                         }
                     }
                     Outcome::Skipped(reason) => {
+                        self.builder.abandon(mark);
                         telemetry::skipped(&metrics, skip_label(&reason));
                         metrics.discarded(1, true);
                         finalizer.update(EventStatus::Dropped);
                     }
                     Outcome::Rejected(rejection) => {
+                        self.builder.abandon(mark);
                         let reason = format!("{}: {}", rejection.field, rejection.problem);
                         rejected.push((reason, original, finalizer));
                     }
