@@ -187,3 +187,84 @@ fn replay_delivers_the_dead_lettered_events_and_removes_the_replayed_file() {
     assert_eq!(leftovers, ["dead.ndjson"], "{leftovers:?}");
     assert_eq!(std::fs::read_to_string(&dead_letter).unwrap(), "");
 }
+
+#[test]
+fn a_vector_http_sink_request_is_delivered_and_answered_200_only_after_delivery() {
+    // What Vector's `http` sink sends with framing.method = "newline_delimited" and
+    // compression = "gzip": NDJSON without a trailing newline, gzipped, Vector's user agent.
+    let graph = GraphStandin::start(|n, r| {
+        // The first delivery attempt fails (5xx): the HTTP answer must wait for the retry.
+        if r.method == "POST" && n == 0 {
+            (503, "{}".to_owned())
+        } else {
+            (
+                200,
+                format!(r#"{{"events_received":{}}}"#, r.event_ids().len()),
+            )
+        }
+    });
+    let port = support::free_port();
+    let config = format!(
+        r#"
+[sources.vector_in]
+type = "http_server"
+address = "127.0.0.1:{port}"
+
+[sinks.facebook]
+type = "facebook_pixel_server_side"
+inputs = ["vector_in"]
+pixel_id = "123"
+access_token = "t"
+endpoint = "{}"
+healthcheck.enabled = false
+batch.timeout_secs = 0.05
+request.retry_initial_backoff_secs = 0.3
+request.retry_max_duration_secs = 0.3
+"#,
+        graph.endpoint
+    );
+    let path = support::temp_file("vector-in.toml", &config);
+    let mut proc = Proc::spawn(&["--config", path.to_str().unwrap()], &[], None);
+    proc.wait_for_port(port);
+    let ndjson = ["v1", "v2", "v3"]
+        .map(|id| track_event(id, "v@example.com"))
+        .join("\n");
+    let body = support::gzip(ndjson.as_bytes());
+    let response = support::http_request(
+        port,
+        "POST",
+        "/",
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+            ("user-agent", "Vector/0.51.0 (x86_64-unknown-linux-gnu)"),
+        ],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    // 200 came after the retry that delivered the events, never before.
+    let posts: Vec<_> = graph
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[1].event_ids(), ["v1", "v2", "v3"]);
+    // A body that is not JSON objects is refused with a 4xx, which Vector does not retry.
+    let bad = support::http_request(
+        port,
+        "POST",
+        "/",
+        &[("content-type", "application/x-ndjson")],
+        b"{\"ok\":1}\n42",
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    proc.signal("TERM");
+    assert!(
+        proc.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        proc.stderr()
+    );
+}
