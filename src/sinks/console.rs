@@ -2,11 +2,9 @@
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
-use super::{EncodingConfig, finalize_all, write_ndjson};
-use crate::acks::{AcknowledgementsConfig, EventStatus};
-use crate::telemetry::Stage;
+use super::{EncodingConfig, write_lines};
+use crate::acks::AcknowledgementsConfig;
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
 };
@@ -66,26 +64,12 @@ impl Sink for ConsoleSink {
         };
         let mut buf = Vec::new();
         while let Some(events) = input.next().await {
-            buf.clear();
-            let bytes = write_ndjson(&events, &mut buf);
-            let written = async {
-                out.write_all(&buf).await?;
-                out.flush().await
-            };
-            match written.await {
-                Ok(()) => {
-                    input.metrics().sent(events.len(), bytes);
-                    finalize_all(events, EventStatus::Delivered);
-                }
-                Err(e) => {
-                    input.metrics().error("write_failed", Stage::Sending);
-                    finalize_all(events, EventStatus::Errored);
-                    // A closed stdout (`| head`) will not reopen: stop here.
-                    return Err(ComponentError(format!(
-                        "cannot write to {:?}: {e}",
-                        self.target
-                    )));
-                }
+            if let Err(e) = write_lines(&mut out, events, &mut buf, input.metrics()).await {
+                // A closed stdout (`| head`) will not reopen: stop here.
+                return Err(ComponentError(format!(
+                    "cannot write to {:?}: {e}",
+                    self.target
+                )));
             }
         }
         Ok(())

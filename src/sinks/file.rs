@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
-use super::{EncodingConfig, finalize_all, write_ndjson};
-use crate::acks::{AcknowledgementsConfig, EventStatus};
-use crate::telemetry::Stage;
+use super::{EncodingConfig, write_lines};
+use crate::acks::AcknowledgementsConfig;
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
 };
@@ -73,24 +71,11 @@ impl Sink for FileSink {
         let mut file = open(&self.path).await.map_err(ComponentError)?;
         let mut buf = Vec::new();
         while let Some(events) = input.next().await {
-            buf.clear();
-            let bytes = write_ndjson(&events, &mut buf);
+            let n = events.len();
             // One write per batch; with O_APPEND it lands after whatever
             // another writer appended meanwhile.
-            let written = async {
-                file.write_all(&buf).await?;
-                file.flush().await
-            };
-            match written.await {
-                Ok(()) => {
-                    input.metrics().sent(events.len(), bytes);
-                    finalize_all(events, EventStatus::Delivered);
-                }
-                Err(e) => {
-                    input.metrics().error("write_failed", Stage::Sending);
-                    tracing::error!(component = %input.metrics().info().id, "cannot write {} events to {}: {e}", events.len(), self.path.display());
-                    finalize_all(events, EventStatus::Errored);
-                }
+            if let Err(e) = write_lines(&mut file, events, &mut buf, input.metrics()).await {
+                tracing::error!(component = %input.metrics().info().id, "cannot write {n} events to {}: {e}", self.path.display());
             }
         }
         file.sync_data()

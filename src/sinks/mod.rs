@@ -7,8 +7,11 @@ pub mod file;
 
 use serde::Deserialize;
 
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
 use crate::acks::EventStatus;
 use crate::event::EventArray;
+use crate::telemetry::{ComponentMetrics, Stage};
 
 /// `encoding` of the `console` and `file` sinks. Only JSON exists; the key is
 /// accepted so configs written for Vector (which requires it) load unchanged.
@@ -28,8 +31,36 @@ pub enum Codec {
     Json,
 }
 
+/// Write a batch as JSON lines to `out` with one write, and flush: the events
+/// are then delivered, or, when the write fails, failed (so their senders retry).
+pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    events: EventArray,
+    buf: &mut Vec<u8>,
+    metrics: &ComponentMetrics,
+) -> std::io::Result<()> {
+    buf.clear();
+    let bytes = write_ndjson(&events, buf);
+    let written = async {
+        out.write_all(buf).await?;
+        out.flush().await
+    };
+    let result = written.await;
+    match result {
+        Ok(()) => {
+            metrics.sent(events.len(), bytes);
+            finalize_all(events, EventStatus::Delivered);
+        }
+        Err(_) => {
+            metrics.error("write_failed", Stage::Sending);
+            finalize_all(events, EventStatus::Errored);
+        }
+    }
+    result
+}
+
 /// Append each event as one JSON line to `buf`; returns the events' total size.
-pub(crate) fn write_ndjson(events: &EventArray, buf: &mut Vec<u8>) -> usize {
+fn write_ndjson(events: &EventArray, buf: &mut Vec<u8>) -> usize {
     let start = buf.len();
     for event in events {
         buf.extend_from_slice(&event.to_json());

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use super::decode;
-use super::http_body::{BodyError, read_body};
-use crate::acks::{AcknowledgementsConfig, BatchStatus};
+use super::http_input::{BodyError, deliver, read_body};
+use crate::acks::AcknowledgementsConfig;
 use crate::config::Secret;
 use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq, text};
 use crate::telemetry::{ComponentMetrics, Stage};
@@ -234,42 +234,16 @@ async fn receive(shared: &Shared, req: Request<Incoming>) -> Result<(), Failure>
         other => other.failure(),
     })?;
     shared.metrics.received_wire_bytes(body.len());
-    let mut events = decode::body(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let events = decode::body(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     if events.is_empty() {
         return Ok(());
     }
-    let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
-    shared.metrics.received(n, bytes);
-    let status = if shared.acknowledgements {
-        Some(crate::event::track(&mut events))
-    } else {
-        None
-    };
-    let mut out = shared.out.clone();
-    if out.send(events).await.is_err() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline is shutting down; retry later".into(),
-        ));
-    }
-    drop(out);
-    shared.metrics.sent(n, bytes);
-    let Some(status) = status else {
-        return Ok(());
-    };
-    match status.wait().await {
-        BatchStatus::Delivered => Ok(()),
-        BatchStatus::Rejected => Err((
-            StatusCode::BAD_REQUEST,
-            "a sink rejected the events; do not retry them as they are".into(),
-        )),
-        BatchStatus::Errored if shared.shutdown.is_triggered() => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline shut down before the events were delivered; retry later".into(),
-        )),
-        BatchStatus::Errored => Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the events could not be delivered; retry later".into(),
-        )),
-    }
+    deliver(
+        &shared.out,
+        events,
+        shared.acknowledgements,
+        &shared.shutdown,
+        &shared.metrics,
+    )
+    .await
 }

@@ -22,8 +22,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
-use super::http_body::{BodyError, read_body};
-use crate::acks::{AcknowledgementsConfig, BatchStatus};
+use super::http_input::{BodyError, deliver, read_body};
+use crate::acks::AcknowledgementsConfig;
 use crate::config::Secret;
 use crate::event::Event;
 use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq};
@@ -293,7 +293,14 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         }
         events.push(Event::from_json(Bytes::from(json)));
     }
-    deliver(shared, events).await
+    deliver(
+        &shared.out,
+        events,
+        shared.acknowledgements,
+        &shared.shutdown,
+        &shared.metrics,
+    )
+    .await
 }
 
 /// The messages of a `/v1/batch` body, each with the batch's `context` and
@@ -400,40 +407,6 @@ fn new_message_id() -> String {
         b >> 48,
         b & 0xffff_ffff_ffff
     )
-}
-
-async fn deliver(shared: &Shared, mut events: Vec<Event>) -> Result<(), Failure> {
-    let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
-    shared.metrics.received(n, bytes);
-    let status = shared
-        .acknowledgements
-        .then(|| crate::event::track(&mut events));
-    let mut out = shared.out.clone();
-    if out.send(events).await.is_err() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline is shutting down; retry later".into(),
-        ));
-    }
-    drop(out);
-    shared.metrics.sent(n, bytes);
-    let Some(status) = status else {
-        return Ok(());
-    };
-    match status.wait().await {
-        BatchStatus::Delivered => Ok(()),
-        BatchStatus::Rejected => Err(bad(
-            "a sink rejected the events; do not retry them as they are",
-        )),
-        BatchStatus::Errored if shared.shutdown.is_triggered() => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline shut down before the events were delivered; retry later".into(),
-        )),
-        BatchStatus::Errored => Err((
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the events could not be delivered; retry later".into(),
-        )),
-    }
 }
 
 #[cfg(test)]

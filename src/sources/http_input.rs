@@ -1,6 +1,8 @@
-//! Reading a request body the same way in every HTTP source: a size limit
-//! checked before and while reading and again after decompression (gzip,
-//! deflate), so neither a large body nor a small bomb can take memory.
+//! What every HTTP source does with a request: read the body with a size
+//! limit checked before and while reading and again after decompression
+//! (gzip, deflate), so neither a large body nor a small bomb can take memory;
+//! then hand the events on and, with acknowledgements, answer only once they
+//! are delivered.
 
 use std::io::Read;
 
@@ -8,6 +10,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode, header};
+
+use crate::acks::BatchStatus;
+use crate::event::Event;
+use crate::telemetry::ComponentMetrics;
+use crate::topology::{Output, ShutdownSignal};
 
 /// Why a body could not be read.
 #[derive(Debug)]
@@ -88,4 +95,44 @@ fn inflate(decoder: impl Read, limit: usize) -> Result<Bytes, BodyError> {
         return Err(BodyError::TooLarge);
     }
     Ok(out.into())
+}
+
+/// Send a request's events downstream and, with `acknowledgements`, wait for
+/// their fate: `Ok` when all were handled, else the answer that tells the
+/// sender whether to retry (5xx) or not (400).
+pub async fn deliver(
+    out: &Output,
+    mut events: Vec<Event>,
+    acknowledgements: bool,
+    shutdown: &ShutdownSignal,
+    metrics: &ComponentMetrics,
+) -> Result<(), (StatusCode, String)> {
+    let (n, bytes) = (events.len(), events.iter().map(|e| e.size_hint()).sum());
+    metrics.received(n, bytes);
+    let status = acknowledgements.then(|| crate::event::track(&mut events));
+    if out.clone().send(events).await.is_err() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is shutting down; retry later".into(),
+        ));
+    }
+    metrics.sent(n, bytes);
+    let Some(status) = status else {
+        return Ok(());
+    };
+    match status.wait().await {
+        BatchStatus::Delivered => Ok(()),
+        BatchStatus::Rejected => Err((
+            StatusCode::BAD_REQUEST,
+            "a sink rejected the events; do not retry them as they are".into(),
+        )),
+        BatchStatus::Errored if shutdown.is_triggered() => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline shut down before the events were delivered; retry later".into(),
+        )),
+        BatchStatus::Errored => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the events could not be delivered; retry later".into(),
+        )),
+    }
 }
