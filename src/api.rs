@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use hyper::{Method, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 use crate::http::{self, text};
 use crate::topology::ShutdownSignal;
@@ -28,26 +27,28 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
 
 /// The bound API listener.
 pub struct Api {
-    listener: TcpListener,
+    listener: http::Listener,
     handle: PrometheusHandle,
 }
 
 impl Api {
     /// Bind `address`.
     pub async fn bind(address: &str, handle: PrometheusHandle) -> Result<Self, String> {
-        let listener = http::bind(address).await.map_err(|e| format!("api: {e}"))?;
+        let listener = http::Listener::bind(address, None)
+            .await
+            .map_err(|e| format!("api: {e}"))?;
         Ok(Self { listener, handle })
     }
 
     /// The address actually bound (port 0 picks one).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.listener.local_addr()
     }
 
     /// Serve until `shutdown`.
     pub async fn serve(self, shutdown: ShutdownSignal) {
         let handle = self.handle;
-        http::serve(self.listener, None, shutdown, move |req, _peer| {
+        http::serve(self.listener, shutdown, move |req, _peer| {
             let handle = handle.clone();
             async move {
                 if req.method() != Method::GET {

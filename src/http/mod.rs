@@ -80,17 +80,41 @@ impl TlsConfig {
     }
 }
 
-/// Serve connections (over TLS when `tls` is given) until `shutdown`, then stop
-/// accepting and wait for every request already received to be answered.
-pub async fn serve<H, F>(
-    listener: TcpListener,
+/// A bound address, with the TLS settings to serve it with.
+pub struct Listener {
+    tcp: TcpListener,
     tls: Option<TlsAcceptor>,
-    mut shutdown: ShutdownSignal,
-    handler: H,
-) where
+}
+
+impl Listener {
+    /// Load the TLS files (when given) and bind `address`.
+    pub async fn bind(address: &str, tls: Option<&TlsConfig>) -> Result<Self, String> {
+        let tls = tls.map(TlsConfig::acceptor).transpose()?;
+        Ok(Self {
+            tcp: bind(address).await?,
+            tls,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.local_addr().ok()
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// Serve connections until `shutdown`, then stop accepting and wait for every
+/// request already received to be answered.
+pub async fn serve<H, F>(listener: Listener, mut shutdown: ShutdownSignal, handler: H)
+where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
+    let Listener { tcp: listener, tls } = listener;
     let handler = Arc::new(handler);
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();

@@ -14,7 +14,6 @@ use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode, header};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 use super::decode;
 use super::http_input::{BodyError, deliver, read_body};
@@ -91,14 +90,11 @@ impl SourceConfig for HttpServerConfig {
         if self.max_body_bytes == 0 {
             return Err(BuildError("`max_body_bytes` must be at least 1".into()));
         }
-        let tls = match &self.tls {
-            Some(tls) => Some(tls.acceptor().map_err(BuildError)?),
-            None => None,
-        };
-        let listener = http::bind(&self.address).await.map_err(BuildError)?;
+        let listener = http::Listener::bind(&self.address, self.tls.as_ref())
+            .await
+            .map_err(BuildError)?;
         Ok(Box::new(HttpServerSource {
             listener,
-            tls,
             config: self.clone(),
         }))
     }
@@ -109,8 +105,7 @@ impl SourceConfig for HttpServerConfig {
 }
 
 struct HttpServerSource {
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: http::Listener,
     config: HttpServerConfig,
 }
 
@@ -128,11 +123,7 @@ struct Shared {
 #[async_trait]
 impl Source for HttpServerSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let HttpServerSource {
-            listener,
-            tls,
-            config,
-        } = *self;
+        let HttpServerSource { listener, config } = *self;
         let authorization = config.auth.as_ref().map(|auth| match auth {
             AuthConfig::Basic { username, password } => {
                 let pair = format!("{username}:{}", password.expose());
@@ -155,7 +146,7 @@ impl Source for HttpServerSource {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(component = %shared.metrics.info().id, %address, acknowledgements = shared.acknowledgements, "listening");
-        http::serve(listener, tls, cx.shutdown, move |req, _peer: SocketAddr| {
+        http::serve(listener, cx.shutdown, move |req, _peer: SocketAddr| {
             let shared = shared.clone();
             async move { handle(&shared, req).await }
         })

@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::net::TcpListener;
 
 use super::http_input::{BodyError, deliver, read_body};
 use crate::acks::AcknowledgementsConfig;
@@ -75,14 +74,11 @@ impl SourceConfig for SegmentConfig {
                 "write_keys: list at least one write key (Segment → your source → Settings → API Keys)".into(),
             ));
         }
-        let tls = match &self.tls {
-            Some(tls) => Some(tls.acceptor().map_err(BuildError)?),
-            None => None,
-        };
-        let listener = http::bind(&self.address).await.map_err(BuildError)?;
+        let listener = http::Listener::bind(&self.address, self.tls.as_ref())
+            .await
+            .map_err(BuildError)?;
         Ok(Box::new(SegmentSource {
             listener,
-            tls,
             keys,
             config: self.clone(),
         }))
@@ -94,8 +90,7 @@ impl SourceConfig for SegmentConfig {
 }
 
 struct SegmentSource {
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    listener: http::Listener,
     keys: Vec<Secret>,
     config: SegmentConfig,
 }
@@ -115,7 +110,6 @@ impl Source for SegmentSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let SegmentSource {
             listener,
-            tls,
             keys,
             config,
         } = *self;
@@ -132,8 +126,8 @@ impl Source for SegmentSource {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tracing::info!(component = %shared.metrics.info().id, %address, tls = tls.is_some(), acknowledgements = shared.acknowledgements, "listening for Segment's HTTP tracking API");
-        http::serve(listener, tls, cx.shutdown, move |req, peer| {
+        tracing::info!(component = %shared.metrics.info().id, %address, tls = listener.is_tls(), acknowledgements = shared.acknowledgements, "listening for Segment's HTTP tracking API");
+        http::serve(listener, cx.shutdown, move |req, peer| {
             let shared = shared.clone();
             async move { handle(&shared, req, peer).await }
         })

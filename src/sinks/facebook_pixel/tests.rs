@@ -82,58 +82,55 @@ struct StandIn {
 impl StandIn {
     async fn start(script: impl Fn(usize, &Value) -> (u16, Value) + Send + Sync + 'static) -> Self {
         let script: Script = Arc::new(script);
-        let listener = crate::http::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::http::Listener::bind("127.0.0.1:0", None)
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::<Recorded>::new()));
         let (trigger, signal) = shutdown_pair();
         let counter = Arc::new(AtomicUsize::new(0));
         let recorded = requests.clone();
-        tokio::spawn(crate::http::serve(
-            listener,
-            None,
-            signal,
-            move |req, _peer| {
-                let script = script.clone();
-                let recorded = recorded.clone();
-                let counter = counter.clone();
-                async move {
-                    let method = req.method().to_string();
-                    let uri = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.as_str().to_string())
-                        .unwrap_or_default();
-                    let headers = req
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| {
-                            (
-                                n.as_str().to_string(),
-                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                            )
-                        })
-                        .collect();
-                    let bytes = req.into_body().collect().await.unwrap().to_bytes();
-                    let raw = String::from_utf8_lossy(&bytes).into_owned();
-                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    let (status, answer) = script(n, &body);
-                    recorded.lock().unwrap().push(Recorded {
-                        method,
-                        uri,
-                        headers,
-                        raw,
-                        body,
-                        status,
-                    });
-                    Response::builder()
-                        .status(StatusCode::from_u16(status).unwrap())
-                        .header("content-type", "application/json")
-                        .body(Full::new(Bytes::from(answer.to_string())))
-                        .unwrap()
-                }
-            },
-        ));
+        tokio::spawn(crate::http::serve(listener, signal, move |req, _peer| {
+            let script = script.clone();
+            let recorded = recorded.clone();
+            let counter = counter.clone();
+            async move {
+                let method = req.method().to_string();
+                let uri = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                let raw = String::from_utf8_lossy(&bytes).into_owned();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let (status, answer) = script(n, &body);
+                recorded.lock().unwrap().push(Recorded {
+                    method,
+                    uri,
+                    headers,
+                    raw,
+                    body,
+                    status,
+                });
+                Response::builder()
+                    .status(StatusCode::from_u16(status).unwrap())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(answer.to_string())))
+                    .unwrap()
+            }
+        }));
         StandIn {
             port,
             requests,
