@@ -64,6 +64,7 @@ pub struct ComponentMetrics {
     sent_event_bytes: Counter,
     discarded_intentional: Counter,
     discarded_unintentional: Counter,
+    received_bytes: Counter,
 }
 
 impl ComponentMetrics {
@@ -82,6 +83,7 @@ impl ComponentMetrics {
             sent_event_bytes: counter!(SENT_EVENT_BYTES, labels.clone()),
             discarded_intentional: counter!(DISCARDED_EVENTS, with(("intentional", "true"))),
             discarded_unintentional: counter!(DISCARDED_EVENTS, with(("intentional", "false"))),
+            received_bytes: counter!(RECEIVED_BYTES, labels.clone()),
             info,
         }
     }
@@ -126,7 +128,7 @@ impl ComponentMetrics {
 
     /// Count bytes read from the wire (before decoding).
     pub fn received_wire_bytes(&self, bytes: usize) {
-        counter!(RECEIVED_BYTES, labels(&self.info)).increment(bytes as u64);
+        self.received_bytes.increment(bytes as u64);
     }
 }
 

@@ -5,7 +5,9 @@
 //! dead letter it is first renamed aside (`…replaying-<time>`), new failures
 //! go to a fresh dead letter, and the renamed file is removed only once every
 //! event in it was delivered or dead-lettered again. Re-sending an event that
-//! was already delivered is harmless: Meta deduplicates by `event_id`.
+//! was already delivered is harmless: Meta deduplicates by `event_id`. The
+//! pipeline that writes the dead letter must be stopped first: its open file
+//! would follow the rename.
 
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -113,8 +113,9 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
     } else {
         tracing::info!("every source has finished; draining");
     }
+    let finished_by_itself = !signalled && failure.is_none();
     let deadline = async move {
-        if !signalled {
+        if finished_by_itself {
             // Finished by itself: drain as long as it takes, unless told to stop.
             signals.next().await;
             tracing::info!(limit_secs = limit.as_secs(), "signal received; draining");

@@ -20,6 +20,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::topology::ShutdownSignal;
 
+/// How long a client may take to send a request's head, its body, or a TLS handshake.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -116,7 +119,12 @@ where
 {
     let Listener { tcp: listener, tls } = listener;
     let handler = Arc::new(handler);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that opens a connection and stalls must not hold shutdown up.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -151,7 +159,13 @@ where
                 // client cannot stall the accept loop.
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    match acceptor.accept(stream).await {
+                    let handshake = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await.unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no handshake within 30 s",
+                        ))
+                    }) {
                         Ok(stream) => {
                             let conn = builder
                                 .serve_connection(TokioIo::new(stream), service)

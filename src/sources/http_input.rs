@@ -27,6 +27,8 @@ pub enum BodyError {
     UnsupportedEncoding(String),
     /// The compressed body is corrupt.
     Decompress(String),
+    /// The body did not arrive within [`crate::http::READ_TIMEOUT`].
+    TimedOut,
 }
 
 impl BodyError {
@@ -49,6 +51,10 @@ impl BodyError {
                 StatusCode::BAD_REQUEST,
                 format!("cannot decompress the body: {e}"),
             ),
+            BodyError::TimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive within 30 s".into(),
+            ),
         }
     }
 }
@@ -66,9 +72,10 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Bo
         .headers()
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let body = tokio::time::timeout(crate::http::READ_TIMEOUT, collect)
         .await
+        .map_err(|_| BodyError::TimedOut)?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 BodyError::TooLarge

@@ -319,6 +319,9 @@ fn batch_messages(root: &mut Map<String, Value>) -> Result<Vec<Map<String, Value
             let Value::Object(mut message) = item else {
                 return Err(bad(format!("batch[{i}] must be a JSON object")));
             };
+            // analytics.js repeats the write key in every message: it is a
+            // credential, not event data.
+            message.remove("writeKey");
             match message.get("type") {
                 Some(Value::String(t))
                     if matches!(
@@ -428,10 +431,14 @@ mod tests {
     #[test]
     fn batch_context_fills_in_without_overriding() {
         let mut root: Map<String, Value> = serde_json::from_str(
-            r#"{"batch":[{"type":"track","context":{"ip":"1.1.1.1"}},{"type":"page"}],"context":{"ip":"9.9.9.9","library":{"name":"x"}}}"#,
+            r#"{"batch":[{"type":"track","writeKey":"k","context":{"ip":"1.1.1.1"}},{"type":"page"}],"context":{"ip":"9.9.9.9","library":{"name":"x"}}}"#,
         )
         .unwrap();
         let messages = batch_messages(&mut root).unwrap();
+        assert!(
+            messages[0].get("writeKey").is_none(),
+            "the write key stays out of events"
+        );
         assert_eq!(messages[0]["context"]["ip"], "1.1.1.1");
         assert_eq!(messages[0]["context"]["library"]["name"], "x");
         assert_eq!(messages[1]["context"]["ip"], "9.9.9.9");

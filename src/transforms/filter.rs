@@ -59,9 +59,14 @@ impl Transform for Filter {
                     false
                 }
                 Err(e) => {
+                    // Valid JSON the sources let through that vrl cannot hold
+                    // (a number beyond f64, nesting too deep): not a decision
+                    // of the condition, so the sender is told it was refused.
                     self.metrics.error("conversion_failed", Stage::Processing);
-                    tracing::error!(component = %self.metrics.info().id, "{e}; event dropped");
-                    false
+                    self.metrics.discarded(1, false);
+                    tracing::warn!(component = %self.metrics.info().id, "{e}; event refused");
+                    event.finalize(EventStatus::Rejected);
+                    continue;
                 }
             };
             if keep {
@@ -100,6 +105,19 @@ mod tests {
         f.transform(events, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].to_json().as_ref(), br#"{"type": "track" , "x":1}"#);
+    }
+
+    #[tokio::test]
+    async fn json_vrl_cannot_hold_is_refused_not_silently_dropped() {
+        let mut f = filter(r#".type == "track""#).unwrap();
+        let mut events = vec![Event::from_json(Bytes::from_static(
+            br#"{"type":"track","x":1e400}"#,
+        ))];
+        let status = crate::event::track(&mut events);
+        let mut out = Vec::new();
+        f.transform(events, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(status.wait().await, crate::acks::BatchStatus::Rejected);
     }
 
     #[test]
