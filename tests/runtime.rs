@@ -853,3 +853,33 @@ print_interval_secs = 0
         p.stderr()
     );
 }
+
+#[test]
+fn validate_reports_what_a_source_would_refuse_without_binding_its_port() {
+    // A port something already listens on: validate must not try to bind it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let stdout = validate_fails(&[&format!(
+        "[sources.web]\ntype = \"segment\"\naddress = \"127.0.0.1:{port}\"\nwrite_keys = [\"\"]\n\
+         [sources.vec]\ntype = \"http_server\"\naddress = \"localhost\"\n\
+         [sources.tls]\ntype = \"http_server\"\naddress = \"127.0.0.1:{port}\"\ntls = {{ crt_file = \"/nonexistent.crt\", key_file = \"/nonexistent.key\" }}\n\
+         [sinks.out]\ntype = \"console\"\ninputs = [\"*\"]\n"
+    )]);
+    assert!(
+        stdout.contains("sources.web: write_keys: list at least one write key"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sources.vec: `address` \"localhost\" is not an IP:port address"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("sources.tls: tls.crt_file: cannot read certificates from /nonexistent.crt"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("cannot listen"),
+        "validate bound a port: {stdout}"
+    );
+}

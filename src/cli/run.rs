@@ -76,18 +76,11 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
         }
         None => None,
     };
-    let pieces = topology::build(&config)
+    let mut pieces = topology::build(&config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.require_healthy {
-        let checks = topology::build_sinks(&config)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        for (path, check) in checks {
-            check
-                .await
-                .map_err(|e| anyhow::anyhow!("{path}: healthcheck failed: {e}"))?;
-        }
+        pieces.require_healthy().await.map_err(anyhow::Error::msg)?;
     }
 
     let (api_stop, api_signal) = shutdown_pair();

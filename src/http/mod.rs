@@ -26,11 +26,16 @@ pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
 
+/// `address` as a socket address, with an error message that says what to change.
+pub fn parse_address(address: &str) -> Result<SocketAddr, String> {
+    address.parse().map_err(|_| {
+        format!("`address` {address:?} is not an IP:port address such as 0.0.0.0:8080")
+    })
+}
+
 /// Bind `address`, with an error message that says what to change.
 pub async fn bind(address: &str) -> Result<TcpListener, String> {
-    let addr: SocketAddr = address.parse().map_err(|_| {
-        format!("`address` {address:?} is not an IP:port address such as 0.0.0.0:8080")
-    })?;
+    let addr = parse_address(address)?;
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (is another process using the port?)"))

@@ -80,7 +80,8 @@ fn default_max_body_bytes() -> usize {
 
 #[async_trait]
 impl SourceConfig for HttpServerConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn check(&self) -> Result<(), BuildError> {
+        http::parse_address(&self.address).map_err(BuildError)?;
         if !self.path.starts_with('/') {
             return Err(BuildError(format!(
                 "`path` {:?} must start with `/`",
@@ -90,6 +91,13 @@ impl SourceConfig for HttpServerConfig {
         if self.max_body_bytes == 0 {
             return Err(BuildError("`max_body_bytes` must be at least 1".into()));
         }
+        if let Some(tls) = &self.tls {
+            tls.acceptor().map_err(BuildError)?;
+        }
+        Ok(())
+    }
+
+    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let listener = http::Listener::bind(&self.address, self.tls.as_ref())
             .await
             .map_err(BuildError)?;

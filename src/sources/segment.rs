@@ -60,20 +60,34 @@ pub struct SegmentConfig {
     pub tls: Option<TlsConfig>,
 }
 
-#[async_trait]
-impl SourceConfig for SegmentConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let keys: Vec<Secret> = self
-            .write_keys
+impl SegmentConfig {
+    /// The write keys that are not empty (an unset `${VAR}` gives an empty one).
+    fn keys(&self) -> Vec<Secret> {
+        self.write_keys
             .iter()
             .filter(|k| !k.expose().is_empty())
             .cloned()
-            .collect();
-        if keys.is_empty() {
+            .collect()
+    }
+}
+
+#[async_trait]
+impl SourceConfig for SegmentConfig {
+    fn check(&self) -> Result<(), BuildError> {
+        http::parse_address(&self.address).map_err(BuildError)?;
+        if self.keys().is_empty() {
             return Err(BuildError(
                 "write_keys: list at least one write key (Segment → your source → Settings → API Keys)".into(),
             ));
         }
+        if let Some(tls) = &self.tls {
+            tls.acceptor().map_err(BuildError)?;
+        }
+        Ok(())
+    }
+
+    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let keys = self.keys();
         let listener = http::Listener::bind(&self.address, self.tls.as_ref())
             .await
             .map_err(BuildError)?;

@@ -33,10 +33,14 @@ fn default_max_length() -> usize {
 
 #[async_trait]
 impl SourceConfig for StdinConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn check(&self) -> Result<(), BuildError> {
         if self.max_length == 0 {
             return Err(BuildError("`max_length` must be at least 1".into()));
         }
+        Ok(())
+    }
+
+    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(StdinSource {
             max_length: self.max_length,
         }))

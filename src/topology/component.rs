@@ -37,7 +37,14 @@ pub struct BuildContext {
 /// A source's settings.
 #[async_trait]
 pub trait SourceConfig: Send + Sync {
-    /// Prepare the source: bind its listener, open its input.
+    /// Check the settings without touching the outside world (no port is
+    /// bound), so `validate` reports what `build` would refuse.
+    fn check(&self) -> Result<(), BuildError> {
+        Ok(())
+    }
+
+    /// Prepare the source: bind its listener, open its input. Called after
+    /// [`SourceConfig::check`] passed.
     async fn build(&self, cx: BuildContext) -> Result<Box<dyn Source>, BuildError>;
 
     /// Whether the source can answer its sender after delivery, and whether

@@ -77,14 +77,19 @@ fn located(c: &ComponentConfig, e: &dyn std::fmt::Display) -> String {
     }
 }
 
-/// Check every component's settings without touching the outside world:
-/// options parsed, VRL compiled, sinks built (but not started). Sources are
-/// only parsed, because building one binds its address.
+/// Check the sources' and transforms' settings without touching the outside
+/// world: options parsed and checked (no port bound), VRL compiled. Sinks are
+/// checked by [`build_sinks`], which builds them without starting them.
 pub fn check(config: &PipelineConfig) -> Vec<String> {
     let mut problems = Vec::new();
     for c in config.sources() {
-        if let Err(e) = registry::source(c) {
-            problems.push(e.to_string());
+        match registry::source(c) {
+            Ok(s) => {
+                if let Err(e) = s.check() {
+                    problems.push(located(c, &e));
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
         }
     }
     for c in config.transforms() {
@@ -177,7 +182,11 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                             own || sink_acks.iter().any(|sink| reaches(&inputs, &c.id, sink))
                         }
                     };
-                    match s.build(context(config, c)).await {
+                    let built = match s.check() {
+                        Ok(()) => s.build(context(config, c)).await,
+                        Err(e) => Err(e),
+                    };
+                    match built {
                         Ok(source) => sources.push((c.clone(), source, acks)),
                         Err(e) => problems.push(located(c, &e)),
                     }
@@ -247,6 +256,17 @@ impl Report {
 }
 
 impl Pieces {
+    /// Run every sink's healthcheck now and fail on the first that does not
+    /// pass (`--require-healthy`); they are not run again at start.
+    pub async fn require_healthy(&mut self) -> Result<(), String> {
+        for (c, _, healthcheck) in &mut self.sinks {
+            std::mem::replace(healthcheck, healthy())
+                .await
+                .map_err(|e| format!("{}: healthcheck failed: {e}", c.path()))?;
+        }
+        Ok(())
+    }
+
     /// Wire the channels and start every component. Healthchecks run in the
     /// background; a failing one is logged, not fatal (as in Vector).
     pub fn start(self) -> Running {
