@@ -274,3 +274,59 @@ impl KeyCoverage {
         }
     }
 }
+
+/// Events in a sink's buffer (gauge).
+pub const BUFFER_EVENTS: &str = "buffer_events";
+/// Bytes in a sink's buffer (gauge).
+pub const BUFFER_BYTES: &str = "buffer_byte_size";
+/// Events written into a sink's buffer.
+pub const BUFFER_RECEIVED: &str = "buffer_received_events_total";
+/// Events read from a sink's buffer by the sink.
+pub const BUFFER_SENT: &str = "buffer_sent_events_total";
+/// Events a full buffer discarded (`when_full = "drop_newest"`).
+pub const BUFFER_DISCARDED: &str = "buffer_discarded_events_total";
+
+/// The buffer counters of one sink, registered once (Vector's names).
+#[derive(Clone)]
+pub struct BufferMetrics {
+    events: metrics::Gauge,
+    bytes: metrics::Gauge,
+    received: Counter,
+    sent: Counter,
+    discarded: Counter,
+}
+
+impl BufferMetrics {
+    /// Register the buffer counters of the sink `metrics` belong to.
+    pub fn new(metrics: &ComponentMetrics) -> Self {
+        let labels = labels(metrics.info());
+        Self {
+            events: metrics::gauge!(BUFFER_EVENTS, labels.clone()),
+            bytes: metrics::gauge!(BUFFER_BYTES, labels.clone()),
+            received: counter!(BUFFER_RECEIVED, labels.clone()),
+            sent: counter!(BUFFER_SENT, labels.clone()),
+            discarded: counter!(BUFFER_DISCARDED, with(metrics, "intentional", "true")),
+        }
+    }
+
+    /// The buffer now holds `events` events of `bytes` bytes.
+    pub fn size(&self, events: u64, bytes: u64) {
+        self.events.set(events as f64);
+        self.bytes.set(bytes as f64);
+    }
+
+    /// `n` events were written into the buffer.
+    pub fn received(&self, n: usize) {
+        self.received.increment(n as u64);
+    }
+
+    /// `n` events were handed to the sink.
+    pub fn sent(&self, n: usize) {
+        self.sent.increment(n as u64);
+    }
+
+    /// `n` events did not fit and were discarded.
+    pub fn discarded(&self, n: usize) {
+        self.discarded.increment(n as u64);
+    }
+}

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 
 use super::{EventStream, Output, ShutdownSignal};
+use crate::buffers::BufferConfig;
 use crate::event::EventArray;
 use crate::telemetry::ComponentMetrics;
 
@@ -107,9 +108,9 @@ pub trait SinkConfig: Send + Sync {
         false
     }
 
-    /// Most events queued for it (`buffer.max_events`); `None`: the
-    /// channel's batch capacity is the only bound.
-    fn buffer_max_events(&self) -> Option<usize> {
+    /// Its `buffer` settings; `None`: the channel's batch capacity is the
+    /// only bound.
+    fn buffer(&self) -> Option<&BufferConfig> {
         None
     }
 }

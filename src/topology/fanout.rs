@@ -60,6 +60,21 @@ impl Output {
             };
             let (sender, backlog) = &self.senders[i];
             let n = batch.len();
+            if backlog.drops_newest() {
+                match try_send(sender, backlog, batch) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        self.senders.remove(i);
+                        if i == self.senders.len() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
             backlog.reserve(n).await;
             if sender.send(batch).await.is_err() {
                 backlog.release(n);
@@ -75,6 +90,34 @@ impl Output {
             Err(Closed)
         } else {
             Ok(())
+        }
+    }
+}
+
+/// Queue `batch` for a reader whose buffer is set to `when_full =
+/// "drop_newest"`: when there is no room, the batch is discarded as
+/// configured (counted by the reader's buffer metrics, and not failed, so its
+/// senders are not asked to send it again).
+fn try_send(
+    sender: &mpsc::Sender<EventArray>,
+    backlog: &Backlog,
+    batch: EventArray,
+) -> Result<(), mpsc::error::TrySendError<()>> {
+    let n = batch.len();
+    if !backlog.try_reserve(n) {
+        backlog.discard(batch);
+        return Err(mpsc::error::TrySendError::Full(()));
+    }
+    match sender.try_send(batch) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(batch)) => {
+            backlog.release(n);
+            backlog.discard(batch);
+            Err(mpsc::error::TrySendError::Full(()))
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            backlog.release(n);
+            Err(mpsc::error::TrySendError::Closed(()))
         }
     }
 }
@@ -110,5 +153,48 @@ mod tests {
                 .is_err()
         );
         assert_eq!(status.wait().await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
+    async fn a_full_drop_newest_queue_discards_the_batch_as_configured_and_a_block_queue_waits() {
+        use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
+        let metrics = BufferMetrics::new(&ComponentMetrics::new(ComponentInfo {
+            id: "s".into(),
+            kind: "sink",
+            type_name: "test".into(),
+        }));
+        let batch = |n| -> Vec<Event> {
+            (0..n)
+                .map(|_| Event::from_json(Bytes::from_static(b"{}")))
+                .collect()
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let backlog = Backlog::bounded(3, Some(metrics));
+        let mut out = Output::new(vec![(tx, backlog.clone())]);
+        out.send(batch(2)).await.unwrap();
+        let mut second = batch(2);
+        let status = track(&mut second);
+        out.send(second).await.unwrap();
+        assert_eq!(
+            status.wait().await,
+            BatchStatus::Delivered,
+            "dropped, not failed"
+        );
+        assert_eq!(
+            backlog.get(),
+            2,
+            "only the first batch is counted as queued"
+        );
+        assert_eq!(rx.recv().await.unwrap().len(), 2);
+        assert!(rx.try_recv().is_err(), "the second batch was discarded");
+
+        let (tx, mut rx) = mpsc::channel(16);
+        let backlog = Backlog::bounded(3, None);
+        let mut out = Output::new(vec![(tx, backlog)]);
+        out.send(batch(2)).await.unwrap();
+        let blocked =
+            tokio::time::timeout(std::time::Duration::from_millis(100), out.send(batch(2))).await;
+        assert!(blocked.is_err(), "a blocking queue waits for room");
+        assert_eq!(rx.recv().await.unwrap().len(), 2);
     }
 }

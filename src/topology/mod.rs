@@ -15,6 +15,7 @@ mod shutdown;
 mod stream;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -27,8 +28,10 @@ pub use self::component::{
 pub use self::fanout::{Closed, Output};
 pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
 pub use self::stream::{Backlog, EventStream};
+use crate::buffers::disk::DiskBuffer;
+use crate::buffers::{BufferConfig, BufferType, WhenFull};
 use crate::config::{ComponentConfig, ComponentKind, PipelineConfig};
-use crate::telemetry::{ComponentInfo, ComponentMetrics};
+use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
 
 /// Batches (not events) each channel holds before its writer waits. A
 /// batch is at most one request body or one read of stdin, so memory per
@@ -41,7 +44,29 @@ pub struct Pieces {
     transforms: Vec<(ComponentConfig, Box<dyn Transform>)>,
     sinks: Vec<(ComponentConfig, Box<dyn Sink>, Healthcheck)>,
     inputs: HashMap<String, Vec<String>>,
-    buffer_limits: HashMap<String, usize>,
+    buffers: HashMap<String, SinkBuffer>,
+}
+
+/// Where a sink's events wait (its `buffer` settings, opened).
+enum SinkBuffer {
+    Memory(BufferConfig),
+    Disk(DiskBuffer),
+}
+
+/// Check a sink's `buffer` settings, and that a disk buffer has a `data_dir`.
+fn check_buffer(
+    config: &PipelineConfig,
+    c: &ComponentConfig,
+    buffer: &BufferConfig,
+) -> Result<Option<PathBuf>, String> {
+    let problems = buffer.problems();
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    match buffer.kind {
+        BufferType::Memory => Ok(None),
+        BufferType::Disk => BufferConfig::disk_dir(config.data_dir.as_deref(), &c.id).map(Some),
+    }
 }
 
 /// Every problem found while building, each naming its component.
@@ -113,10 +138,17 @@ pub async fn build_sinks(
     let mut problems = Vec::new();
     for c in config.sinks() {
         match registry::sink(c) {
-            Ok(s) => match s.build(context(config, c)).await {
-                Ok((_, healthcheck)) => built.push((c.path(), healthcheck)),
-                Err(e) => problems.push(located(c, &e)),
-            },
+            Ok(s) => {
+                // The disk buffer itself is not opened: a running instance
+                // holds its lock.
+                if let Some(Err(e)) = s.buffer().map(|b| check_buffer(config, c, b)) {
+                    problems.push(located(c, &e));
+                }
+                match s.build(context(config, c)).await {
+                    Ok((_, healthcheck)) => built.push((c.path(), healthcheck)),
+                    Err(e) => problems.push(located(c, &e)),
+                }
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -141,15 +173,25 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
 
     let mut sinks = Vec::new();
     let mut sink_acks = Vec::new();
-    let mut buffer_limits = HashMap::new();
+    let mut buffers = HashMap::new();
     for c in config.sinks() {
         match registry::sink(c) {
             Ok(s) => {
                 if s.acknowledgements() {
                     sink_acks.push(c.id.clone());
                 }
-                if let Some(max) = s.buffer_max_events() {
-                    buffer_limits.insert(c.id.clone(), max);
+                if let Some(buffer) = s.buffer() {
+                    let opened = check_buffer(config, c, buffer).and_then(|dir| match dir {
+                        None => Ok(SinkBuffer::Memory(buffer.clone())),
+                        Some(dir) => DiskBuffer::open(&dir, buffer.max_size, buffer.when_full)
+                            .map(SinkBuffer::Disk),
+                    });
+                    match opened {
+                        Ok(opened) => {
+                            buffers.insert(c.id.clone(), opened);
+                        }
+                        Err(e) => problems.push(located(c, &e)),
+                    }
                 }
                 match s.build(context(config, c)).await {
                     Ok((sink, healthcheck)) => sinks.push((c.clone(), sink, healthcheck)),
@@ -202,7 +244,7 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
             transforms,
             sinks,
             inputs,
-            buffer_limits,
+            buffers,
         })
     } else {
         Err(BuildErrors(problems))
@@ -275,7 +317,7 @@ impl Pieces {
             transforms,
             sinks,
             inputs,
-            buffer_limits,
+            mut buffers,
         } = self;
         let (trigger, signal) = shutdown_pair();
 
@@ -290,9 +332,13 @@ impl Pieces {
             .chain(sinks.iter().map(|(c, _, _)| c));
         for c in readers {
             let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-            let backlog = match buffer_limits.get(&c.id) {
-                Some(&max) => Backlog::bounded(max),
-                None => Backlog::default(),
+            let backlog = match buffers.get(&c.id) {
+                Some(SinkBuffer::Memory(b)) => Backlog::bounded(
+                    b.max_events,
+                    (b.when_full == WhenFull::DropNewest)
+                        .then(|| BufferMetrics::new(&ComponentMetrics::new(info(c)))),
+                ),
+                _ => Backlog::default(),
             };
             backlogs.push((info(c), backlog.clone()));
             receivers.insert(c.id.clone(), (rx, backlog.clone()));
@@ -311,7 +357,18 @@ impl Pieces {
             let info = info(&c);
             let (rx, backlog) = receivers.remove(&c.id).expect("a channel per sink");
             let metrics = ComponentMetrics::new(info.clone());
-            let stream = EventStream::new(rx, backlog, metrics);
+            let (stream, closing) = match buffers.remove(&c.id) {
+                Some(SinkBuffer::Disk(disk)) => {
+                    let (rx, closing) = disk.start(rx, backlog, BufferMetrics::new(&metrics));
+                    // What waits on disk is not lost at a forced stop, so the
+                    // sink's own queue is what a shutdown report counts.
+                    (
+                        EventStream::new(rx, Backlog::default(), metrics),
+                        Some(closing),
+                    )
+                }
+                _ => (EventStream::new(rx, backlog, metrics), None),
+            };
             let path = c.path();
             tokio::spawn(async move {
                 match healthcheck.await {
@@ -320,7 +377,17 @@ impl Pieces {
                 }
             });
             let task = info.clone();
-            let handle = downstream.spawn(async move { (task, sink.run(stream).await) });
+            let handle = downstream.spawn(async move {
+                let result = sink.run(stream).await;
+                // A sink that finished cleanly has reported every event: wait
+                // until the disk buffer has recorded that, so a restart does
+                // not send them again. (After a failure the sources are still
+                // running, and the buffer ends with them.)
+                if let (Ok(()), Some(closing)) = (&result, closing) {
+                    closing.wait().await;
+                }
+                (task, result)
+            });
             tasks.insert(handle.id(), info);
         }
         for (c, transform) in transforms {

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::acks::EventStatus;
 use crate::event::EventArray;
-use crate::telemetry::ComponentMetrics;
+use crate::telemetry::{BufferMetrics, ComponentMetrics};
 
 /// Events queued for one component and not yet taken by it: counted to
 /// report what a forced shutdown could not flush, and, for a sink with
@@ -15,16 +16,75 @@ use crate::telemetry::ComponentMetrics;
 pub struct Backlog {
     queued: Arc<AtomicU64>,
     limit: Option<(Arc<Semaphore>, usize)>,
+    /// `when_full = "drop_newest"`: where discarded batches are counted.
+    drop_newest: Option<Arc<Discards>>,
+}
+
+/// Batches a full `drop_newest` queue discarded: counted, and logged at most
+/// once every 10 s so an overloaded pipeline does not also flood its log.
+struct Discards {
+    metrics: BufferMetrics,
+    last_warning: AtomicU64,
 }
 
 impl Backlog {
     /// A backlog that holds at most `max_events` events (a larger batch
-    /// waits until the queue is empty).
-    pub fn bounded(max_events: usize) -> Self {
+    /// waits until the queue is empty). With `drop_newest`, a batch that does
+    /// not fit is discarded instead of waiting.
+    pub fn bounded(max_events: usize, drop_newest: Option<BufferMetrics>) -> Self {
         Self {
             queued: Arc::default(),
             limit: Some((Arc::new(Semaphore::new(max_events)), max_events)),
+            drop_newest: drop_newest.map(|metrics| {
+                Arc::new(Discards {
+                    metrics,
+                    last_warning: AtomicU64::new(0),
+                })
+            }),
         }
+    }
+
+    /// Whether a full queue discards new batches rather than waiting.
+    pub(crate) fn drops_newest(&self) -> bool {
+        self.drop_newest.is_some()
+    }
+
+    /// Discard a batch that found the queue full: its events count as
+    /// dropped on purpose, since the configuration asked for it.
+    pub(crate) fn discard(&self, batch: EventArray) {
+        if let Some(discards) = &self.drop_newest {
+            discards.metrics.discarded(batch.len());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let last = discards.last_warning.load(Ordering::Relaxed);
+            if now >= last + 10
+                && discards
+                    .last_warning
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    events = batch.len(),
+                    "buffer full: discarding the newest events (when_full = \"drop_newest\"); see buffer_discarded_events_total"
+                );
+            }
+        }
+        for event in batch {
+            event.finalize(EventStatus::Dropped);
+        }
+    }
+
+    /// Count `n` events as queued if there is room for them now.
+    pub(crate) fn try_reserve(&self, n: usize) -> bool {
+        if let Some((room, max)) = &self.limit {
+            match room.try_acquire_many(n.min(*max) as u32) {
+                Ok(p) => p.forget(),
+                Err(_) => return false,
+            }
+        }
+        self.queued.fetch_add(n as u64, Ordering::Relaxed);
+        true
     }
 
     /// Wait for room for `n` events, then count them as queued.

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::capi::ActionSource;
 use super::mapping::StandardEvent;
 use super::normalize::Normalizer;
+pub use crate::buffers::{BufferConfig, BufferType};
 use crate::config::Secret;
 
 /// The sink type name in a pipeline config.
@@ -152,23 +153,6 @@ pub struct DeadLetterConfig {
     pub path: PathBuf,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BufferType {
-    #[default]
-    Memory,
-    Disk,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BufferConfig {
-    #[serde(default, rename = "type")]
-    pub kind: BufferType,
-    #[serde(default = "default_buffer_events")]
-    pub max_events: usize,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgementsConfig {
@@ -218,9 +202,6 @@ fn default_initial_backoff() -> f64 {
 fn default_retry_max_duration() -> f64 {
     60.0
 }
-fn default_buffer_events() -> usize {
-    10_000
-}
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -240,15 +221,6 @@ impl Default for RequestConfig {
             retry_initial_backoff_secs: default_initial_backoff(),
             retry_max_duration_secs: default_retry_max_duration(),
             retry_attempts: None,
-        }
-    }
-}
-
-impl Default for BufferConfig {
-    fn default() -> Self {
-        BufferConfig {
-            kind: BufferType::default(),
-            max_events: default_buffer_events(),
         }
     }
 }
@@ -323,9 +295,6 @@ impl FacebookPixelConfig {
             if !(secs.is_finite() && secs > 0.0) {
                 problems.push(format!("{key}: must be a positive number of seconds"));
             }
-        }
-        if self.buffer.max_events == 0 {
-            problems.push("buffer.max_events: must be at least 1".to_string());
         }
         if !self.endpoint.starts_with("http://") && !self.endpoint.starts_with("https://") {
             problems.push(format!(
@@ -477,7 +446,8 @@ api_version = "25.0""#,
         )
         .unwrap();
         let problems = config.problems();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        // The buffer's own settings are checked by the topology, for every sink.
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(config.buffer.kind, BufferType::Disk);
         assert!(parse("buffer.type = \"tape\"").is_err());
     }

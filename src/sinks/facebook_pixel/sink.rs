@@ -11,12 +11,13 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
-use super::config::{BufferType, FacebookPixelConfig};
+use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
+use crate::buffers::BufferConfig;
 use crate::telemetry::{self, KeyCoverage};
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
@@ -25,11 +26,6 @@ use crate::topology::{
 #[async_trait]
 impl SinkConfig for FacebookPixelConfig {
     async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
-        if self.buffer.kind == BufferType::Disk {
-            return Err(BuildError(
-                "buffer.type: \"disk\" is not available in this build; use \"memory\" (events held at a crash are then retried by their senders, which get no acknowledgement)".into(),
-            ));
-        }
         let mapper = Mapper::new(self).map_err(|e| BuildError(e.0.join("; ")))?;
         let client = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
         let healthcheck: Healthcheck = if self.healthcheck.enabled {
@@ -62,8 +58,8 @@ impl SinkConfig for FacebookPixelConfig {
         self.acknowledgements.enabled
     }
 
-    fn buffer_max_events(&self) -> Option<usize> {
-        Some(self.buffer.max_events)
+    fn buffer(&self) -> Option<&BufferConfig> {
+        Some(&self.buffer)
     }
 }
 

@@ -1,0 +1,484 @@
+//! The disk buffer: a sink's events in a redb file under `data_dir`, so that
+//! what a source acknowledged survives `kill -9` and power loss.
+//!
+//! Three parts, one job each:
+//!
+//! - the **writer** task takes the batches sent to the sink, waits for room
+//!   under `max_size`, hands them to the store and only then reports them
+//!   delivered, which is when their sources acknowledge them;
+//! - the **store** thread owns every write to the file. It gathers whatever
+//!   appends and deletions are waiting into one transaction and commits it
+//!   with an fsync, so one disk flush covers many batches (group commit);
+//! - the **reader** task reads stored events in order and hands them to the
+//!   sink in chunks, each tracked by one acknowledgement. A chunk whose every
+//!   event was delivered, dead-lettered, dropped or rejected is deleted; a
+//!   chunk with an event that errored (the sink was stopped before it was
+//!   done) stays, and is read again after a restart.
+//!
+//! Events are stored under increasing sequence numbers, so a restart resends
+//! in the original order. Delivery is at least once: an event delivered just
+//! before a crash, whose deletion was not yet committed, is sent again (Meta
+//! deduplicates by `event_id`).
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use super::WhenFull;
+use crate::acks::{BatchStatus, EventFinalizer, EventStatus};
+use crate::event::{Event, EventArray, track};
+use crate::telemetry::BufferMetrics;
+use crate::topology::Backlog;
+
+/// Sequence number → one event's JSON.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// Most events handed to the sink in one batch.
+const READ_CHUNK: usize = 1000;
+
+/// Most events gathered into one append.
+const MAX_APPEND: usize = 10_000;
+
+/// The file's name inside the buffer's folder.
+const FILE_NAME: &str = "buffer.redb";
+
+/// An opened disk buffer, not yet running.
+pub struct DiskBuffer {
+    db: Arc<Database>,
+    path: PathBuf,
+    max_size: u64,
+    when_full: WhenFull,
+    /// The lowest sequence number stored (where the reader starts).
+    first: u64,
+    /// The next sequence number to assign.
+    next: u64,
+    stored: Arc<Stored>,
+}
+
+/// What the buffer holds now; updated by the store after each commit.
+#[derive(Default)]
+struct Stored {
+    events: AtomicU64,
+    bytes: AtomicU64,
+    /// Signalled when a commit removed events (room for a blocked writer).
+    room: Notify,
+}
+
+/// The running buffer's end: resolves once everything the sink finished
+/// with has been removed from the file and the file is closed.
+pub struct Closing(oneshot::Receiver<()>);
+
+impl Closing {
+    /// Wait until the store has committed its last change.
+    pub async fn wait(self) {
+        let _ = self.0.await;
+    }
+}
+
+enum Command {
+    /// Store these events; answer once they are on disk.
+    Append(Vec<Bytes>, oneshot::Sender<Result<(), String>>),
+    /// The sink is done with these sequence numbers.
+    Delete(Range<u64>),
+    /// The writer has no more input: the reader may finish once it has read
+    /// everything stored.
+    InputEnded,
+}
+
+impl DiskBuffer {
+    /// Open (or create) the buffer in `dir`, finding what a previous run left.
+    pub fn open(dir: &Path, max_size: u64, when_full: WhenFull) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("buffer: cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => format!(
+                "buffer: {} is in use by another fbpixel process; give each instance its own data_dir",
+                path.display()
+            ),
+            e => format!("buffer: cannot open {}: {e}", path.display()),
+        })?;
+        let fail = |e: &dyn std::fmt::Display| format!("buffer: {}: {e}", path.display());
+        let (mut first, mut next, mut events, mut bytes) = (0, 0, 0, 0);
+        {
+            // Create the table so that readers never find it missing.
+            let txn = db.begin_write().map_err(|e| fail(&e))?;
+            txn.open_table(EVENTS).map_err(|e| fail(&e))?;
+            txn.commit().map_err(|e| fail(&e))?;
+            let txn = db.begin_read().map_err(|e| fail(&e))?;
+            let table = txn.open_table(EVENTS).map_err(|e| fail(&e))?;
+            for entry in table.iter().map_err(|e| fail(&e))? {
+                let (key, value) = entry.map_err(|e| fail(&e))?;
+                if events == 0 {
+                    first = key.value();
+                }
+                next = key.value() + 1;
+                events += 1;
+                bytes += value.value().len() as u64;
+            }
+        }
+        if events > 0 {
+            tracing::info!(
+                path = %path.display(),
+                events,
+                bytes,
+                "buffer: resuming with events a previous run did not deliver"
+            );
+        }
+        Ok(Self {
+            db: Arc::new(db),
+            path,
+            max_size,
+            when_full,
+            first,
+            next,
+            stored: Arc::new(Stored {
+                events: AtomicU64::new(events),
+                bytes: AtomicU64::new(bytes),
+                room: Notify::new(),
+            }),
+        })
+    }
+
+    /// Events stored now.
+    pub fn len(&self) -> u64 {
+        self.stored.events.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Start the buffer between `input` (the sink's channel) and the sink:
+    /// returns what the sink reads, and what resolves once the buffer has
+    /// recorded the sink's last deliveries.
+    pub fn start(
+        self,
+        input: mpsc::Receiver<EventArray>,
+        backlog: Backlog,
+        metrics: BufferMetrics,
+    ) -> (mpsc::Receiver<EventArray>, Closing) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (written_tx, written) = watch::channel(Written {
+            end: self.next,
+            input_ended: false,
+        });
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let (out, sink_rx) = mpsc::channel(crate::topology::CHANNEL_CAPACITY);
+        metrics.size(self.len(), self.stored.bytes.load(Ordering::Relaxed));
+
+        let store = Store {
+            db: self.db.clone(),
+            path: self.path.clone(),
+            next: self.next,
+            stored: self.stored.clone(),
+            written: written_tx,
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("fbpixel-buffer".into())
+            .spawn(move || {
+                store.run(command_rx);
+                let _ = closed_tx.send(());
+            })
+            .expect("the buffer's store thread starts");
+
+        let writer = Writer {
+            input,
+            backlog,
+            commands: commands.clone(),
+            stored: self.stored.clone(),
+            max_size: self.max_size,
+            when_full: self.when_full,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(writer.run());
+        let reader = Reader {
+            db: self.db,
+            from: self.first,
+            written,
+            out,
+            commands,
+            metrics,
+        };
+        tokio::spawn(reader.run());
+        (sink_rx, Closing(closed_rx))
+    }
+}
+
+/// How far the store has written, as the reader sees it.
+#[derive(Clone, Copy)]
+struct Written {
+    /// One past the last sequence number committed.
+    end: u64,
+    /// No more appends will come.
+    input_ended: bool,
+}
+
+struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+    next: u64,
+    stored: Arc<Stored>,
+    written: watch::Sender<Written>,
+    metrics: BufferMetrics,
+}
+
+impl Store {
+    /// Commit what is waiting, one transaction at a time, until every
+    /// sender (writer, reader, pending acknowledgements) is gone.
+    fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut waiting = Vec::new();
+        while let Some(first) = commands.blocking_recv() {
+            waiting.push(first);
+            while let Ok(more) = commands.try_recv() {
+                waiting.push(more);
+            }
+            self.commit(&mut waiting);
+        }
+    }
+
+    fn commit(&mut self, waiting: &mut Vec<Command>) {
+        let start = self.next;
+        let mut answers = Vec::new();
+        let mut input_ended = false;
+        let result = (|| -> Result<(u64, u64, u64), redb::Error> {
+            let (mut added_bytes, mut removed, mut removed_bytes) = (0, 0, 0);
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(EVENTS)?;
+                for command in waiting.drain(..) {
+                    match command {
+                        Command::Append(events, answer) => {
+                            for event in &events {
+                                table.insert(self.next, event.as_ref())?;
+                                self.next += 1;
+                                added_bytes += event.len() as u64;
+                            }
+                            answers.push(answer);
+                        }
+                        Command::Delete(range) => {
+                            for entry in table.extract_from_if(range, |_, _| true)? {
+                                let (_, value) = entry?;
+                                removed += 1;
+                                removed_bytes += value.value().len() as u64;
+                            }
+                        }
+                        Command::InputEnded => input_ended = true,
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok((added_bytes, removed, removed_bytes))
+        })();
+        match result {
+            Ok((added_bytes, removed, removed_bytes)) => {
+                let added = self.next - start;
+                let events = self.stored.events.fetch_add(added, Ordering::Relaxed) + added;
+                let bytes =
+                    self.stored.bytes.fetch_add(added_bytes, Ordering::Relaxed) + added_bytes;
+                self.stored.events.fetch_sub(removed, Ordering::Relaxed);
+                self.stored
+                    .bytes
+                    .fetch_sub(removed_bytes, Ordering::Relaxed);
+                self.metrics.size(events - removed, bytes - removed_bytes);
+                if removed > 0 {
+                    self.stored.room.notify_waiters();
+                }
+                for answer in answers {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // Nothing of this transaction is on disk: the appends fail
+                // (their sources answer with an error, so senders retry), and
+                // the deletions are lost (those events are sent again after a
+                // restart, which Meta deduplicates).
+                self.next = start;
+                let message = format!("buffer: cannot write {}: {e}", self.path.display());
+                tracing::error!("{message}");
+                for answer in answers {
+                    let _ = answer.send(Err(message.clone()));
+                }
+            }
+        }
+        let end = self.next;
+        self.written.send_modify(|w| {
+            w.end = end;
+            w.input_ended |= input_ended;
+        });
+    }
+}
+
+struct Writer {
+    input: mpsc::Receiver<EventArray>,
+    backlog: Backlog,
+    commands: mpsc::UnboundedSender<Command>,
+    stored: Arc<Stored>,
+    max_size: u64,
+    when_full: WhenFull,
+    metrics: BufferMetrics,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        while let Some(mut events) = self.input.recv().await {
+            // Whatever else is queued joins this append: one fsync for all.
+            while events.len() < MAX_APPEND {
+                match self.input.try_recv() {
+                    Ok(more) => events.extend(more),
+                    Err(_) => break,
+                }
+            }
+            self.backlog.release(events.len());
+            let n = events.len();
+            let mut payloads = Vec::with_capacity(n);
+            let mut finalizers = Vec::with_capacity(n);
+            let mut size = 0;
+            for event in events {
+                let (json, finalizer) = event.into_bytes_parts();
+                size += json.len() as u64;
+                payloads.push(json);
+                finalizers.push(finalizer);
+            }
+            if !self.wait_for_room(size).await {
+                self.metrics.discarded(n);
+                tracing::warn!(
+                    events = n,
+                    "buffer: full, discarding the newest events (when_full = \"drop_newest\")"
+                );
+                report(finalizers, EventStatus::Dropped);
+                continue;
+            }
+            let (answer, stored) = oneshot::channel();
+            if self
+                .commands
+                .send(Command::Append(payloads, answer))
+                .is_err()
+            {
+                break;
+            }
+            match stored.await {
+                Ok(Ok(())) => {
+                    self.metrics.received(n);
+                    report(finalizers, EventStatus::Delivered);
+                }
+                // Already logged by the store; dropping the finalizers fails
+                // the events, so their senders are told to retry.
+                _ => {}
+            }
+        }
+        let _ = self.commands.send(Command::InputEnded);
+    }
+
+    /// Wait until `size` more bytes fit under `max_size` (an empty buffer
+    /// takes any batch); `false` when the batch is to be discarded instead.
+    async fn wait_for_room(&self, size: u64) -> bool {
+        loop {
+            let room = self.stored.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let stored = self.stored.bytes.load(Ordering::Relaxed);
+            if stored == 0 || stored + size <= self.max_size {
+                return true;
+            }
+            if self.when_full == WhenFull::DropNewest {
+                return false;
+            }
+            room.await;
+        }
+    }
+}
+
+fn report(finalizers: Vec<EventFinalizer>, status: EventStatus) {
+    for mut finalizer in finalizers {
+        finalizer.update(status);
+    }
+}
+
+struct Reader {
+    db: Arc<Database>,
+    /// The next sequence number to read.
+    from: u64,
+    written: watch::Receiver<Written>,
+    out: mpsc::Sender<EventArray>,
+    commands: mpsc::UnboundedSender<Command>,
+    metrics: BufferMetrics,
+}
+
+impl Reader {
+    async fn run(mut self) {
+        loop {
+            let from = self.from;
+            let written = match self
+                .written
+                .wait_for(|w| w.end > from || w.input_ended)
+                .await
+            {
+                Ok(w) => *w,
+                Err(_) => return,
+            };
+            if written.end <= from {
+                // The input has ended and everything stored has been read.
+                return;
+            }
+            let db = self.db.clone();
+            let chunk = tokio::task::spawn_blocking(move || read_chunk(&db, from..written.end))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let (payloads, next) = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    tracing::error!("buffer: cannot read: {e}; trying again in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            self.from = next;
+            if payloads.is_empty() {
+                continue;
+            }
+            let mut events: EventArray = payloads.into_iter().map(Event::from_json).collect();
+            let status = track(&mut events);
+            let commands = self.commands.clone();
+            let range = from..next;
+            tokio::spawn(async move {
+                if status.wait().await != BatchStatus::Errored {
+                    let _ = commands.send(Command::Delete(range));
+                }
+            });
+            self.metrics.sent(events.len());
+            if self.out.send(events).await.is_err() {
+                // The sink has stopped; what it did not take stays stored.
+                return;
+            }
+        }
+    }
+}
+
+/// Up to [`READ_CHUNK`] stored events from `range`, and where to read next.
+fn read_chunk(db: &Database, range: Range<u64>) -> Result<(Vec<Bytes>, u64), redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(EVENTS)?;
+    let mut next = range.end;
+    let mut payloads = Vec::new();
+    for entry in table.range(range)? {
+        let (key, value) = entry?;
+        if payloads.len() == READ_CHUNK {
+            next = key.value();
+            break;
+        }
+        payloads.push(Bytes::copy_from_slice(value.value()));
+    }
+    Ok((payloads, next))
+}
+
+#[cfg(test)]
+mod tests;
