@@ -5,6 +5,8 @@
 #   scripts/delivery-load.sh [EVENTS] [BATCH] [CONNECTIONS]   # default 1000000 500 4
 #   DELAY_MS=500 scripts/delivery-load.sh 200000              # a slow Graph API: memory must stay flat
 #   SOURCE=segment scripts/delivery-load.sh 1000000 100 16    # Segment batches of 100 to /v1/batch
+#   BUFFER=disk scripts/delivery-load.sh 1000000 500 16       # through the disk buffer: the 200s
+#                                     # come once events are on disk; also times full delivery
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -14,11 +16,13 @@ export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
 export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
 log=$(mktemp)
-trap 'rm -f "$log"; kill $standin 2>/dev/null || true' EXIT
-target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2>/dev/null &
+trap 'rm -f "$log" "$log.standin"; kill $standin 2>/dev/null || true' EXIT
+export BENCH_DATA_DIR=${BENCH_DATA_DIR:-target/bench-data}
+rm -rf "$BENCH_DATA_DIR"
+target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
 standin=$!
 FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v target/release/fbpixel \
-  --config "examples/configs/bench-${SOURCE:-http}-to-capi.toml" 2> "$log" &
+  --config "examples/configs/bench-${SOURCE:-http}-to-capi${BUFFER:+-$BUFFER}.toml" 2> "$log" &
 wrapper=$!
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/${BENCH_ADDRESS%:*}/${BENCH_ADDRESS#*:}) 2>/dev/null && break
@@ -29,8 +33,16 @@ pid=$(pgrep -P "$wrapper" fbpixel)
 ( while kill -0 "$pid" 2>/dev/null; do ps -o rss= -p "$pid"; sleep 0.2; done ) > "$log.rss" &
 segment_flag=()
 [ "${SOURCE:-http}" = segment ] && segment_flag=(--segment bench-key)
+start=$(date +%s.%N)
 target/release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
   --batch "$batch" --connections "$connections" "${segment_flag[@]}"
+# With a disk buffer the load generator's rate is the rate into the buffer: also time until the
+# stand-in has counted every event (it prints its total once a second).
+if [ -n "${BUFFER:-}" ]; then
+  until grep -q "graph_standin: $events events" "$log.standin"; do sleep 0.05; done
+  awk -v s="$start" -v e="$(date +%s.%N)" -v n="$events" \
+    'BEGIN { printf "delivered to the stand-in: %d events in %.2f s = %.0f events/s (±1 s)\n", n, e - s, n / (e - s) }'
+fi
 kill -TERM "$pid" || true
 wait "$wrapper" || true
 grep -E "Maximum resident set size|Percent of CPU" "$log" | sed 's/^\s*/fbpixel: /'
