@@ -132,6 +132,11 @@ impl ComponentMetrics {
     }
 }
 
+/// The labels that name a component in every metric.
+pub fn component_labels(info: &ComponentInfo) -> Vec<Label> {
+    labels(info)
+}
+
 fn labels(info: &ComponentInfo) -> Vec<Label> {
     vec![
         Label::new("component_id", info.id.clone()),

@@ -167,6 +167,18 @@ impl UserDataKeys {
     pub fn has(self, i: usize) -> bool {
         self.0 & (1 << i) != 0
     }
+
+    /// The keys whose bits are set in `bits`.
+    pub fn from_bits(bits: u16) -> Self {
+        Self(bits & ((1 << Self::NAMES.len()) - 1))
+    }
+}
+
+impl std::ops::BitOr for UserDataKeys {
+    type Output = Self;
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 }
 
 impl UserData<'_> {

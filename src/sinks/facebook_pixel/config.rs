@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::capi::ActionSource;
+pub use super::enrichment::{EnrichmentConfig, StoreKind};
 use super::mapping::StandardEvent;
 use super::normalize::Normalizer;
 pub use crate::buffers::{BufferConfig, BufferType};
@@ -83,6 +84,9 @@ pub struct FacebookPixelConfig {
     pub acknowledgements: AcknowledgementsConfig,
     #[serde(default)]
     pub healthcheck: HealthcheckConfig,
+    /// Remember users' hashed keys and add them to their later events.
+    #[serde(default)]
+    pub enrichment: EnrichmentConfig,
 }
 
 /// `healthcheck.enabled`: check the token and pixel at start (default true).
@@ -296,6 +300,7 @@ impl FacebookPixelConfig {
                 problems.push(format!("{key}: must be a positive number of seconds"));
             }
         }
+        problems.extend(self.enrichment.problems());
         if !self.endpoint.starts_with("http://") && !self.endpoint.starts_with("https://") {
             problems.push(format!(
                 "endpoint: {:?} is not an http(s) URL (default \"https://graph.facebook.com\")",

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod capi;
 pub mod config;
 pub mod dead_letter;
+pub mod enrichment;
 pub mod mapping;
 pub mod normalize;
 pub mod retry;

@@ -13,6 +13,8 @@ use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
 use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
+use super::enrichment::disk::DiskStore;
+use super::enrichment::{EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
@@ -40,8 +42,10 @@ impl SinkConfig for FacebookPixelConfig {
             Duration::from_secs_f64(self.batch.timeout_secs),
             client.body_suffix(),
         );
+        let identities = self.enrichment_store(&cx).await.map_err(BuildError)?;
         let sink = FacebookPixelSink {
             mapper,
+            identities,
             client: Some(client),
             dead_letter_path: self.dead_letter.as_ref().map(|d| d.path.clone()),
             builder,
@@ -63,8 +67,41 @@ impl SinkConfig for FacebookPixelConfig {
     }
 }
 
+impl FacebookPixelConfig {
+    /// The users remembered for `enrichment`, loaded from its store.
+    async fn enrichment_store(&self, cx: &BuildContext) -> Result<Option<Identities>, String> {
+        let EnrichmentConfig {
+            enabled,
+            ttl_secs,
+            max_users,
+            store,
+            ..
+        } = &self.enrichment;
+        if !enabled {
+            return Ok(None);
+        }
+        let identities = Identities::new(*max_users, *ttl_secs);
+        let now = Utc::now().timestamp();
+        let ttl = i64::try_from(*ttl_secs).unwrap_or(i64::MAX);
+        let info = cx.metrics.info().clone();
+        Ok(Some(match store {
+            StoreKind::Memory => identities,
+            StoreKind::Disk => {
+                let dir = EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &info.id)?;
+                let (store, profiles) = DiskStore::open(&dir, now, ttl, info)?;
+                identities.with_store(Box::new(store), profiles, now)
+            }
+            StoreKind::NatsKv => {
+                return Err("enrichment.store = \"nats_kv\" is not available yet".to_owned());
+            }
+        }))
+    }
+}
+
 struct FacebookPixelSink {
     mapper: Mapper,
+    /// `enrichment`: the users remembered, when enabled.
+    identities: Option<Identities>,
     client: Option<GraphClient>,
     dead_letter_path: Option<std::path::PathBuf>,
     builder: BatchBuilder,
@@ -94,6 +131,10 @@ impl Sink for FacebookPixelSink {
         ));
         telemetry::healthy(&metrics, true);
         let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
+        let enrichment = self
+            .identities
+            .as_ref()
+            .map(|_| EnrichmentMetrics::new(&metrics));
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         let mut scratch = Vec::new();
@@ -111,6 +152,9 @@ impl Sink for FacebookPixelSink {
             };
             let Some(events) = events else { break };
             let now = Utc::now();
+            if let Some(identities) = &mut self.identities {
+                identities.sync();
+            }
             let mut counts = [0u64; UserDataKeys::NAMES.len()];
             // Mapping rejections of this input batch, dead-lettered together.
             let mut rejected: Vec<(String, bytes::Bytes, crate::acks::EventFinalizer)> = Vec::new();
@@ -121,7 +165,17 @@ impl Sink for FacebookPixelSink {
                 scratch.clear();
                 scratch.extend_from_slice(&original);
                 let mark = self.builder.begin();
-                let (outcome, notes) = self.mapper.map_json(&mut scratch, now, self.builder.json());
+                let out = self.builder.json();
+                let (outcome, notes) = match &mut self.identities {
+                    Some(memory) => {
+                        self.mapper
+                            .map_json_remembering(&mut scratch, now, out, memory)
+                    }
+                    None => self.mapper.map_json(&mut scratch, now, out),
+                };
+                if let Some(enrichment) = &enrichment {
+                    enrichment.enriched(notes.enriched);
+                }
                 match outcome {
                     Outcome::Mapped(()) => {
                         for (i, count) in counts.iter_mut().enumerate() {
@@ -145,6 +199,9 @@ impl Sink for FacebookPixelSink {
                 }
             }
             coverage.add(&counts);
+            if let (Some(enrichment), Some(identities)) = (&enrichment, &self.identities) {
+                enrichment.users(identities.len());
+            }
             if !rejected.is_empty() {
                 let failed: Vec<Failed<'_>> = rejected
                     .iter()

@@ -86,6 +86,8 @@ pub struct SegmentMessage<'a> {
     pub times: [Option<Json<'a>>; 4],
     pub user_id: Option<Json<'a>>,
     pub anonymous_id: Option<Json<'a>>,
+    /// An `alias` call's former id.
+    pub previous_id: Option<Json<'a>>,
     // Boxed: the message is moved several times on its way out of the parser, and trait slots
     // are most of its size.
     pub context: Part<Box<Context<'a>>>,
@@ -141,6 +143,7 @@ impl<'a> SegmentMessage<'a> {
                 "receivedAt" => set(&mut m.times[3], value()?),
                 "userId" => set(&mut m.user_id, value()?),
                 "anonymousId" => set(&mut m.anonymous_id, value()?),
+                "previousId" => set(&mut m.previous_id, value()?),
                 "context" => set_part(&mut m.context, part(nodes, at, context)?),
                 "traits" => set_part(
                     &mut m.traits,

@@ -27,7 +27,7 @@ pub use self::outcome::{
     DroppedValues, Mapping, Notes, Outcome, Rejection, SkipReason, UserDataField,
 };
 use self::user_data::UserDataRules;
-use super::capi::{ActionSource, ServerEvent};
+use super::capi::{ActionSource, ServerEvent, UserData, UserDataKeys};
 use super::config::FacebookPixelConfig;
 use super::normalize::Normalizer;
 use crate::json::{Json, member};
@@ -110,7 +110,7 @@ impl Mapper {
     /// Maps one parsed message. `now` is the clock for the event-time window.
     pub fn map<'j>(&'j self, message: &'j SegmentMessage<'_>, now: DateTime<Utc>) -> Mapping<'j> {
         let mut notes = Notes::default();
-        let outcome = Stop::outcome(self.map_inner(message, now, &mut notes));
+        let outcome = Stop::outcome(self.map_inner(message, now, &mut notes, None));
         Mapping { outcome, notes }
     }
 
@@ -123,6 +123,29 @@ impl Mapper {
         now: DateTime<Utc>,
         out: &mut Vec<u8>,
     ) -> (Outcome<()>, Notes) {
+        self.map_json_with(bytes, now, out, None)
+    }
+
+    /// [`Mapper::map_json`] with enrichment: the message teaches `memory` about its user
+    /// (identify and alias calls too, which are still not sent), and the server event gets
+    /// the user_data keys it lacks from what `memory` remembers.
+    pub fn map_json_remembering(
+        &self,
+        bytes: &mut [u8],
+        now: DateTime<Utc>,
+        out: &mut Vec<u8>,
+        memory: &mut dyn UserMemory,
+    ) -> (Outcome<()>, Notes) {
+        self.map_json_with(bytes, now, out, Some(memory))
+    }
+
+    fn map_json_with(
+        &self,
+        bytes: &mut [u8],
+        now: DateTime<Utc>,
+        out: &mut Vec<u8>,
+        memory: Option<&mut dyn UserMemory>,
+    ) -> (Outcome<()>, Notes) {
         let message = match self.parse(bytes) {
             Ok(message) => message,
             Err(rejection) => return (Outcome::Rejected(rejection), Notes::default()),
@@ -131,31 +154,53 @@ impl Mapper {
         // only to unwrap it again copied it twice.
         let mut notes = Notes::default();
         let start = out.len();
-        let written = self.map_inner(&message, now, &mut notes).and_then(|event| {
-            // sonic-rs serializes the same serde structs as serde_json would, with SIMD string
-            // escaping: serialization is a quarter of the time to map an event.
-            sonic_rs::to_writer(&mut *out, &event).map_err(|e| {
-                out.truncate(start);
-                Stop::Reject(Rejection::new("message", format!("cannot serialize: {e}")))
-            })
-        });
+        let written = self
+            .map_inner(&message, now, &mut notes, memory)
+            .and_then(|event| {
+                // sonic-rs serializes the same serde structs as serde_json would, with SIMD string
+                // escaping: serialization is a quarter of the time to map an event.
+                sonic_rs::to_writer(&mut *out, &event).map_err(|e| {
+                    out.truncate(start);
+                    Stop::Reject(Rejection::new("message", format!("cannot serialize: {e}")))
+                })
+            });
         let outcome = Stop::outcome(written);
         (outcome, notes)
     }
 
-    fn map_inner<'j>(
+    fn map_inner<'j, 'm: 'j>(
         &'j self,
         message: &'j SegmentMessage<'_>,
         now: DateTime<Utc>,
         notes: &mut Notes,
+        mut memory: Option<&'j mut (dyn UserMemory + 'm)>,
     ) -> Result<ServerEvent<'j>, Stop> {
         // Skips first: a message that is not sent is never rejected (nor dead-lettered) for
-        // what it carries.
+        // what it carries. A message switched off for this destination teaches nothing either.
         if disabled_by_integrations(message) {
             return Err(Stop::Skip(SkipReason::DisabledByIntegrations));
         }
-        let call = call_type(message)?;
+        let call = match call_type(message) {
+            Err(Stop::Skip(SkipReason::NotSent(kind))) => {
+                if let Some(memory) = memory {
+                    if kind.eq_ignore_ascii_case("identify") {
+                        self.learn(message, now, memory);
+                    } else if kind.eq_ignore_ascii_case("alias") {
+                        let ids = UserIds::of(message);
+                        let previous = message.previous_id.as_ref().and_then(id_text);
+                        if let (Some(previous), Some(user)) = (previous, ids.user_id) {
+                            memory.link(&previous, &user, now.timestamp());
+                        }
+                    }
+                }
+                return Err(Stop::Skip(SkipReason::NotSent(kind)));
+            }
+            other => other?,
+        };
         if matches!(call, CallType::Page) && !self.page_view {
+            if let Some(memory) = memory {
+                self.learn(message, now, memory);
+            }
             return Err(Stop::Skip(SkipReason::PageViewOff));
         }
         check_structure(message)?;
@@ -184,7 +229,7 @@ impl Mapper {
         let current_year = now.year();
         let fbc_millis = time.millis.min(now.timestamp_millis());
         let page_url = page_url(message);
-        let (user_data, facts) = user_data::build(
+        let (mut user_data, facts) = user_data::build(
             message,
             page_url,
             &self.user_data,
@@ -192,6 +237,14 @@ impl Mapper {
             current_year,
             &mut notes.dropped,
         );
+        if let Some(memory) = memory.take() {
+            let ids = UserIds::of(message);
+            memory.learn(&ids, &user_data, now.timestamp());
+            // What was learned is in; from here the memory is only read, for as long as the
+            // server event borrows the values it adds.
+            let memory: &'j (dyn UserMemory + 'm) = memory;
+            notes.enriched = memory.recall(&ids, &mut user_data, now.timestamp());
+        }
         notes.user_data_keys = user_data.keys();
         if action_source == ActionSource::Website {
             let missing = match (user_data.client_user_agent, page_url) {
@@ -241,6 +294,20 @@ impl Mapper {
                 self.limited_data_use,
             ),
         })
+    }
+
+    /// Teach `memory` what a message that is not sent says of its user.
+    fn learn(&self, message: &SegmentMessage<'_>, now: DateTime<Utc>, memory: &mut dyn UserMemory) {
+        let millis = event_time::read(message, now).map_or(now.timestamp_millis(), |t| t.millis);
+        let (user, _) = user_data::build(
+            message,
+            page_url(message),
+            &self.user_data,
+            millis.min(now.timestamp_millis()),
+            now.year(),
+            &mut DroppedValues::default(),
+        );
+        memory.learn(&UserIds::of(message), &user, now.timestamp());
     }
 
     fn name<'j>(&self, message: &'j SegmentMessage<'_>) -> Result<(Cow<'j, str>, Naming), Stop> {
@@ -305,6 +372,44 @@ impl Mapper {
                 ),
             )
         })
+    }
+}
+
+/// Customer information remembered across events (the sink's `enrichment`): what mapping
+/// learns from each message and what it asks for the keys an event lacks. Implemented by
+/// `enrichment::Identities`; mapping itself stays free of I/O.
+pub trait UserMemory {
+    /// Remember the keys `user` (already normalized and hashed) carries, under the message's ids.
+    fn learn(&mut self, ids: &UserIds<'_>, user: &UserData<'_>, now: i64);
+
+    /// An `alias` call: `previous_id` is now known as `user_id`.
+    fn link(&mut self, previous_id: &str, user_id: &str, now: i64);
+
+    /// Add to `user` the remembered keys it lacks (its own values win); returns those added.
+    fn recall<'m>(&'m self, ids: &UserIds<'_>, user: &mut UserData<'m>, now: i64) -> UserDataKeys;
+}
+
+/// The ids a message is filed under.
+#[derive(Debug, Default)]
+pub struct UserIds<'t> {
+    pub user_id: Option<Cow<'t, str>>,
+    pub anonymous_id: Option<Cow<'t, str>>,
+}
+
+impl<'t> UserIds<'t> {
+    /// `userId` and `anonymousId`, when they are usable text (or numbers).
+    pub fn of(message: &'t SegmentMessage<'_>) -> Self {
+        UserIds {
+            user_id: message.user_id.as_ref().and_then(id_text),
+            anonymous_id: message.anonymous_id.as_ref().and_then(id_text),
+        }
+    }
+}
+
+fn id_text<'t>(value: &'t Json<'_>) -> Option<Cow<'t, str>> {
+    match value {
+        Json::String(_) | Json::Number(_) => value.to_text().filter(|t| !t.trim().is_empty()),
+        _ => None,
     }
 }
 

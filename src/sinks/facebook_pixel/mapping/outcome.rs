@@ -85,6 +85,8 @@ pub struct Notes {
     pub properties_dropped: u32,
     /// The user_data keys the server event carries (match-key coverage).
     pub user_data_keys: UserDataKeys,
+    /// The keys of those that enrichment added.
+    pub enriched: UserDataKeys,
 }
 
 /// The user_data fields whose values can be dropped.
