@@ -1,0 +1,161 @@
+//! The `disk` store: profiles in a redb file under `data_dir` (the same embedded store as the
+//! disk buffer), loaded at start and written in the background by one thread that commits
+//! whatever changes are waiting in one transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::Persist;
+use super::profile::{Key, Profile, user_key};
+use crate::telemetry::ComponentInfo;
+
+/// Store key → encoded profile.
+const USERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("users");
+
+const FILE_NAME: &str = "users.redb";
+
+/// Writes changed profiles to the file from a background thread.
+pub struct DiskStore {
+    changes: Option<mpsc::Sender<(Key, Option<Vec<u8>>)>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DiskStore {
+    /// Write what is still queued and close the file, so that a clean stop loses nothing and
+    /// the next process (or `fbpixel enrichment forget`) can open it at once.
+    fn drop(&mut self) {
+        self.changes.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn open_database(dir: &Path) -> Result<(Database, PathBuf), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("enrichment: cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(FILE_NAME);
+    let db = Database::create(&path).map_err(|e| match e {
+        DatabaseError::DatabaseAlreadyOpen => format!(
+            "enrichment: {} is in use by another fbpixel process (stop it first, or give each instance its own data_dir)",
+            path.display()
+        ),
+        e => format!("enrichment: cannot open {}: {e}", path.display()),
+    })?;
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    txn.open_table(USERS).map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())?;
+    Ok((db, path))
+}
+
+impl DiskStore {
+    /// Open the store in `dir`: the profiles seen within `ttl` seconds of `now`, oldest
+    /// first (expired and unreadable ones are deleted), and the writer for changes.
+    pub fn open(
+        dir: &Path,
+        now: i64,
+        ttl: i64,
+        component: ComponentInfo,
+    ) -> Result<(DiskStore, Vec<(Key, Profile)>), String> {
+        let (db, path) = open_database(dir)?;
+        let fail = |e: &dyn std::fmt::Display| format!("enrichment: {}: {e}", path.display());
+        let mut profiles = Vec::new();
+        let mut stale = Vec::new();
+        {
+            let txn = db.begin_read().map_err(|e| fail(&e))?;
+            let table = txn.open_table(USERS).map_err(|e| fail(&e))?;
+            for entry in table.iter().map_err(|e| fail(&e))? {
+                let (key, value) = entry.map_err(|e| fail(&e))?;
+                match Profile::decode(value.value()) {
+                    Some(p) if !p.is_expired(now, ttl) => profiles.push((*key.value(), p)),
+                    _ => stale.push(*key.value()),
+                }
+            }
+        }
+        profiles.sort_by_key(|(_, p)| p.last_seen());
+        let (changes, rx) = mpsc::channel();
+        for key in stale {
+            let _ = changes.send((key, None));
+        }
+        let writer = std::thread::Builder::new()
+            .name("fbpixel-enrichment".into())
+            .spawn(move || write(db, path, rx, component))
+            .map_err(|e| format!("enrichment: cannot start its writer: {e}"))?;
+        let store = DiskStore {
+            changes: Some(changes),
+            writer: Some(writer),
+        };
+        Ok((store, profiles))
+    }
+}
+
+impl Persist for DiskStore {
+    fn save(&mut self, key: &Key, profile: Option<&Profile>) {
+        if let Some(changes) = &self.changes {
+            // The thread only ends once this sender is gone; a send cannot fail before.
+            let _ = changes.send((*key, profile.map(Profile::encode)));
+        }
+    }
+}
+
+fn write(
+    db: Database,
+    path: PathBuf,
+    changes: mpsc::Receiver<(Key, Option<Vec<u8>>)>,
+    component: ComponentInfo,
+) {
+    while let Ok(first) = changes.recv() {
+        let mut batch = vec![first];
+        batch.extend(changes.try_iter());
+        let result = (|| -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(USERS)?;
+                for (key, value) in &batch {
+                    match value {
+                        Some(value) => {
+                            table.insert(key, value.as_slice())?;
+                        }
+                        None => {
+                            table.remove(key)?;
+                        }
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            super::store_error(&component);
+            tracing::error!(
+                component = %component.id,
+                "enrichment: cannot write {}: {e}; {} changes lost (the profiles stay in memory)",
+                path.display(),
+                batch.len()
+            );
+        }
+    }
+}
+
+/// Erase a user (`userId`) and every profile linked to it from the store in `dir`, for
+/// `fbpixel enrichment forget`. Returns how many profiles were removed.
+pub fn forget(dir: &Path, user_id: &str) -> Result<usize, String> {
+    let (db, path) = open_database(dir)?;
+    let fail = |e: &dyn std::fmt::Display| format!("enrichment: {}: {e}", path.display());
+    let user = user_key(user_id);
+    let txn = db.begin_write().map_err(|e| fail(&e))?;
+    let removed = {
+        let mut table = txn.open_table(USERS).map_err(|e| fail(&e))?;
+        let removed = table
+            .extract_if(|key, value| {
+                *key == user || Profile::decode(value).is_some_and(|p| p.links_to(&user))
+            })
+            .map_err(|e| fail(&e))?
+            .count();
+        removed
+    };
+    txn.commit().map_err(|e| fail(&e))?;
+    Ok(removed)
+}

@@ -1,0 +1,374 @@
+//! Match-quality enrichment: remember what users told us (an `identify`'s email and phone, a
+//! browser's `fbp`, `fbc`, IP and user agent), hashed, and add it to their later events.
+//!
+//! Meta matches a server event to a person by its customer information, and most `track`
+//! calls carry little of it: the email arrives once, in an `identify`, and later purchases
+//! carry only `userId` or `anonymousId`. With `enrichment.enabled`, every message the sink
+//! reads teaches [`Identities`] what its user_data holds (after normalization and hashing,
+//! SPEC §4), filed under the message's `userId` and `anonymousId`; every event sent gets the
+//! keys it lacks from what is remembered, its own values always winning.
+//!
+//! Lookups are in memory, in the sink's own task: no lock, no I/O on the event path. The
+//! `disk` and `nats_kv` stores persist (and, for `nats_kv`, share) the same profiles behind
+//! it, written in the background; a store that fails is counted and logged, never waited on.
+
+pub mod disk;
+pub mod profile;
+#[cfg(test)]
+mod tests;
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use lru::LruCache;
+use metrics::{Counter, Gauge};
+use serde::Deserialize;
+
+use self::profile::{Key, Profile, anonymous_key, user_key};
+use super::capi::{UserData, UserDataKeys};
+use super::mapping::{UserIds, UserMemory};
+
+/// The `enrichment` table of the sink.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichmentConfig {
+    /// Off unless asked for: it keeps (hashed) personal data, which carries duties.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long a remembered value is used after it was last seen.
+    #[serde(default = "default_ttl")]
+    pub ttl_secs: u64,
+    /// Most users kept; the least recently seen are forgotten first.
+    #[serde(default = "default_max_users")]
+    pub max_users: usize,
+    /// Where profiles are kept.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// `nats_kv`: the NATS server(s).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `nats_kv`: the key-value bucket (created when missing).
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+}
+
+/// Where profiles are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process only; lost at restart.
+    #[default]
+    Memory,
+    /// A redb file under `data_dir`; survives restarts.
+    Disk,
+    /// A JetStream key-value bucket shared by every instance.
+    NatsKv,
+}
+
+fn default_ttl() -> u64 {
+    30 * 24 * 3600
+}
+fn default_max_users() -> usize {
+    1_000_000
+}
+fn default_bucket() -> String {
+    "fbpixel_users".to_owned()
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ttl_secs: default_ttl(),
+            max_users: default_max_users(),
+            store: StoreKind::default(),
+            url: None,
+            bucket: default_bucket(),
+        }
+    }
+}
+
+impl EnrichmentConfig {
+    /// Problems with the settings, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.enabled {
+            return problems;
+        }
+        if self.ttl_secs == 0 {
+            problems.push("enrichment.ttl_secs: must be at least 1".to_owned());
+        }
+        if self.max_users == 0 {
+            problems.push("enrichment.max_users: must be at least 1".to_owned());
+        }
+        if self.store == StoreKind::NatsKv {
+            if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                problems.push(
+                    "enrichment.url: the nats_kv store needs the NATS server's URL (nats://host:4222)"
+                        .to_owned(),
+                );
+            }
+            if self.bucket.is_empty()
+                || !self
+                    .bucket
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                problems.push(
+                    "enrichment.bucket: letters, digits, `_` and `-` only (a JetStream bucket name)"
+                        .to_owned(),
+                );
+            }
+        }
+        problems
+    }
+
+    /// The folder of the disk store of sink `id` under `data_dir`.
+    pub fn disk_dir(data_dir: Option<&Path>, id: &str) -> Result<PathBuf, String> {
+        match data_dir {
+            Some(dir) => Ok(dir.join("enrichment").join(id)),
+            None => Err(
+                "enrichment.store = \"disk\" keeps its file under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` (any writable folder) at the top of the config"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Where changed profiles go to be kept (and, for `nats_kv`, shared). Writing never blocks:
+/// an implementation queues the change and reports failures through its own counters.
+pub trait Persist: Send {
+    /// Keep `profile` under `key`; `None`: forget `key`.
+    fn save(&mut self, key: &Key, profile: Option<&Profile>);
+
+    /// Changes other instances made since the last call, to merge into memory.
+    fn remote_changes(&mut self) -> Vec<(Key, Option<Profile>)> {
+        Vec::new()
+    }
+}
+
+/// The remembered users of one sink: an LRU map in memory, optionally persisted.
+pub struct Identities {
+    users: LruCache<Key, Profile>,
+    ttl: i64,
+    /// A value seen again is rewritten to the store only this long after its last write, so
+    /// steady traffic does not turn into a write per event.
+    refresh: i64,
+    persist: Option<Box<dyn Persist>>,
+}
+
+impl Identities {
+    /// Remember at most `max_users` users for `ttl_secs`, in memory only.
+    pub fn new(max_users: usize, ttl_secs: u64) -> Self {
+        let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX);
+        Self {
+            users: LruCache::new(NonZeroUsize::new(max_users).unwrap_or(NonZeroUsize::MIN)),
+            ttl,
+            refresh: (ttl / 100).clamp(1, 3600),
+            persist: None,
+        }
+    }
+
+    /// Persist changes through `persist`, starting from `profiles` (oldest first).
+    pub fn with_store(
+        mut self,
+        persist: Box<dyn Persist>,
+        profiles: Vec<(Key, Profile)>,
+        now: i64,
+    ) -> Self {
+        self.persist = Some(persist);
+        for (key, profile) in profiles {
+            if !profile.is_expired(now, self.ttl) {
+                self.insert(key, profile);
+            }
+        }
+        self
+    }
+
+    /// Users remembered now.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether no user is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Merge what other instances wrote since the last call.
+    pub fn sync(&mut self) {
+        let Some(persist) = &mut self.persist else {
+            return;
+        };
+        for (key, change) in persist.remote_changes() {
+            match change {
+                Some(theirs) => match self.users.get_mut(&key) {
+                    Some(mine) => mine.merge(theirs),
+                    None => {
+                        self.users.push(key, theirs);
+                    }
+                },
+                None => {
+                    self.users.pop(&key);
+                }
+            }
+        }
+    }
+
+    /// Forget a user (`userId`) and every anonymous profile linked to it. Returns how many
+    /// profiles were removed.
+    pub fn forget(&mut self, user_id: &str) -> usize {
+        let user = user_key(user_id);
+        let linked: Vec<Key> = self
+            .users
+            .iter()
+            .filter(|(_, p)| p.links_to(&user))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut removed = 0;
+        for key in linked.iter().chain(std::iter::once(&user)) {
+            if self.users.pop(key).is_some() {
+                removed += 1;
+            }
+            if let Some(persist) = &mut self.persist {
+                persist.save(key, None);
+            }
+        }
+        removed
+    }
+
+    fn insert(&mut self, key: Key, profile: Profile) {
+        if let Some((evicted, _)) = self.users.push(key, profile)
+            && evicted != key
+            && let Some(persist) = &mut self.persist
+        {
+            persist.save(&evicted, None);
+        }
+    }
+
+    /// The profile of `key`, created empty when missing; `changed` when a persistent store
+    /// must learn the result.
+    fn update(&mut self, key: Key, change: impl FnOnce(&mut Profile) -> bool) {
+        if !self.users.contains(&key) {
+            self.insert(key, Profile::default());
+        }
+        let profile = self.users.get_mut(&key).expect("inserted above");
+        if change(profile)
+            && let Some(persist) = &mut self.persist
+        {
+            persist.save(&key, Some(profile));
+        }
+    }
+}
+
+impl UserMemory for Identities {
+    fn learn(&mut self, ids: &UserIds<'_>, user: &UserData<'_>, now: i64) {
+        let (refresh, known) = (self.refresh, ids.user_id.as_deref().map(user_key));
+        if user.keys().iter().all(|k| k == "external_id") && known.is_none() {
+            return; // Nothing worth a profile.
+        }
+        if let Some(key) = known {
+            self.update(key, |p| p.learn(user, now, refresh));
+        }
+        if let Some(anonymous) = ids.anonymous_id.as_deref() {
+            self.update(anonymous_key(anonymous), |p| {
+                let learned = p.learn(user, now, refresh);
+                let linked = known.is_some_and(|k| p.link(k, now, refresh));
+                learned | linked
+            });
+        }
+    }
+
+    fn link(&mut self, previous_id: &str, user_id: &str, now: i64) {
+        let (refresh, to) = (self.refresh, user_key(user_id));
+        self.update(anonymous_key(previous_id), |p| p.link(to, now, refresh));
+        let previous_user = user_key(previous_id);
+        if self.users.contains(&previous_user) {
+            self.update(previous_user, |p| p.link(to, now, refresh));
+        }
+    }
+
+    fn recall<'m>(&'m self, ids: &UserIds<'_>, user: &mut UserData<'m>, now: i64) -> UserDataKeys {
+        let ttl = self.ttl;
+        let profile = |key: &Key| self.users.peek(key);
+        let mut order: [Option<&'m Profile>; 4] = [None; 4];
+        if let Some(id) = ids.user_id.as_deref() {
+            order[0] = profile(&user_key(id));
+            order[1] = order[0].and_then(|p| p.linked(now, ttl)).and_then(profile);
+        }
+        if let Some(id) = ids.anonymous_id.as_deref() {
+            order[2] = profile(&anonymous_key(id));
+            order[3] = order[2].and_then(|p| p.linked(now, ttl)).and_then(profile);
+        }
+        let mut added = UserDataKeys::default();
+        for p in order.into_iter().flatten() {
+            added = added | p.fill(user, now, ttl);
+        }
+        added
+    }
+}
+
+/// The enrichment counters of one sink, registered once.
+pub struct EnrichmentMetrics {
+    enriched: Counter,
+    keys: Vec<Counter>,
+    users: Gauge,
+}
+
+/// Events that got at least one key from enrichment.
+pub const ENRICHED_EVENTS: &str = "fbpixel_enriched_events_total";
+/// Keys added by enrichment, by user_data key.
+pub const ENRICHED_KEYS: &str = "fbpixel_enriched_keys_total";
+/// Users remembered (gauge).
+pub const ENRICHMENT_USERS: &str = "fbpixel_enrichment_users";
+/// Store operations that failed (reads at start, writes, the shared bucket's updates).
+pub const ENRICHMENT_STORE_ERRORS: &str = "fbpixel_enrichment_store_errors_total";
+
+impl EnrichmentMetrics {
+    /// Register the counters for the sink `metrics` belong to.
+    pub fn new(metrics: &crate::telemetry::ComponentMetrics) -> Self {
+        let labels = crate::telemetry::component_labels(metrics.info());
+        let keys = UserDataKeys::NAMES
+            .iter()
+            .map(|key| {
+                let mut l = labels.clone();
+                l.push(metrics::Label::new("key", *key));
+                metrics::counter!(ENRICHED_KEYS, l)
+            })
+            .collect();
+        // Registered now so that a healthy store shows 0 rather than nothing.
+        metrics::counter!(ENRICHMENT_STORE_ERRORS, labels.clone()).absolute(0);
+        Self {
+            enriched: metrics::counter!(ENRICHED_EVENTS, labels.clone()),
+            keys,
+            users: metrics::gauge!(ENRICHMENT_USERS, labels),
+        }
+    }
+
+    /// One event got `added` keys.
+    pub fn enriched(&self, added: UserDataKeys) {
+        if added == UserDataKeys::default() {
+            return;
+        }
+        self.enriched.increment(1);
+        for (i, counter) in self.keys.iter().enumerate() {
+            if added.has(i) {
+                counter.increment(1);
+            }
+        }
+    }
+
+    /// The store holds `users` users.
+    pub fn users(&self, users: usize) {
+        self.users.set(users as f64);
+    }
+}
+
+/// Count one failed store operation of the sink `info` names.
+pub fn store_error(info: &crate::telemetry::ComponentInfo) {
+    metrics::counter!(
+        ENRICHMENT_STORE_ERRORS,
+        crate::telemetry::component_labels(info)
+    )
+    .increment(1);
+}
