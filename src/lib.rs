@@ -15,6 +15,7 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod json;
+pub mod nats;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

@@ -4,6 +4,7 @@ pub mod blackhole;
 pub mod console;
 pub mod facebook_pixel;
 pub mod file;
+pub mod nats;
 
 use serde::Deserialize;
 

@@ -3,5 +3,6 @@
 pub mod decode;
 pub mod http_input;
 pub mod http_server;
+pub mod nats;
 pub mod segment;
 pub mod stdin;

@@ -15,6 +15,7 @@ const SOURCES: &[(&str, Parse<dyn SourceConfig>)] = &[
         source_of::<sources::http_server::HttpServerConfig>,
     ),
     ("segment", source_of::<sources::segment::SegmentConfig>),
+    ("nats", source_of::<sources::nats::NatsSourceConfig>),
 ];
 
 const TRANSFORMS: &[(&str, Parse<dyn TransformConfig>)] = &[
@@ -26,6 +27,7 @@ const SINKS: &[(&str, Parse<dyn SinkConfig>)] = &[
     ("console", sink_of::<sinks::console::ConsoleConfig>),
     ("file", sink_of::<sinks::file::FileConfig>),
     ("blackhole", sink_of::<sinks::blackhole::BlackholeConfig>),
+    ("nats", sink_of::<sinks::nats::NatsSinkConfig>),
     (
         sinks::facebook_pixel::SINK_TYPE,
         sink_of::<sinks::facebook_pixel::FacebookPixelConfig>,
