@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+pub mod enrichment;
 pub mod map;
 pub mod replay;
 pub mod run;
@@ -40,6 +41,8 @@ pub enum Command {
     /// Send the events of a dead-letter file through the sink again (after fixing a setting or
     /// the data); what fails again goes to the current dead letter.
     Replay(replay::ReplayArgs),
+    /// Manage what the sink's `enrichment` remembers about users.
+    Enrichment(enrichment::EnrichmentArgs),
 }
 
 impl Cli {
@@ -50,6 +53,7 @@ impl Cli {
             Some(Command::Validate(args)) => validate::run(args),
             Some(Command::Map(args)) => map::run(args),
             Some(Command::Replay(args)) => replay::run(args),
+            Some(Command::Enrichment(args)) => enrichment::run(args),
         }
     }
 }

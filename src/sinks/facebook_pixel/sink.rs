@@ -14,6 +14,7 @@ use super::capi::UserDataKeys;
 use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
+use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
@@ -92,7 +93,10 @@ impl FacebookPixelConfig {
                 identities.with_store(Box::new(store), profiles, now)
             }
             StoreKind::NatsKv => {
-                return Err("enrichment.store = \"nats_kv\" is not available yet".to_owned());
+                let store = NatsKvStore::open(&self.enrichment, info)
+                    .await
+                    .map_err(|e| format!("enrichment: {e}"))?;
+                identities.with_store(Box::new(store), Vec::new(), now)
             }
         }))
     }

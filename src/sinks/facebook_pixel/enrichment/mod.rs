@@ -13,6 +13,7 @@
 //! it, written in the background; a store that fails is counted and logged, never waited on.
 
 pub mod disk;
+pub mod nats_kv;
 pub mod profile;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,7 @@ use super::capi::{UserData, UserDataKeys};
 use super::mapping::{UserIds, UserMemory};
 
 /// The `enrichment` table of the sink.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichmentConfig {
     /// Off unless asked for: it keeps (hashed) personal data, which carries duties.
@@ -50,6 +51,9 @@ pub struct EnrichmentConfig {
     /// `nats_kv`: the key-value bucket (created when missing).
     #[serde(default = "default_bucket")]
     pub bucket: String,
+    /// `nats_kv`: how to authenticate, as the `nats` source and sink do.
+    #[serde(default)]
+    pub auth: Option<crate::nats::NatsAuth>,
 }
 
 /// Where profiles are kept.
@@ -84,6 +88,7 @@ impl Default for EnrichmentConfig {
             store: StoreKind::default(),
             url: None,
             bucket: default_bucket(),
+            auth: None,
         }
     }
 }
@@ -100,6 +105,9 @@ impl EnrichmentConfig {
         }
         if self.max_users == 0 {
             problems.push("enrichment.max_users: must be at least 1".to_owned());
+        }
+        if let Some(Err(e)) = self.auth.as_ref().map(crate::nats::NatsAuth::check) {
+            problems.push(format!("enrichment.auth: {e}"));
         }
         if self.store == StoreKind::NatsKv {
             if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
@@ -140,6 +148,11 @@ impl EnrichmentConfig {
 pub trait Persist: Send {
     /// Keep `profile` under `key`; `None`: forget `key`.
     fn save(&mut self, key: &Key, profile: Option<&Profile>);
+
+    /// `key` no longer fits in memory (`max_users`).
+    fn evict(&mut self, key: &Key) {
+        self.save(key, None);
+    }
 
     /// Changes other instances made since the last call, to merge into memory.
     fn remote_changes(&mut self) -> Vec<(Key, Option<Profile>)> {
@@ -242,7 +255,7 @@ impl Identities {
             && evicted != key
             && let Some(persist) = &mut self.persist
         {
-            persist.save(&evicted, None);
+            persist.evict(&evicted);
         }
     }
 

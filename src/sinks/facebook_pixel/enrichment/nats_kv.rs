@@ -1,0 +1,189 @@
+//! The `nats_kv` store: profiles in a JetStream key-value bucket that every instance of a
+//! scaled-out deployment shares.
+//!
+//! Each instance keeps its own bounded copy in memory (lookups never wait on the network). It
+//! watches the bucket, so what another instance learns reaches this one's memory within
+//! milliseconds, and writes what it learns in the background. The bucket's `max_age` is
+//! `ttl_secs`, so NATS itself drops profiles nobody has refreshed. A bucket that is down only
+//! delays sharing: writes that fail are counted and logged, and lookups go on from memory.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::profile::{Key, Profile, user_key};
+use super::{EnrichmentConfig, Persist, store_error};
+use crate::nats::{Connect, connect};
+use crate::telemetry::ComponentInfo;
+
+/// Changes waiting to be written; beyond this, new ones are dropped (and counted), so a bucket
+/// that is down cannot take the process's memory.
+const MAX_PENDING: usize = 100_000;
+
+/// Writes changes to the bucket and reads what others wrote.
+pub struct NatsKvStore {
+    writes: mpsc::Sender<(Key, Option<Bytes>)>,
+    remote: mpsc::UnboundedReceiver<(Key, Option<Profile>)>,
+    component: ComponentInfo,
+}
+
+async fn bucket(config: &EnrichmentConfig, component: &str) -> Result<kv::Store, String> {
+    let url = config.url.as_deref().unwrap_or_default();
+    let client = connect(&Connect {
+        url,
+        auth: config.auth.as_ref(),
+        name: "fbpixel-enrichment",
+        component,
+    })
+    .await?;
+    let js = jetstream::new(client);
+    match js.get_key_value(&config.bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: config.bucket.clone(),
+                history: 1,
+                max_age: Duration::from_secs(config.ttl_secs),
+                description: "fbpixel enrichment: hashed user_data keys by user".into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot open or create the key-value bucket `{}`: {e}",
+                    config.bucket
+                )
+            }),
+    }
+}
+
+impl NatsKvStore {
+    /// Connect, open (or create) the bucket and start watching it; the bucket's current
+    /// profiles arrive through [`Persist::remote_changes`] like every later change.
+    pub async fn open(config: &EnrichmentConfig, component: ComponentInfo) -> Result<Self, String> {
+        let store = bucket(config, &component.id).await?;
+        let mut watch = store
+            .watch_with_history(">")
+            .await
+            .map_err(|e| format!("cannot watch the bucket `{}`: {e}", config.bucket))?;
+        let (remote_tx, remote) = mpsc::unbounded_channel();
+        let watcher = component.clone();
+        tokio::spawn(async move {
+            while let Some(entry) = watch.next().await {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        store_error(&watcher);
+                        tracing::warn!(component = %watcher.id, "enrichment: bucket watch: {e}");
+                        continue;
+                    }
+                };
+                let Some(key) = decode_key(&entry.key) else {
+                    continue;
+                };
+                let change = match entry.operation {
+                    kv::Operation::Put => match Profile::decode(&entry.value) {
+                        Some(profile) => Some(profile),
+                        None => continue,
+                    },
+                    kv::Operation::Delete | kv::Operation::Purge => None,
+                };
+                if remote_tx.send((key, change)).is_err() {
+                    return; // The sink has stopped.
+                }
+            }
+        });
+        let (writes, mut pending) = mpsc::channel::<(Key, Option<Bytes>)>(MAX_PENDING);
+        let writer = component.clone();
+        tokio::spawn(async move {
+            let mut last_warning = None::<tokio::time::Instant>;
+            while let Some((key, value)) = pending.recv().await {
+                let name = hex::encode(key);
+                let result = match value {
+                    Some(value) => store
+                        .put(&name, value)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    None => store.purge(&name).await.map_err(|e| e.to_string()),
+                };
+                if let Err(e) = result {
+                    store_error(&writer);
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(component = %writer.id, "enrichment: cannot write to the bucket: {e}");
+                        last_warning = Some(tokio::time::Instant::now());
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            writes,
+            remote,
+            component,
+        })
+    }
+}
+
+fn decode_key(name: &str) -> Option<Key> {
+    hex::decode(name).ok()?.try_into().ok()
+}
+
+impl Persist for NatsKvStore {
+    fn save(&mut self, key: &Key, profile: Option<&Profile>) {
+        let value = profile.map(|p| Bytes::from(p.encode()));
+        if self.writes.try_send((*key, value)).is_err() {
+            store_error(&self.component);
+        }
+    }
+
+    /// Other instances may still need a profile this one no longer has room for.
+    fn evict(&mut self, _key: &Key) {}
+
+    fn remote_changes(&mut self) -> Vec<(Key, Option<Profile>)> {
+        let mut changes = Vec::new();
+        while let Ok(change) = self.remote.try_recv() {
+            changes.push(change);
+        }
+        changes
+    }
+}
+
+/// Erase a user and the profiles linked to it from the bucket, for `fbpixel enrichment
+/// forget`. Running instances drop them from memory as the purges reach their watches.
+pub fn forget_blocking(config: &EnrichmentConfig, user_id: &str) -> Result<usize, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let store = bucket(config, "enrichment forget").await?;
+        let user = user_key(user_id);
+        let mut doomed = vec![hex::encode(user)];
+        let mut keys = store.keys().await.map_err(|e| e.to_string())?;
+        while let Some(name) = keys.next().await {
+            let name = name.map_err(|e| e.to_string())?;
+            if name == doomed[0] {
+                continue;
+            }
+            let value = store.get(&name).await.map_err(|e| e.to_string())?;
+            if value
+                .as_deref()
+                .and_then(Profile::decode)
+                .is_some_and(|p| p.links_to(&user))
+            {
+                doomed.push(name);
+            }
+        }
+        let mut removed = 0;
+        for name in &doomed {
+            if store.get(name).await.map_err(|e| e.to_string())?.is_some() {
+                removed += 1;
+            }
+            store.purge(name).await.map_err(|e| e.to_string())?;
+        }
+        Ok(removed)
+    })
+}
