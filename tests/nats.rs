@@ -434,3 +434,70 @@ request.concurrency = 100
         assert!(!stdout.contains("hunter2"), "{stdout}");
     }
 }
+
+#[test]
+fn the_sink_retries_until_a_stream_stores_the_events_and_a_resent_message_id_is_stored_once() {
+    let Some(nats) = NatsServer::start("sink-retry", &[]) else {
+        return;
+    };
+    let port = free_port();
+    // No `stream`: nothing checks for it at start, so the first publishes find no stream.
+    let mut p = spawn(&format!(
+        r#"
+[sources.web]
+type = "http_server"
+address = "127.0.0.1:{port}"
+
+[sinks.queue]
+type = "nats"
+inputs = ["web"]
+url = "{}"
+subject = "{SUBJECT}"
+acknowledgements = true
+request.retry_initial_backoff_secs = 0.05
+request.retry_max_duration_secs = 0.2
+"#,
+        nats.url
+    ));
+    p.wait_for_port(port);
+    let body: Vec<String> = (0..10)
+        .map(|i| track_event(&format!("retry-{i}"), "jane@example.com"))
+        .collect();
+    let body = format!("[{}]", body.join(","));
+    let sender = {
+        let body = body.clone();
+        std::thread::spawn(move || post(port, &[], body.as_bytes()))
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sender.is_finished(), "answered before any stream existed");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let js = runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: STREAM.into(),
+            subjects: vec![SUBJECT.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js
+    });
+    let r = sender.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same events again (a sender retrying): JetStream drops them by Nats-Msg-Id.
+    let r = post(port, &[], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stored = runtime.block_on(async {
+        let mut stream = js.get_stream(STREAM).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    });
+    assert_eq!(stored, 10);
+    let log = p.stderr();
+    assert!(log.contains("publishing to NATS failed"), "{log}");
+    assert!(!log.contains("jane"), "{log}");
+    stop(p, "the instance");
+}
