@@ -10,6 +10,7 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fbpixel::sinks::facebook_pixel::enrichment::Identities;
 use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
 use serde_json::json;
 
@@ -191,6 +192,57 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+
+    // Enrichment (issue #7): the same mix with a memory store, off and on. "returning_users"
+    // files the mix under 50 users, so most events get keys from what earlier ones taught.
+    let returning: Vec<Vec<u8>> = mixes[0]
+        .1
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let mut m: serde_json::Value = serde_json::from_slice(input).unwrap();
+            m["anonymousId"] = json!(format!("anon-{}", i % 50));
+            if !m["userId"].is_null() {
+                m["userId"] = json!(format!("user-{}", i % 50));
+            }
+            serde_json::to_vec(&m).unwrap()
+        })
+        .collect();
+    let mut group = c.benchmark_group("enrichment");
+    let mapper = mapper(r#"content_types = { "Kitchen" = "product" }"#);
+    let mut out = Vec::with_capacity(4096);
+    let mut buffer = Vec::with_capacity(4096);
+    for (name, inputs) in [("mix", &mixes[0].1), ("returning_users", &returning)] {
+        group.throughput(Throughput::Elements(inputs.len() as u64));
+        group.bench_function(format!("{name}/off"), |b| {
+            b.iter(|| {
+                for input in inputs {
+                    out.clear();
+                    buffer.clear();
+                    buffer.extend_from_slice(input);
+                    black_box(mapper.map_json(black_box(&mut buffer), now, &mut out));
+                }
+            })
+        });
+        let mut memory = Identities::new(1_000_000, 30 * 24 * 3600);
+        group.bench_function(format!("{name}/memory"), |b| {
+            b.iter(|| {
+                for input in inputs {
+                    out.clear();
+                    buffer.clear();
+                    buffer.extend_from_slice(input);
+                    black_box(mapper.map_json_remembering(
+                        black_box(&mut buffer),
+                        now,
+                        &mut out,
+                        &mut memory,
+                    ));
+                }
+            })
+        });
+        eprintln!("{name}: {} users remembered", memory.len());
     }
     group.finish();
 
