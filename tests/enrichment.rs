@@ -105,7 +105,10 @@ fn an_identify_teaches_the_sink_the_email_a_later_track_lacks() {
         ],
     );
     let before = user_data(&graph, "before").expect("delivered");
-    assert!(before.get("em").is_none(), "nothing is known before the identify");
+    assert!(
+        before.get("em").is_none(),
+        "nothing is known before the identify"
+    );
     for id in ["by-user", "by-anonymous-id"] {
         let ud = user_data(&graph, id).expect("delivered");
         assert_eq!(ud["em"], json!([sha("jane.doe@example.com")]), "{id}");
@@ -128,7 +131,10 @@ fn the_disk_store_survives_a_restart_and_forget_erases_the_user() {
             sink(&graph.endpoint, "1", "store = \"disk\"")
         ),
     );
-    run_stdin(&config, &[identify("u1", "anon-1"), identify("u2", "anon-2")]);
+    run_stdin(
+        &config,
+        &[identify("u1", "anon-1"), identify("u2", "anon-2")],
+    );
     let file = std::fs::read(dir.join("enrichment/capi/users.redb")).expect("the store file");
     let contains = |needle: &str| file.windows(needle.len()).any(|w| w == needle.as_bytes());
     for raw in [EMAIL, "jane.doe@example.com", "6505550134", "anon-1"] {
@@ -136,17 +142,31 @@ fn the_disk_store_survives_a_restart_and_forget_erases_the_user() {
     }
 
     // A new process remembers.
-    run_stdin(&config, &[track("after-restart", json!({"anonymousId": "anon-1"}))]);
+    run_stdin(
+        &config,
+        &[track("after-restart", json!({"anonymousId": "anon-1"}))],
+    );
     let ud = user_data(&graph, "after-restart").expect("delivered");
     assert_eq!(ud["em"], json!([sha("jane.doe@example.com")]));
 
     let out = support::fbpixel(
-        &["enrichment", "forget", "--config", config.to_str().unwrap(), "--user-id", "u1"],
+        &[
+            "enrichment",
+            "forget",
+            "--config",
+            config.to_str().unwrap(),
+            "--user-id",
+            "u1",
+        ],
         b"",
         &[],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("erased 2 profile(s)"), "{stdout}");
 
     run_stdin(
@@ -173,13 +193,23 @@ fn forget_explains_when_there_is_nothing_it_can_erase() {
         ),
     );
     let out = support::fbpixel(
-        &["enrichment", "forget", "--config", config.to_str().unwrap(), "--user-id", "u1"],
+        &[
+            "enrichment",
+            "forget",
+            "--config",
+            config.to_str().unwrap(),
+            "--user-id",
+            "u1",
+        ],
         b"",
         &[],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sinks.capi.enrichment.store is \"memory\""), "{stderr}");
+    assert!(
+        stderr.contains("sinks.capi.enrichment.store is \"memory\""),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -197,7 +227,10 @@ fn two_instances_share_what_they_learn_through_a_nats_kv_bucket() {
                 sink(
                     &graph.endpoint,
                     pixel,
-                    &format!("store = \"nats_kv\", url = \"{}\", bucket = \"users_test\"", nats.url)
+                    &format!(
+                        "store = \"nats_kv\", url = \"{}\", bucket = \"users_test\"",
+                        nats.url
+                    )
                 )
             ),
         );
@@ -215,7 +248,11 @@ fn two_instances_share_what_they_learn_through_a_nats_kv_bucket() {
     let enriched = wait_until(Duration::from_secs(15), || {
         attempt += 1;
         let id = format!("via-second-{attempt}");
-        let r = post(second_port, &[], track(&id, json!({"userId": "u1"})).as_bytes());
+        let r = post(
+            second_port,
+            &[],
+            track(&id, json!({"userId": "u1"})).as_bytes(),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         user_data(&graph, &id).is_some_and(|ud| ud["em"] == json!([sha("jane.doe@example.com")]))
     });

@@ -70,13 +70,25 @@ struct Stored {
 }
 
 /// The running buffer's end: resolves once everything the sink finished
-/// with has been removed from the file and the file is closed.
-pub struct Closing(oneshot::Receiver<()>);
+/// with has been removed from the file and the file is closed, or as soon
+/// as the file cannot be written any more.
+pub struct Closing {
+    closed: oneshot::Receiver<()>,
+    written: watch::Receiver<Written>,
+}
 
 impl Closing {
-    /// Wait until the store has committed its last change.
-    pub async fn wait(self) {
-        let _ = self.0.await;
+    /// Wait until the store has committed its last change; an error when the
+    /// buffer failed (the component must fail, so that a restart reopens,
+    /// and repairs, the file).
+    pub async fn wait(mut self) -> Result<(), String> {
+        tokio::select! {
+            _ = self.closed => Ok(()),
+            failed = self.written.wait_for(|w| w.failed.is_some()) => match failed {
+                Ok(w) => Err(w.failed.clone().unwrap_or_default()),
+                Err(_) => Ok(()),
+            },
+        }
     }
 }
 
@@ -168,6 +180,7 @@ impl DiskBuffer {
         let (written_tx, written) = watch::channel(Written {
             end: self.next,
             input_ended: false,
+            failed: None,
         });
         let (closed_tx, closed_rx) = oneshot::channel();
         let (out, sink_rx) = mpsc::channel(crate::topology::CHANNEL_CAPACITY);
@@ -180,6 +193,7 @@ impl DiskBuffer {
             stored: self.stored.clone(),
             written: written_tx,
             metrics: metrics.clone(),
+            failed: None,
         };
         std::thread::Builder::new()
             .name("fbpixel-buffer".into())
@@ -199,26 +213,35 @@ impl DiskBuffer {
             metrics: metrics.clone(),
         };
         tokio::spawn(writer.run());
+        let (retry_tx, retries) = mpsc::unbounded_channel();
+        let closing = Closing {
+            closed: closed_rx,
+            written: written.clone(),
+        };
         let reader = Reader {
             db: self.db,
             from: self.first,
             written,
             out,
             commands,
+            retries,
+            retry_tx,
             metrics,
         };
         tokio::spawn(reader.run());
-        (sink_rx, Closing(closed_rx))
+        (sink_rx, closing)
     }
 }
 
 /// How far the store has written, as the reader sees it.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Written {
     /// One past the last sequence number committed.
     end: u64,
     /// No more appends will come.
     input_ended: bool,
+    /// The file cannot be written: why.
+    failed: Option<String>,
 }
 
 struct Store {
@@ -228,6 +251,9 @@ struct Store {
     stored: Arc<Stored>,
     written: watch::Sender<Written>,
     metrics: BufferMetrics,
+    /// Set by the first failed commit: redb refuses every later write after
+    /// an I/O error, so from then on appends are refused at once.
+    failed: Option<String>,
 }
 
 impl Store {
@@ -245,41 +271,37 @@ impl Store {
     }
 
     fn commit(&mut self, waiting: &mut Vec<Command>) {
-        let start = self.next;
-        let mut answers = Vec::new();
-        let mut input_ended = false;
-        let result = (|| -> Result<(u64, u64, u64), redb::Error> {
-            let (mut added_bytes, mut removed, mut removed_bytes) = (0, 0, 0);
-            let txn = self.db.begin_write()?;
-            {
-                let mut table = txn.open_table(EVENTS)?;
-                for command in waiting.drain(..) {
-                    match command {
-                        Command::Append(events, answer) => {
-                            for event in &events {
-                                table.insert(self.next, event.as_ref())?;
-                                self.next += 1;
-                                added_bytes += event.len() as u64;
-                            }
-                            answers.push(answer);
-                        }
-                        Command::Delete(range) => {
-                            for entry in table.extract_from_if(range, |_, _| true)? {
-                                let (_, value) = entry?;
-                                removed += 1;
-                                removed_bytes += value.value().len() as u64;
-                            }
-                        }
-                        Command::InputEnded => input_ended = true,
-                    }
+        let commands = std::mem::take(waiting);
+        let input_ended = commands.iter().any(|c| matches!(c, Command::InputEnded));
+        let (mut appends, mut answers, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for command in commands {
+            match command {
+                Command::Append(events, answer) => {
+                    appends.push(events);
+                    answers.push(answer);
                 }
+                Command::Delete(range) => deletes.push(range),
+                Command::InputEnded => {}
             }
-            txn.commit()?;
-            Ok((added_bytes, removed, removed_bytes))
-        })();
+        }
+        let start = self.next;
+        let result = match &self.failed {
+            Some(message) => Err(message.clone()),
+            None => self.write(&appends, deletes).map_err(|e| {
+                self.next = start;
+                let message = format!(
+                    "buffer: cannot write {}: {e}; events are refused until fbpixel is restarted",
+                    self.path.display()
+                );
+                tracing::error!("{message}");
+                self.failed = Some(message.clone());
+                message
+            }),
+        };
         match result {
-            Ok((added_bytes, removed, removed_bytes)) => {
+            Ok((removed, removed_bytes)) => {
                 let added = self.next - start;
+                let added_bytes: u64 = appends.iter().flatten().map(|e| e.len() as u64).sum();
                 let events = self.stored.events.fetch_add(added, Ordering::Relaxed) + added;
                 let bytes =
                     self.stored.bytes.fetch_add(added_bytes, Ordering::Relaxed) + added_bytes;
@@ -295,24 +317,49 @@ impl Store {
                     let _ = answer.send(Ok(()));
                 }
             }
-            Err(e) => {
-                // Nothing of this transaction is on disk: the appends fail
-                // (their sources answer with an error, so senders retry), and
-                // the deletions are lost (those events are sent again after a
-                // restart, which Meta deduplicates).
-                self.next = start;
-                let message = format!("buffer: cannot write {}: {e}", self.path.display());
-                tracing::error!("{message}");
+            // Nothing of this transaction is on disk: the appends fail (their
+            // sources answer with an error, so senders retry), and deletions
+            // are lost (those events are sent again after the restart, which
+            // Meta deduplicates).
+            Err(message) => {
                 for answer in answers {
                     let _ = answer.send(Err(message.clone()));
                 }
             }
         }
-        let end = self.next;
+        let (end, failed) = (self.next, self.failed.clone());
         self.written.send_modify(|w| {
             w.end = end;
             w.input_ended |= input_ended;
+            w.failed = failed;
         });
+    }
+
+    /// One transaction: the appends, then the deletions. Returns the events
+    /// and bytes removed.
+    fn write(
+        &mut self,
+        appends: &[Vec<Bytes>],
+        deletes: Vec<Range<u64>>,
+    ) -> Result<(u64, u64), redb::Error> {
+        let (mut removed, mut removed_bytes) = (0, 0);
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(EVENTS)?;
+            for event in appends.iter().flatten() {
+                table.insert(self.next, event.as_ref())?;
+                self.next += 1;
+            }
+            for range in deletes {
+                for entry in table.extract_from_if(range, |_, _| true)? {
+                    let (_, value) = entry?;
+                    removed += 1;
+                    removed_bytes += value.value().len() as u64;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok((removed, removed_bytes))
     }
 }
 
@@ -328,6 +375,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
+        let mut last_warning = None;
         while let Some(mut events) = self.input.recv().await {
             // Whatever else is queued joins this append: one fsync for all.
             while events.len() < MAX_APPEND {
@@ -349,10 +397,13 @@ impl Writer {
             }
             if !self.wait_for_room(size).await {
                 self.metrics.discarded(n);
-                tracing::warn!(
-                    events = n,
-                    "buffer: full, discarding the newest events (when_full = \"drop_newest\")"
-                );
+                if last_warning.is_none_or(|t: tokio::time::Instant| t.elapsed().as_secs() >= 10) {
+                    tracing::warn!(
+                        events = n,
+                        "buffer full: discarding the newest events (when_full = \"drop_newest\"); see buffer_discarded_events_total"
+                    );
+                    last_warning = Some(tokio::time::Instant::now());
+                }
                 report(finalizers, EventStatus::Dropped);
                 continue;
             }
@@ -409,27 +460,39 @@ struct Reader {
     written: watch::Receiver<Written>,
     out: mpsc::Sender<EventArray>,
     commands: mpsc::UnboundedSender<Command>,
+    /// Chunks the sink could not finish, to read again.
+    retries: mpsc::UnboundedReceiver<Range<u64>>,
+    retry_tx: mpsc::UnboundedSender<Range<u64>>,
     metrics: BufferMetrics,
 }
+
+/// How long a chunk the sink could not finish (its dead letter could not be
+/// written, say) waits before it is read again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Reader {
     async fn run(mut self) {
         loop {
             let from = self.from;
-            let written = match self
-                .written
-                .wait_for(|w| w.end > from || w.input_ended)
-                .await
-            {
-                Ok(w) => *w,
-                Err(_) => return,
+            let (range, again) = tokio::select! {
+                biased;
+                Some(range) = self.retries.recv() => (range, true),
+                written = self
+                    .written
+                    .wait_for(|w| w.end > from || w.input_ended || w.failed.is_some()) =>
+                {
+                    let Ok(written) = written else { return };
+                    if written.failed.is_some() || written.end <= from {
+                        // The file failed, or the input has ended and
+                        // everything stored has been read.
+                        return;
+                    }
+                    (from..written.end, false)
+                }
             };
-            if written.end <= from {
-                // The input has ended and everything stored has been read.
-                return;
-            }
             let db = self.db.clone();
-            let chunk = tokio::task::spawn_blocking(move || read_chunk(&db, from..written.end))
+            let wanted = range.clone();
+            let chunk = tokio::task::spawn_blocking(move || read_chunk(&db, wanted))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
@@ -437,20 +500,31 @@ impl Reader {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     tracing::error!("buffer: cannot read: {e}; trying again in 1 s");
+                    if again {
+                        let _ = self.retry_tx.send(range);
+                    }
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            self.from = next;
+            if !again {
+                self.from = next;
+            }
             if payloads.is_empty() {
                 continue;
             }
             let mut events: EventArray = payloads.into_iter().map(Event::from_json).collect();
             let status = track(&mut events);
-            let commands = self.commands.clone();
-            let range = from..next;
+            let (commands, retry) = (self.commands.clone(), self.retry_tx.clone());
+            let range = range.start..next;
             tokio::spawn(async move {
-                if status.wait().await != BatchStatus::Errored {
+                if status.wait().await == BatchStatus::Errored {
+                    // Kept; read again after a pause while the process runs
+                    // (and after a restart otherwise).
+                    drop(commands);
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    let _ = retry.send(range);
+                } else {
                     let _ = commands.send(Command::Delete(range));
                 }
             });

@@ -331,7 +331,16 @@ impl Pieces {
             .map(|(c, _)| c)
             .chain(sinks.iter().map(|(c, _, _)| c));
         for c in readers {
-            let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+            // A queue that discards when full is bounded by its events only:
+            // its channel must not fill first (one-event batches would then be
+            // dropped at 16).
+            let capacity = match buffers.get(&c.id) {
+                Some(SinkBuffer::Memory(b)) if b.when_full == WhenFull::DropNewest => {
+                    b.max_events.max(CHANNEL_CAPACITY)
+                }
+                _ => CHANNEL_CAPACITY,
+            };
+            let (tx, rx) = mpsc::channel(capacity);
             let backlog = match buffers.get(&c.id) {
                 Some(SinkBuffer::Memory(b)) => Backlog::bounded(
                     b.max_events,
@@ -378,13 +387,14 @@ impl Pieces {
             });
             let task = info.clone();
             let handle = downstream.spawn(async move {
-                let result = sink.run(stream).await;
+                let mut result = sink.run(stream).await;
                 // A sink that finished cleanly has reported every event: wait
                 // until the disk buffer has recorded that, so a restart does
                 // not send them again. (After a failure the sources are still
-                // running, and the buffer ends with them.)
+                // running, and the buffer ends with them.) A buffer whose file
+                // failed fails the sink, so the pipeline stops.
                 if let (Ok(()), Some(closing)) = (&result, closing) {
-                    closing.wait().await;
+                    result = closing.wait().await.map_err(ComponentError);
                 }
                 (task, result)
             });

@@ -16,9 +16,13 @@ const USERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("users");
 
 const FILE_NAME: &str = "users.redb";
 
+/// Changes waiting for the writer thread; beyond this, changes are dropped and counted.
+const MAX_PENDING: usize = 100_000;
+
 /// Writes changed profiles to the file from a background thread.
 pub struct DiskStore {
-    changes: Option<mpsc::Sender<(Key, Option<Vec<u8>>)>>,
+    changes: Option<mpsc::SyncSender<(Key, Option<Vec<u8>>)>>,
+    component: ComponentInfo,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -75,17 +79,20 @@ impl DiskStore {
             }
         }
         profiles.sort_by_key(|(_, p)| p.last_seen());
-        let (changes, rx) = mpsc::channel();
+        // Bounded: a file that cannot keep up loses changes (counted), not memory.
+        let (changes, rx) = mpsc::sync_channel(MAX_PENDING);
         for key in stale {
-            let _ = changes.send((key, None));
+            let _ = changes.try_send((key, None));
         }
+        let writer_component = component.clone();
         let writer = std::thread::Builder::new()
             .name("fbpixel-enrichment".into())
-            .spawn(move || write(db, path, rx, component))
+            .spawn(move || write(db, path, rx, writer_component))
             .map_err(|e| format!("enrichment: cannot start its writer: {e}"))?;
         let store = DiskStore {
             changes: Some(changes),
             writer: Some(writer),
+            component,
         };
         Ok((store, profiles))
     }
@@ -93,9 +100,12 @@ impl DiskStore {
 
 impl Persist for DiskStore {
     fn save(&mut self, key: &Key, profile: Option<&Profile>) {
-        if let Some(changes) = &self.changes {
-            // The thread only ends once this sender is gone; a send cannot fail before.
-            let _ = changes.send((*key, profile.map(Profile::encode)));
+        if let Some(changes) = &self.changes
+            && changes
+                .try_send((*key, profile.map(Profile::encode)))
+                .is_err()
+        {
+            super::store_error(&self.component);
         }
     }
 }
@@ -144,18 +154,26 @@ fn write(
 pub fn forget(dir: &Path, user_id: &str) -> Result<usize, String> {
     let (db, path) = open_database(dir)?;
     let fail = |e: &dyn std::fmt::Display| format!("enrichment: {}: {e}", path.display());
-    let user = user_key(user_id);
+    let mut links = Vec::new();
+    {
+        let txn = db.begin_read().map_err(|e| fail(&e))?;
+        let table = txn.open_table(USERS).map_err(|e| fail(&e))?;
+        for entry in table.iter().map_err(|e| fail(&e))? {
+            let (key, value) = entry.map_err(|e| fail(&e))?;
+            let link = Profile::decode(value.value()).and_then(|p| p.link_target().copied());
+            links.push((*key.value(), link));
+        }
+    }
     let txn = db.begin_write().map_err(|e| fail(&e))?;
-    let removed = {
+    let mut removed = 0;
+    {
         let mut table = txn.open_table(USERS).map_err(|e| fail(&e))?;
-        let removed = table
-            .extract_if(|key, value| {
-                *key == user || Profile::decode(value).is_some_and(|p| p.links_to(&user))
-            })
-            .map_err(|e| fail(&e))?
-            .count();
-        removed
-    };
+        for key in super::linked_to(user_key(user_id), &links) {
+            if table.remove(&key).map_err(|e| fail(&e))?.is_some() {
+                removed += 1;
+            }
+        }
+    }
     txn.commit().map_err(|e| fail(&e))?;
     Ok(removed)
 }

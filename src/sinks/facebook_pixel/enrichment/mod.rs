@@ -154,11 +154,16 @@ pub trait Persist: Send {
         self.save(key, None);
     }
 
-    /// Changes other instances made since the last call, to merge into memory.
-    fn remote_changes(&mut self) -> Vec<(Key, Option<Profile>)> {
+    /// Up to `max` changes other instances made since the last call, to merge into memory.
+    fn remote_changes(&mut self, max: usize) -> Vec<(Key, Option<Profile>)> {
+        let _ = max;
         Vec::new()
     }
 }
+
+/// Most remote changes merged per input batch, so that a large bucket's initial replay is
+/// spread over many batches instead of stalling one.
+const MAX_SYNC: usize = 10_000;
 
 /// The remembered users of one sink: an LRU map in memory, optionally persisted.
 pub struct Identities {
@@ -213,7 +218,7 @@ impl Identities {
         let Some(persist) = &mut self.persist else {
             return;
         };
-        for (key, change) in persist.remote_changes() {
+        for (key, change) in persist.remote_changes(MAX_SYNC) {
             match change {
                 Some(theirs) => match self.users.get_mut(&key) {
                     Some(mine) => mine.merge(theirs),
@@ -228,23 +233,21 @@ impl Identities {
         }
     }
 
-    /// Forget a user (`userId`) and every anonymous profile linked to it. Returns how many
-    /// profiles were removed.
+    /// Forget a user (`userId`) and every profile linked to it, directly or through an alias.
+    /// Returns how many profiles were removed.
     pub fn forget(&mut self, user_id: &str) -> usize {
-        let user = user_key(user_id);
-        let linked: Vec<Key> = self
+        let links: Vec<(Key, Option<Key>)> = self
             .users
             .iter()
-            .filter(|(_, p)| p.links_to(&user))
-            .map(|(k, _)| *k)
+            .map(|(k, p)| (*k, p.link_target().copied()))
             .collect();
         let mut removed = 0;
-        for key in linked.iter().chain(std::iter::once(&user)) {
-            if self.users.pop(key).is_some() {
+        for key in linked_to(user_key(user_id), &links) {
+            if self.users.pop(&key).is_some() {
                 removed += 1;
             }
             if let Some(persist) = &mut self.persist {
-                persist.save(key, None);
+                persist.save(&key, None);
             }
         }
         removed
@@ -259,15 +262,24 @@ impl Identities {
         }
     }
 
-    /// The profile of `key`, created empty when missing; `changed` when a persistent store
-    /// must learn the result.
+    /// Apply `change` to the profile of `key` (a new one only if the change put something in
+    /// it, so ids that taught nothing take no room); a persistent store learns the result when
+    /// `change` says it changed.
     fn update(&mut self, key: Key, change: impl FnOnce(&mut Profile) -> bool) {
-        if !self.users.contains(&key) {
-            self.insert(key, Profile::default());
-        }
-        let profile = self.users.get_mut(&key).expect("inserted above");
-        if change(profile)
+        let changed = match self.users.get_mut(&key) {
+            Some(profile) => change(profile),
+            None => {
+                let mut profile = Profile::default();
+                if !change(&mut profile) {
+                    return;
+                }
+                self.insert(key, profile);
+                true
+            }
+        };
+        if changed
             && let Some(persist) = &mut self.persist
+            && let Some(profile) = self.users.peek(&key)
         {
             persist.save(&key, Some(profile));
         }
@@ -285,8 +297,9 @@ impl UserMemory for Identities {
         }
         if let Some(anonymous) = ids.anonymous_id.as_deref() {
             self.update(anonymous_key(anonymous), |p| {
-                let learned = p.learn(user, now, refresh);
+                // Link first: a new owner of this anonymous id clears what the last one left.
                 let linked = known.is_some_and(|k| p.link(k, now, refresh));
+                let learned = p.learn(user, now, refresh);
                 learned | linked
             });
         }
@@ -310,14 +323,40 @@ impl UserMemory for Identities {
             order[1] = order[0].and_then(|p| p.linked(now, ttl)).and_then(profile);
         }
         if let Some(id) = ids.anonymous_id.as_deref() {
-            order[2] = profile(&anonymous_key(id));
-            order[3] = order[2].and_then(|p| p.linked(now, ttl)).and_then(profile);
+            let anonymous = profile(&anonymous_key(id));
+            // An anonymous id last seen with someone else (a shared device) says nothing
+            // about this user.
+            let known = ids.user_id.as_deref().map(user_key);
+            let someone_else = anonymous
+                .and_then(Profile::link_target)
+                .is_some_and(|to| known.is_some_and(|k| k != *to));
+            if !someone_else {
+                order[2] = anonymous;
+                order[3] = anonymous.and_then(|p| p.linked(now, ttl)).and_then(profile);
+            }
         }
         let mut added = UserDataKeys::default();
         for p in order.into_iter().flatten() {
             added = added | p.fill(user, now, ttl);
         }
         added
+    }
+}
+
+/// `user` and every key whose profile links to it, directly or through profiles that do
+/// (an alias's previous id, and the anonymous ids linked to that), given each key's link.
+pub fn linked_to(user: Key, links: &[(Key, Option<Key>)]) -> Vec<Key> {
+    let mut doomed = vec![user];
+    loop {
+        let before = doomed.len();
+        for (key, link) in links {
+            if link.is_some_and(|to| doomed.contains(&to)) && !doomed.contains(key) {
+                doomed.push(*key);
+            }
+        }
+        if doomed.len() == before {
+            return doomed;
+        }
     }
 }
 

@@ -26,7 +26,7 @@ const MAX_PENDING: usize = 100_000;
 /// Writes changes to the bucket and reads what others wrote.
 pub struct NatsKvStore {
     writes: mpsc::Sender<(Key, Option<Bytes>)>,
-    remote: mpsc::UnboundedReceiver<(Key, Option<Profile>)>,
+    remote: mpsc::Receiver<(Key, Option<Profile>)>,
     component: ComponentInfo,
 }
 
@@ -69,7 +69,8 @@ impl NatsKvStore {
             .watch_with_history(">")
             .await
             .map_err(|e| format!("cannot watch the bucket `{}`: {e}", config.bucket))?;
-        let (remote_tx, remote) = mpsc::unbounded_channel();
+        // Bounded: a watch that outruns the sink waits (NATS keeps the rest).
+        let (remote_tx, remote) = mpsc::channel(MAX_PENDING);
         let watcher = component.clone();
         tokio::spawn(async move {
             while let Some(entry) = watch.next().await {
@@ -91,7 +92,7 @@ impl NatsKvStore {
                     },
                     kv::Operation::Delete | kv::Operation::Purge => None,
                 };
-                if remote_tx.send((key, change)).is_err() {
+                if remote_tx.send((key, change)).await.is_err() {
                     return; // The sink has stopped.
                 }
             }
@@ -142,9 +143,11 @@ impl Persist for NatsKvStore {
     /// Other instances may still need a profile this one no longer has room for.
     fn evict(&mut self, _key: &Key) {}
 
-    fn remote_changes(&mut self) -> Vec<(Key, Option<Profile>)> {
+    fn remote_changes(&mut self, max: usize) -> Vec<(Key, Option<Profile>)> {
         let mut changes = Vec::new();
-        while let Ok(change) = self.remote.try_recv() {
+        while changes.len() < max
+            && let Ok(change) = self.remote.try_recv()
+        {
             changes.push(change);
         }
         changes
@@ -160,29 +163,37 @@ pub fn forget_blocking(config: &EnrichmentConfig, user_id: &str) -> Result<usize
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let store = bucket(config, "enrichment forget").await?;
-        let user = user_key(user_id);
-        let mut doomed = vec![hex::encode(user)];
+        let mut links = Vec::new();
         let mut keys = store.keys().await.map_err(|e| e.to_string())?;
         while let Some(name) = keys.next().await {
             let name = name.map_err(|e| e.to_string())?;
-            if name == doomed[0] {
+            let Some(key) = decode_key(&name) else {
                 continue;
-            }
+            };
             let value = store.get(&name).await.map_err(|e| e.to_string())?;
-            if value
+            let link = value
                 .as_deref()
                 .and_then(Profile::decode)
-                .is_some_and(|p| p.links_to(&user))
-            {
-                doomed.push(name);
-            }
+                .and_then(|p| p.link_target().copied());
+            links.push((key, link));
         }
-        let mut removed = 0;
-        for name in &doomed {
-            if store.get(name).await.map_err(|e| e.to_string())?.is_some() {
-                removed += 1;
+        let doomed = super::linked_to(user_key(user_id), &links);
+        let removed = doomed
+            .iter()
+            .filter(|k| links.iter().any(|(key, _)| key == *k))
+            .count();
+        // Twice, a moment apart: a running instance may write a profile back between the
+        // purge and the moment its watch sees it.
+        for pass in 0..2 {
+            if pass == 1 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            store.purge(name).await.map_err(|e| e.to_string())?;
+            for key in &doomed {
+                store
+                    .purge(hex::encode(key))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         Ok(removed)
     })

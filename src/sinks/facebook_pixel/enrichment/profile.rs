@@ -106,12 +106,18 @@ fn set_plain<'m>(user: &mut UserData<'m>, i: usize, value: &'m str) {
     }
 }
 
+/// Whether a value seen at `at` is still usable at `now`. Saturating: times come from stored
+/// profiles, which another instance (or an old version) may have written.
+fn fresh(at: i64, now: i64, ttl: i64) -> bool {
+    now.saturating_sub(at) < ttl
+}
+
 /// Whether a remembered value needs writing: it changed, or it was last written long enough
 /// ago that its age would otherwise be misjudged.
 fn update<T: PartialEq>(slot: &mut Option<Seen<T>>, value: T, now: i64, refresh: i64) -> bool {
     match slot {
         Some(seen) if seen.value == value => {
-            if now - seen.at >= refresh {
+            if now.saturating_sub(seen.at) >= refresh {
                 seen.at = now;
                 true
             } else {
@@ -150,16 +156,27 @@ impl Profile {
         changed
     }
 
-    /// Link this (anonymous) profile to the known user `to`.
+    /// Link this (anonymous) profile to the known user `to`. When it was linked to someone
+    /// else (a shared device, a new login), what it remembered belongs to that other person
+    /// and is forgotten, so it can never reach this user's events.
     pub fn link(&mut self, to: Key, now: i64, refresh: i64) -> bool {
+        if self.link.as_ref().is_some_and(|l| l.value != to) {
+            self.hashed = Default::default();
+            self.plain = Default::default();
+        }
         update(&mut self.link, to, now, refresh)
+    }
+
+    /// The user this profile is linked to, however long ago.
+    pub fn link_target(&self) -> Option<&Key> {
+        self.link.as_ref().map(|l| &l.value)
     }
 
     /// The known user this profile is linked to, if the link is younger than `ttl`.
     pub fn linked(&self, now: i64, ttl: i64) -> Option<&Key> {
         self.link
             .as_ref()
-            .filter(|l| now - l.at < ttl)
+            .filter(|l| fresh(l.at, now, ttl))
             .map(|l| &l.value)
     }
 
@@ -173,7 +190,7 @@ impl Profile {
     pub fn fill<'m>(&'m self, user: &mut UserData<'m>, now: i64, ttl: i64) -> UserDataKeys {
         let mut added = 0u16;
         for (i, slot) in self.hashed.iter().enumerate() {
-            if let Some(seen) = slot.as_ref().filter(|s| now - s.at < ttl) {
+            if let Some(seen) = slot.as_ref().filter(|s| fresh(s.at, now, ttl)) {
                 let out = hashed_mut(user, i);
                 if out.is_empty() {
                     out.clone_from(&seen.value);
@@ -182,7 +199,7 @@ impl Profile {
             }
         }
         for (i, slot) in self.plain.iter().enumerate() {
-            if let Some(seen) = slot.as_ref().filter(|s| now - s.at < ttl)
+            if let Some(seen) = slot.as_ref().filter(|s| fresh(s.at, now, ttl))
                 && plain(user, i).is_none()
             {
                 set_plain(user, i, &seen.value);
@@ -200,9 +217,9 @@ impl Profile {
         hashed.chain(plain).chain(link).max().unwrap_or(i64::MIN)
     }
 
-    /// Whether everything in it is older than `ttl`.
+    /// Whether everything in it is older than `ttl` (an empty profile is).
     pub fn is_expired(&self, now: i64, ttl: i64) -> bool {
-        now - self.last_seen() >= ttl
+        !fresh(self.last_seen(), now, ttl)
     }
 
     /// Merge a copy written elsewhere (another instance): per key, the newer value wins.

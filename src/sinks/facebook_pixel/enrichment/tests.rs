@@ -285,3 +285,50 @@ fn settings_are_checked_only_when_enabled() {
     assert_eq!(defaults.store, StoreKind::Memory);
     assert!(toml::from_str::<EnrichmentConfig>("store = \"redis\"").is_err());
 }
+
+#[test]
+fn a_shared_device_does_not_carry_one_users_data_to_another() {
+    let mut memory = Identities::new(100, 3600);
+    map(&mut memory, identify("alice", Some("device-1")), t0()).unwrap_err();
+    // Bob logs in on the same browser: same anonymousId, another userId.
+    let bob = map(
+        &mut memory,
+        track(json!({"userId": "bob", "anonymousId": "device-1"})),
+        t0(),
+    )
+    .unwrap();
+    assert!(
+        user_data(&bob).get("em").is_none(),
+        "alice's email on bob's event"
+    );
+    // From now on the device is bob's: its anonymous events carry nothing of alice.
+    let anonymous = map(&mut memory, track(json!({"anonymousId": "device-1"})), t0()).unwrap();
+    assert!(user_data(&anonymous).get("em").is_none());
+}
+
+#[test]
+fn forget_follows_aliases_to_every_linked_profile() {
+    let dir = temp_dir("forget-alias");
+    {
+        let mut memory = open_disk(&dir, t0());
+        // anon-1 belonged to the old user id, which was then aliased to the new one.
+        map(&mut memory, identify("old-id", Some("anon-1")), t0()).unwrap_err();
+        let alias = json!({"type": "alias", "previousId": "old-id", "userId": "new-id"});
+        map(&mut memory, alias, t0()).unwrap_err();
+        assert_eq!(memory.forget("nobody"), 0);
+    }
+    // new-id ← user:old-id (alias) ← anon-1; and anon:old-id (alias).
+    assert_eq!(disk::forget(&dir, "new-id").unwrap(), 3);
+    let mut memory = open_disk(&dir, t0());
+    assert!(memory.is_empty(), "{} profiles left", memory.len());
+    let event = map(&mut memory, track(json!({"anonymousId": "anon-1"})), t0()).unwrap();
+    assert!(user_data(&event).get("em").is_none());
+}
+
+#[test]
+fn ids_that_teach_nothing_take_no_room() {
+    let mut memory = Identities::new(100, 3600);
+    let bare = json!({"type": "track", "event": "Ping", "userId": "u9"});
+    map(&mut memory, bare, t0()).unwrap();
+    assert!(memory.is_empty());
+}
