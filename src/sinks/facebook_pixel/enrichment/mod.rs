@@ -286,23 +286,68 @@ impl Identities {
     }
 }
 
-impl UserMemory for Identities {
-    fn learn(&mut self, ids: &UserIds<'_>, user: &UserData<'_>, now: i64) {
-        let (refresh, known) = (self.refresh, ids.user_id.as_deref().map(user_key));
-        if user.keys().iter().all(|k| k == "external_id") && known.is_none() {
-            return; // Nothing worth a profile.
+/// The store keys of a message's ids, computed once per message.
+struct Keys {
+    user: Option<Key>,
+    anonymous: Option<Key>,
+}
+
+impl Keys {
+    fn of(ids: &UserIds<'_>) -> Self {
+        Keys {
+            user: ids.user_id.as_deref().map(user_key),
+            anonymous: ids.anonymous_id.as_deref().map(anonymous_key),
         }
-        if let Some(key) = known {
+    }
+}
+
+impl Identities {
+    fn learn_keys(&mut self, keys: &Keys, user: &UserData<'_>, now: i64) {
+        let refresh = self.refresh;
+        if let Some(key) = keys.user {
             self.update(key, |p| p.learn(user, now, refresh));
         }
-        if let Some(anonymous) = ids.anonymous_id.as_deref() {
-            self.update(anonymous_key(anonymous), |p| {
+        if let Some(anonymous) = keys.anonymous {
+            self.update(anonymous, |p| {
                 // Link first: a new owner of this anonymous id clears what the last one left.
-                let linked = known.is_some_and(|k| p.link(k, now, refresh));
+                let linked = keys.user.is_some_and(|k| p.link(k, now, refresh));
                 let learned = p.learn(user, now, refresh);
                 learned | linked
             });
         }
+    }
+
+    fn recall_keys<'m>(&'m self, keys: &Keys, user: &mut UserData<'m>, now: i64) -> UserDataKeys {
+        let ttl = self.ttl;
+        let profile = |key: &Key| self.users.peek(key);
+        let mut order: [Option<&'m Profile>; 4] = [None; 4];
+        if let Some(key) = &keys.user {
+            order[0] = profile(key);
+            order[1] = order[0].and_then(|p| p.linked(now, ttl)).and_then(profile);
+        }
+        if let Some(key) = &keys.anonymous {
+            let anonymous = profile(key);
+            // An anonymous id last seen with someone else (a shared device) says nothing
+            // about this user.
+            let someone_else = anonymous
+                .and_then(Profile::link_target)
+                .is_some_and(|to| keys.user.is_some_and(|k| k != *to));
+            if !someone_else {
+                order[2] = anonymous;
+                order[3] = anonymous.and_then(|p| p.linked(now, ttl)).and_then(profile);
+            }
+        }
+        let mut added = UserDataKeys::default();
+        for p in order.into_iter().flatten() {
+            added = added | p.fill(user, now, ttl);
+        }
+        added
+    }
+}
+
+impl UserMemory for Identities {
+    fn learn(&mut self, ids: &UserIds<'_>, user: &UserData<'_>, now: i64) {
+        self.learn_keys(&Keys::of(ids), user, now);
     }
 
     fn link(&mut self, previous_id: &str, user_id: &str, now: i64) {
@@ -314,32 +359,17 @@ impl UserMemory for Identities {
         }
     }
 
-    fn recall<'m>(&'m self, ids: &UserIds<'_>, user: &mut UserData<'m>, now: i64) -> UserDataKeys {
-        let ttl = self.ttl;
-        let profile = |key: &Key| self.users.peek(key);
-        let mut order: [Option<&'m Profile>; 4] = [None; 4];
-        if let Some(id) = ids.user_id.as_deref() {
-            order[0] = profile(&user_key(id));
-            order[1] = order[0].and_then(|p| p.linked(now, ttl)).and_then(profile);
-        }
-        if let Some(id) = ids.anonymous_id.as_deref() {
-            let anonymous = profile(&anonymous_key(id));
-            // An anonymous id last seen with someone else (a shared device) says nothing
-            // about this user.
-            let known = ids.user_id.as_deref().map(user_key);
-            let someone_else = anonymous
-                .and_then(Profile::link_target)
-                .is_some_and(|to| known.is_some_and(|k| k != *to));
-            if !someone_else {
-                order[2] = anonymous;
-                order[3] = anonymous.and_then(|p| p.linked(now, ttl)).and_then(profile);
-            }
-        }
-        let mut added = UserDataKeys::default();
-        for p in order.into_iter().flatten() {
-            added = added | p.fill(user, now, ttl);
-        }
-        added
+    fn learn_and_recall<'m>(
+        &'m mut self,
+        ids: &UserIds<'_>,
+        user: &mut UserData<'m>,
+        now: i64,
+    ) -> UserDataKeys {
+        let keys = Keys::of(ids);
+        self.learn_keys(&keys, user, now);
+        // What was learned is in; from here the memory is only read.
+        let this: &'m Self = self;
+        this.recall_keys(&keys, user, now)
     }
 }
 

@@ -114,9 +114,15 @@ fn fresh(at: i64, now: i64, ttl: i64) -> bool {
 
 /// Whether a remembered value needs writing: it changed, or it was last written long enough
 /// ago that its age would otherwise be misjudged.
-fn update<T: PartialEq>(slot: &mut Option<Seen<T>>, value: T, now: i64, refresh: i64) -> bool {
+fn update<T>(
+    slot: &mut Option<Seen<T>>,
+    same: impl FnOnce(&T) -> bool,
+    value: impl FnOnce() -> T,
+    now: i64,
+    refresh: i64,
+) -> bool {
     match slot {
-        Some(seen) if seen.value == value => {
+        Some(seen) if same(&seen.value) => {
             if now.saturating_sub(seen.at) >= refresh {
                 seen.at = now;
                 true
@@ -125,7 +131,10 @@ fn update<T: PartialEq>(slot: &mut Option<Seen<T>>, value: T, now: i64, refresh:
             }
         }
         _ => {
-            *slot = Some(Seen { value, at: now });
+            *slot = Some(Seen {
+                value: value(),
+                at: now,
+            });
             true
         }
     }
@@ -137,20 +146,28 @@ impl Profile {
     /// write is at least `refresh` seconds old.
     pub fn learn(&mut self, user: &UserData<'_>, now: i64, refresh: i64) -> bool {
         let mut changed = false;
+        // Compared before anything is copied: most events repeat what is remembered.
         for i in 0..HASHED {
             let values = hashed(user, i);
             if !values.is_empty() {
-                changed |= update(&mut self.hashed[i], values.clone(), now, refresh);
+                changed |= update(
+                    &mut self.hashed[i],
+                    |v| v == values,
+                    || values.clone(),
+                    now,
+                    refresh,
+                );
             }
         }
         for i in 0..PLAIN {
             if let Some(value) = plain(user, i) {
-                let same = matches!(&self.plain[i], Some(seen) if &*seen.value == value);
-                let value: Arc<str> = match &self.plain[i] {
-                    Some(seen) if same => seen.value.clone(),
-                    _ => Arc::from(value),
-                };
-                changed |= update(&mut self.plain[i], value, now, refresh);
+                changed |= update(
+                    &mut self.plain[i],
+                    |v| &**v == value,
+                    || Arc::from(value),
+                    now,
+                    refresh,
+                );
             }
         }
         changed
@@ -164,7 +181,7 @@ impl Profile {
             self.hashed = Default::default();
             self.plain = Default::default();
         }
-        update(&mut self.link, to, now, refresh)
+        update(&mut self.link, |l| *l == to, || to, now, refresh)
     }
 
     /// The user this profile is linked to, however long ago.

@@ -239,11 +239,7 @@ impl Mapper {
         );
         if let Some(memory) = memory.take() {
             let ids = UserIds::of(message);
-            memory.learn(&ids, &user_data, now.timestamp());
-            // What was learned is in; from here the memory is only read, for as long as the
-            // server event borrows the values it adds.
-            let memory: &'j (dyn UserMemory + 'm) = memory;
-            notes.enriched = memory.recall(&ids, &mut user_data, now.timestamp());
+            notes.enriched = memory.learn_and_recall(&ids, &mut user_data, now.timestamp());
         }
         notes.user_data_keys = user_data.keys();
         if action_source == ActionSource::Website {
@@ -385,8 +381,15 @@ pub trait UserMemory {
     /// An `alias` call: `previous_id` is now known as `user_id`.
     fn link(&mut self, previous_id: &str, user_id: &str, now: i64);
 
-    /// Add to `user` the remembered keys it lacks (its own values win); returns those added.
-    fn recall<'m>(&'m self, ids: &UserIds<'_>, user: &mut UserData<'m>, now: i64) -> UserDataKeys;
+    /// [`UserMemory::learn`] from an event that is sent, then add to `user` the remembered keys
+    /// it lacks (its own values win); returns those added. One call, so the ids are looked up
+    /// once; the memory stays borrowed for as long as `user` holds values from it.
+    fn learn_and_recall<'m>(
+        &'m mut self,
+        ids: &UserIds<'_>,
+        user: &mut UserData<'m>,
+        now: i64,
+    ) -> UserDataKeys;
 }
 
 /// The ids a message is filed under.
