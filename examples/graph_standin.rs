@@ -1,6 +1,7 @@
 //! A stand-in for the Graph API that only counts, for load tests:
 //! answers every `POST …/events` with `{"events_received": N}` after an
-//! optional delay, and prints the totals every second.
+//! optional delay, and prints the totals every second, with the time from the first events
+//! request to the latest (so a script can compute the delivery rate).
 //!
 //! ```text
 //! cargo run --release --example graph_standin -- --address 127.0.0.1:18090 [--delay-ms 0]
@@ -15,6 +16,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+
+/// When the first and the latest events request arrived.
+static FIRST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+static LATEST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
 
 #[tokio::main]
 async fn main() {
@@ -42,8 +47,12 @@ async fn main() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = events.load(Ordering::Relaxed);
                 if now != last {
+                    let span = match (*FIRST.lock().unwrap(), *LATEST.lock().unwrap()) {
+                        (Some(first), Some(latest)) => (latest - first).as_secs_f64(),
+                        _ => 0.0,
+                    };
                     eprintln!(
-                        "graph_standin: {now} events in {} requests",
+                        "graph_standin: {now} events in {} requests over {span:.3} s",
                         requests.load(Ordering::Relaxed)
                     );
                     last = now;
@@ -73,6 +82,9 @@ async fn main() {
                             // Each server event has exactly one "event_id" key.
                             let n =
                                 body.windows(11).filter(|w| w == b"\"event_id\":").count() as u64;
+                            let at = std::time::Instant::now();
+                            FIRST.lock().unwrap().get_or_insert(at);
+                            *LATEST.lock().unwrap() = Some(at);
                             events.fetch_add(n, Ordering::Relaxed);
                             requests.fetch_add(1, Ordering::Relaxed);
                             format!("{{\"events_received\":{n},\"fbtrace_id\":\"standin\"}}")

@@ -44,6 +44,9 @@ const READ_CHUNK: usize = 1000;
 /// Most events gathered into one append.
 const MAX_APPEND: usize = 10_000;
 
+/// redb's page cache for the buffer.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The file's name inside the buffer's folder.
 const FILE_NAME: &str = "buffer.redb";
 
@@ -108,7 +111,11 @@ impl DiskBuffer {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("buffer: cannot create {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| match e {
+        // redb caches up to 1 GiB by default; a queue read once, in order, needs little.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => format!(
                 "buffer: {} is in use by another fbpixel process; give each instance its own data_dir",
                 path.display()
