@@ -117,8 +117,9 @@ fn bodies(input: &str, batch: usize, count: usize, segment: bool) -> Vec<Vec<u8>
                     body.push(b',');
                 }
                 let line = lines[n % lines.len()];
+                // `r000000` is the round: rewritten on each reuse of the body (see `unique`).
                 body.extend_from_slice(
-                    line.replace("\"ajs-msg-", &format!("\"load{n}-"))
+                    line.replace("\"ajs-msg-", &format!("\"load{n}r000000-"))
                         .as_bytes(),
                 );
                 n += 1;
@@ -127,6 +128,24 @@ fn bodies(input: &str, batch: usize, count: usize, segment: bool) -> Vec<Vec<u8>
             body
         })
         .collect()
+}
+
+/// `template` with its round marker set to `round`, so that every request's messageIds are
+/// distinct (a NATS stream deduplicates repeated ids, as Meta does); round 0 is the template.
+fn unique<'b>(template: &'b [u8], round: usize, scratch: &'b mut Vec<u8>) -> &'b [u8] {
+    if round == 0 {
+        return template;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(template);
+    let digits = format!("{:06}", round % 1_000_000);
+    let mut at = 0;
+    while let Some(i) = memchr::memmem::find(&scratch[at..], b"r000000-") {
+        let start = at + i + 1;
+        scratch[start..start + 6].copy_from_slice(digits.as_bytes());
+        at = start + 6;
+    }
+    scratch
 }
 
 async fn post(conn: &mut TcpStream, head: &[u8], body: &[u8], buf: &mut Vec<u8>) -> u16 {
@@ -195,13 +214,15 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut conn = TcpStream::connect(&address).await.expect("connect");
             conn.set_nodelay(true).unwrap();
-            let mut buf = Vec::new();
+            let (mut buf, mut scratch) = (Vec::new(), Vec::new());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= requests {
                     break;
                 }
-                let body = &bodies[i as usize % bodies.len()];
+                let template = &bodies[i as usize % bodies.len()];
+                let round = i as usize / bodies.len();
+                let body = unique(template, round, &mut scratch);
                 let status = post(&mut conn, &head, body, &mut buf).await;
                 if status != 200 {
                     failed.fetch_add(1, Ordering::Relaxed);

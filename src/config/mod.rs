@@ -52,10 +52,16 @@ impl fmt::Display for ComponentKind {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Listen address, e.g. `127.0.0.1:8686`; validated by whoever binds it.
+    /// Listen address, e.g. `127.0.0.1:8686` (the default, as Vector's); validated by
+    /// whoever binds it.
+    #[serde(default = "default_api_address")]
     pub address: String,
     /// `None` when not written, so the caller picks the default.
     pub enabled: Option<bool>,
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1:8686".to_owned()
 }
 
 /// One source, transform or sink, with its options still untyped so each
