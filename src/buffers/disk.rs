@@ -422,14 +422,11 @@ impl Writer {
             {
                 break;
             }
-            match stored.await {
-                Ok(Ok(())) => {
-                    self.metrics.received(n);
-                    report(finalizers, EventStatus::Delivered);
-                }
-                // Already logged by the store; dropping the finalizers fails
-                // the events, so their senders are told to retry.
-                _ => {}
+            // On an error (already logged by the store), dropping the
+            // finalizers fails the events, so their senders are told to retry.
+            if let Ok(Ok(())) = stored.await {
+                self.metrics.received(n);
+                report(finalizers, EventStatus::Delivered);
             }
         }
         let _ = self.commands.send(Command::InputEnded);

@@ -93,7 +93,7 @@ async fn events_are_acknowledged_once_stored_and_handed_on_in_order() {
         b.output.recv().await.is_none(),
         "input ended and all was read"
     );
-    b.closing.wait().await;
+    b.closing.wait().await.expect("the buffer closes cleanly");
     let reopened = DiskBuffer::open(&dir, u64::MAX, WhenFull::Block).unwrap();
     assert!(reopened.is_empty(), "delivered events were removed");
 }
@@ -109,7 +109,7 @@ async fn what_the_sink_did_not_finish_is_sent_again_after_a_restart() {
     finish(batch, EventStatus::Errored);
     drop(b.input);
     drop(b.output);
-    b.closing.wait().await;
+    b.closing.wait().await.expect("the buffer closes cleanly");
 
     let mut b = start(&dir, u64::MAX, WhenFull::Block);
     let batch = next(&mut b.output).await;
@@ -117,7 +117,7 @@ async fn what_the_sink_did_not_finish_is_sent_again_after_a_restart() {
     finish(batch, EventStatus::DeadLettered);
     drop(b.input);
     assert!(b.output.recv().await.is_none());
-    b.closing.wait().await;
+    b.closing.wait().await.expect("the buffer closes cleanly");
     assert!(
         DiskBuffer::open(&dir, u64::MAX, WhenFull::Block)
             .unwrap()
@@ -137,7 +137,7 @@ async fn events_never_read_are_kept_across_a_restart_and_read_back_in_chunks() {
     // real `kill -9` is tested through the binary in tests/durability.rs.)
     drop(b.output);
     drop(b.input);
-    b.closing.wait().await;
+    b.closing.wait().await.expect("the buffer closes cleanly");
     let reopened = DiskBuffer::open(&dir, u64::MAX, WhenFull::Block).unwrap();
     assert_eq!(reopened.len(), 2500);
     let (_input, rx) = mpsc::channel(1);
