@@ -269,3 +269,34 @@ fn two_instances_share_what_they_learn_through_a_nats_kv_bucket() {
     assert!(delivered_by_second);
     println!("nats_kv: the second instance enriched after {attempt} attempt(s) (one every ~20 ms)");
 }
+
+#[test]
+fn a_nats_kv_store_that_is_down_never_stops_delivery() {
+    let graph = graph();
+    let closed = free_port();
+    let config = temp_file(
+        "enrich-kv-down.toml",
+        &format!(
+            "[sources.in]\ntype = \"stdin\"\n{}",
+            sink(
+                &graph.endpoint,
+                "1",
+                &format!("store = \"nats_kv\", url = \"nats://127.0.0.1:{closed}\"")
+            )
+        ),
+    );
+    let p = run_stdin(
+        &config,
+        &[
+            identify("u1", "anon-1"),
+            track("while-down", json!({"userId": "u1"})),
+        ],
+    );
+    let ud = user_data(&graph, "while-down").expect("delivered although the store is down");
+    assert_eq!(
+        ud["em"],
+        json!([sha("jane.doe@example.com")]),
+        "enriched from memory meanwhile"
+    );
+    assert!(p.stderr().contains("retrying"), "{}", p.stderr());
+}

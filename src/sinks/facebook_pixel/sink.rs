@@ -15,7 +15,7 @@ use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
-use super::enrichment::{EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
+use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
@@ -43,10 +43,11 @@ impl SinkConfig for FacebookPixelConfig {
             Duration::from_secs_f64(self.batch.timeout_secs),
             client.body_suffix(),
         );
-        let identities = self.enrichment_store(&cx).await.map_err(BuildError)?;
+        self.check_enrichment(&cx).map_err(BuildError)?;
         let sink = FacebookPixelSink {
             mapper,
-            identities,
+            enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
+            identities: None,
             client: Some(client),
             dead_letter_path: self.dead_letter.as_ref().map(|d| d.path.clone()),
             builder,
@@ -69,42 +70,58 @@ impl SinkConfig for FacebookPixelConfig {
 }
 
 impl FacebookPixelConfig {
-    /// The users remembered for `enrichment`, loaded from its store.
-    async fn enrichment_store(&self, cx: &BuildContext) -> Result<Option<Identities>, String> {
-        let EnrichmentConfig {
-            enabled,
-            ttl_secs,
-            max_users,
-            store,
-            ..
-        } = &self.enrichment;
-        if !enabled {
-            return Ok(None);
+    /// What `validate` can check of `enrichment` without opening its store (a running
+    /// instance holds it).
+    fn check_enrichment(&self, cx: &BuildContext) -> Result<(), String> {
+        let e = &self.enrichment;
+        if e.enabled && e.store == StoreKind::Disk {
+            EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &cx.metrics.info().id)?;
         }
-        let identities = Identities::new(*max_users, *ttl_secs);
-        let now = Utc::now().timestamp();
-        let ttl = i64::try_from(*ttl_secs).unwrap_or(i64::MAX);
-        let info = cx.metrics.info().clone();
-        Ok(Some(match store {
-            StoreKind::Memory => identities,
-            StoreKind::Disk => {
-                let dir = EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &info.id)?;
-                let (store, profiles) = DiskStore::open(&dir, now, ttl, info)?;
-                identities.with_store(Box::new(store), profiles, now)
+        if e.enabled && e.store == StoreKind::NatsKv {
+            crate::nats::server_urls(e.url.as_deref().unwrap_or_default())
+                .map_err(|problem| format!("enrichment.url: {problem}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The users remembered for `enrichment`, loaded from its store. A store that cannot be
+/// opened is logged and counted, and the sink goes on with memory alone: enrichment must never
+/// stop delivery.
+fn open_enrichment(config: &EnrichmentConfig, cx: &BuildContext) -> Identities {
+    let identities = Identities::new(config.max_users, config.ttl_secs);
+    let now = Utc::now().timestamp();
+    let ttl = i64::try_from(config.ttl_secs).unwrap_or(i64::MAX);
+    let info = cx.metrics.info().clone();
+    match config.store {
+        StoreKind::Memory => identities,
+        StoreKind::Disk => {
+            let opened = EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &info.id)
+                .and_then(|dir| DiskStore::open(&dir, now, ttl, info.clone()));
+            match opened {
+                Ok((store, profiles)) => identities.with_store(Box::new(store), profiles, now),
+                Err(e) => {
+                    enrichment::store_error(&info);
+                    tracing::error!(
+                        component = %info.id,
+                        "{e}; enrichment goes on in memory only until a restart"
+                    );
+                    identities
+                }
             }
-            StoreKind::NatsKv => {
-                let store = NatsKvStore::open(&self.enrichment, info)
-                    .await
-                    .map_err(|e| format!("enrichment: {e}"))?;
-                identities.with_store(Box::new(store), Vec::new(), now)
-            }
-        }))
+        }
+        // Connects in the background (and keeps trying); until then, memory only.
+        StoreKind::NatsKv => {
+            identities.with_store(Box::new(NatsKvStore::start(config, info)), Vec::new(), now)
+        }
     }
 }
 
 struct FacebookPixelSink {
     mapper: Mapper,
-    /// `enrichment`: the users remembered, when enabled.
+    /// `enrichment`, when enabled: its store is opened when the sink starts.
+    enrichment: Option<EnrichmentConfig>,
+    /// The users remembered, once opened.
     identities: Option<Identities>,
     client: Option<GraphClient>,
     dead_letter_path: Option<std::path::PathBuf>,
@@ -135,6 +152,10 @@ impl Sink for FacebookPixelSink {
         ));
         telemetry::healthy(&metrics, true);
         let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
+        self.identities = self
+            .enrichment
+            .as_ref()
+            .map(|config| open_enrichment(config, &self.cx));
         let enrichment = self
             .identities
             .as_ref()

@@ -61,70 +61,125 @@ async fn bucket(config: &EnrichmentConfig, component: &str) -> Result<kv::Store,
 }
 
 impl NatsKvStore {
-    /// Connect, open (or create) the bucket and start watching it; the bucket's current
-    /// profiles arrive through [`Persist::remote_changes`] like every later change.
-    pub async fn open(config: &EnrichmentConfig, component: ComponentInfo) -> Result<Self, String> {
-        let store = bucket(config, &component.id).await?;
-        let mut watch = store
-            .watch_with_history(">")
-            .await
-            .map_err(|e| format!("cannot watch the bucket `{}`: {e}", config.bucket))?;
-        // Bounded: a watch that outruns the sink waits (NATS keeps the rest).
+    /// Start connecting in the background: open (or create) the bucket, retrying with backoff
+    /// while NATS is unreachable, then watch it; the bucket's current profiles arrive through
+    /// [`Persist::remote_changes`] like every later change. Until connected, changes queue (up
+    /// to [`MAX_PENDING`]) and lookups use what this instance learned itself.
+    pub fn start(config: &EnrichmentConfig, component: ComponentInfo) -> Self {
         let (remote_tx, remote) = mpsc::channel(MAX_PENDING);
-        let watcher = component.clone();
+        let (writes, pending) = mpsc::channel::<(Key, Option<Bytes>)>(MAX_PENDING);
+        let (config_copy, task_component) = (config.clone(), component.clone());
         tokio::spawn(async move {
-            while let Some(entry) = watch.next().await {
-                let entry = match entry {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        store_error(&watcher);
-                        tracing::warn!(component = %watcher.id, "enrichment: bucket watch: {e}");
-                        continue;
-                    }
-                };
-                let Some(key) = decode_key(&entry.key) else {
-                    continue;
-                };
-                let change = match entry.operation {
-                    kv::Operation::Put => match Profile::decode(&entry.value) {
-                        Some(profile) => Some(profile),
-                        None => continue,
-                    },
-                    kv::Operation::Delete | kv::Operation::Purge => None,
-                };
-                if remote_tx.send((key, change)).await.is_err() {
-                    return; // The sink has stopped.
-                }
-            }
+            let stopped = remote_tx.clone();
+            let Some(store) =
+                connect_until_open(&config_copy, &task_component, || stopped.is_closed()).await
+            else {
+                return;
+            };
+            tokio::spawn(watch(store.clone(), remote_tx, task_component.clone()));
+            write(store, pending, task_component).await;
         });
-        let (writes, mut pending) = mpsc::channel::<(Key, Option<Bytes>)>(MAX_PENDING);
-        let writer = component.clone();
-        tokio::spawn(async move {
-            let mut last_warning = None::<tokio::time::Instant>;
-            while let Some((key, value)) = pending.recv().await {
-                let name = hex::encode(key);
-                let result = match value {
-                    Some(value) => store
-                        .put(&name, value)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    None => store.purge(&name).await.map_err(|e| e.to_string()),
-                };
-                if let Err(e) = result {
-                    store_error(&writer);
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        tracing::warn!(component = %writer.id, "enrichment: cannot write to the bucket: {e}");
-                        last_warning = Some(tokio::time::Instant::now());
-                    }
-                }
-            }
-        });
-        Ok(Self {
+        Self {
             writes,
             remote,
             component,
-        })
+        }
+    }
+}
+
+/// The bucket, once NATS answers; `None` when the sink stopped first.
+async fn connect_until_open(
+    config: &EnrichmentConfig,
+    component: &ComponentInfo,
+    stopped: impl Fn() -> bool,
+) -> Option<kv::Store> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        if stopped() {
+            return None;
+        }
+        match bucket(config, &component.id).await {
+            Ok(store) => {
+                tracing::info!(component = %component.id, bucket = %config.bucket, "enrichment: using the NATS key-value bucket");
+                return Some(store);
+            }
+            Err(e) => {
+                store_error(component);
+                tracing::error!(
+                    component = %component.id,
+                    "enrichment: {e}; retrying in {wait:?} (events are sent meanwhile, enriched from memory only)"
+                );
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Forward what the bucket holds and every later change to the sink.
+async fn watch(
+    store: kv::Store,
+    remote: mpsc::Sender<(Key, Option<Profile>)>,
+    component: ComponentInfo,
+) {
+    let mut watch = match store.watch_with_history(">").await {
+        Ok(watch) => watch,
+        Err(e) => {
+            store_error(&component);
+            tracing::error!(component = %component.id, "enrichment: cannot watch the bucket: {e}; other instances' profiles will not arrive");
+            return;
+        }
+    };
+    while let Some(entry) = watch.next().await {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                store_error(&component);
+                tracing::warn!(component = %component.id, "enrichment: bucket watch: {e}");
+                continue;
+            }
+        };
+        let Some(key) = decode_key(&entry.key) else {
+            continue;
+        };
+        let change = match entry.operation {
+            kv::Operation::Put => match Profile::decode(&entry.value) {
+                Some(profile) => Some(profile),
+                None => continue,
+            },
+            kv::Operation::Delete | kv::Operation::Purge => None,
+        };
+        // Bounded: a watch that outruns the sink waits (NATS keeps the rest).
+        if remote.send((key, change)).await.is_err() {
+            return; // The sink has stopped.
+        }
+    }
+}
+
+/// Write queued changes to the bucket until the sink stops.
+async fn write(
+    store: kv::Store,
+    mut pending: mpsc::Receiver<(Key, Option<Bytes>)>,
+    component: ComponentInfo,
+) {
+    let mut last_warning = None::<tokio::time::Instant>;
+    while let Some((key, value)) = pending.recv().await {
+        let name = hex::encode(key);
+        let result = match value {
+            Some(value) => store
+                .put(&name, value)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => store.purge(&name).await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = result {
+            store_error(&component);
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(component = %component.id, "enrichment: cannot write to the bucket: {e}");
+                last_warning = Some(tokio::time::Instant::now());
+            }
+        }
     }
 }
 
