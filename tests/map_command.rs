@@ -147,3 +147,45 @@ fn an_unreadable_config_names_the_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/fbpixel.toml"));
 }
+
+#[test]
+fn with_enrichment_earlier_lines_enrich_later_ones_without_touching_the_store() {
+    let dir = support::temp_dir("map-enrichment");
+    let config = format!(
+        "data_dir = \"{}\"\n{SOURCE}{}",
+        dir.display(),
+        sink("fb", "enrichment = { enabled = true, store = \"disk\" }")
+    );
+    let path = support::temp_file("config.toml", &config);
+    let identify = r#"{"type":"identify","userId":"u1","traits":{"email":"Jane@Example.com"}}"#;
+    let input = format!("{identify}\n{EVENT}\n");
+    let output = support::fbpixel(
+        &[
+            "map",
+            "--config",
+            path.to_str().unwrap(),
+            "--now",
+            "2024-06-15T12:00:00Z",
+        ],
+        input.as_bytes(),
+        &[],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    );
+    assert!(output.status.success(), "{stderr}");
+    let event: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    use sha2::Digest;
+    let email = hex::encode(sha2::Sha256::digest(b"jane@example.com"));
+    assert_eq!(event["user_data"]["em"], serde_json::json!([email]));
+    assert!(
+        stderr.contains("1 mapped, 1 skipped, 0 rejected"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 enriched from earlier messages"),
+        "{stderr}"
+    );
+    assert!(!dir.join("enrichment").exists(), "a dry run opens no store");
+}

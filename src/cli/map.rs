@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 
 use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
-use crate::sinks::facebook_pixel::mapping::DroppedValues;
+use crate::sinks::facebook_pixel::capi::UserDataKeys;
+use crate::sinks::facebook_pixel::enrichment::Identities;
+use crate::sinks::facebook_pixel::mapping::{DroppedValues, UserMemory};
 use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome, SINK_TYPE};
 
 #[derive(Debug, clap::Args)]
@@ -31,11 +33,18 @@ fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn run(args: MapArgs) -> anyhow::Result<ExitCode> {
-    let mapper = load_mapper(&args.config, args.sink.as_deref())?;
+    let (mapper, settings) = load_mapper(&args.config, args.sink.as_deref())?;
+    // With `enrichment`, what earlier lines teach enriches later ones, in memory only: a dry
+    // run never reads or writes the configured store.
+    let mut memory = settings
+        .enrichment
+        .enabled
+        .then(|| Identities::new(settings.enrichment.max_users, settings.enrichment.ttl_secs));
     let stdin = io::stdin().lock();
     let stdout = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let stderr = BufWriter::new(io::stderr().lock());
-    match map_stream(&mapper, stdin, stdout, stderr, args.now) {
+    let memory = memory.as_mut().map(|m| m as &mut dyn UserMemory);
+    match map_stream(&mapper, memory, stdin, stdout, stderr, args.now) {
         Ok(totals) => eprintln!("fbpixel map: {totals}"),
         // The reader went away (`fbpixel map … | head`): not an error of ours.
         Err(e) if is_broken_pipe(&e) => {}
@@ -50,9 +59,12 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// The sink's mapper from a pipeline config. Missing environment variables become empty values
-/// (a dry run needs no credentials), each reported as a warning on stderr.
-pub fn load_mapper(paths: &[PathBuf], sink_id: Option<&str>) -> anyhow::Result<Mapper> {
+/// The sink's mapper (and its settings) from a pipeline config. Missing environment variables
+/// become empty values (a dry run needs no credentials), each reported as a warning on stderr.
+pub fn load_mapper(
+    paths: &[PathBuf],
+    sink_id: Option<&str>,
+) -> anyhow::Result<(Mapper, FacebookPixelConfig)> {
     let env = |name: &str| std::env::var(name).ok();
     let options = LoadOptions {
         env: &env,
@@ -66,11 +78,12 @@ pub fn load_mapper(paths: &[PathBuf], sink_id: Option<&str>) -> anyhow::Result<M
     let settings: FacebookPixelConfig = component
         .parse_options()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Mapper::new(&settings).map_err(|e| {
+    let mapper = Mapper::new(&settings).map_err(|e| {
         let path = component.path();
         let lines: Vec<String> = e.0.iter().map(|p| format!("{path}.{p}")).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
-    })
+    })?;
+    Ok((mapper, settings))
 }
 
 pub(crate) fn pick_sink<'c>(
@@ -121,6 +134,8 @@ pub struct Totals {
     pub rejected: u64,
     pub dropped: DroppedValues,
     pub purchase_value_defaulted: u64,
+    /// Events that got user_data keys from enrichment.
+    pub enriched: u64,
 }
 
 impl std::fmt::Display for Totals {
@@ -138,6 +153,9 @@ impl std::fmt::Display for Totals {
                 .collect();
             write!(f, "; user_data values dropped: {}", fields.join(", "))?;
         }
+        if self.enriched > 0 {
+            write!(f, "; {} enriched from earlier messages", self.enriched)?;
+        }
         if self.purchase_value_defaulted > 0 {
             write!(
                 f,
@@ -153,6 +171,7 @@ impl std::fmt::Display for Totals {
 /// `errors` as `line N: reason`; skipped messages print nothing.
 pub fn map_stream(
     mapper: &Mapper,
+    mut memory: Option<&mut dyn UserMemory>,
     mut input: impl BufRead,
     mut output: impl Write,
     mut errors: impl Write,
@@ -177,7 +196,12 @@ pub fn map_stream(
         }
         event.clear();
         // Parsed in place: the line buffer is ours and refilled for the next line.
-        let (outcome, notes) = mapper.map_json(&mut line, now.unwrap_or_else(Utc::now), &mut event);
+        let now = now.unwrap_or_else(Utc::now);
+        let (outcome, notes) = match memory.as_deref_mut() {
+            Some(memory) => mapper.map_json_remembering(&mut line, now, &mut event, memory),
+            None => mapper.map_json(&mut line, now, &mut event),
+        };
+        totals.enriched += u64::from(notes.enriched != UserDataKeys::default());
         totals.dropped.merge(&notes.dropped);
         totals.purchase_value_defaulted += u64::from(notes.purchase_value_defaulted);
         match outcome {
