@@ -9,6 +9,7 @@
 
 pub mod acks;
 pub mod api;
+pub mod backoff;
 pub mod buffers;
 pub mod cli;
 pub mod config;

@@ -21,9 +21,9 @@ use futures_util::stream::FuturesUnordered;
 use serde::Deserialize;
 
 use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::nats::{self as shared, Connect, NatsAuth};
-use crate::sinks::facebook_pixel::retry::Backoff;
 use crate::telemetry::{ComponentMetrics, Stage};
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,

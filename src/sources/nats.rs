@@ -23,9 +23,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::decode;
 use crate::acks::{BatchNotifier, BatchStatus, BatchStatusReceiver};
+use crate::backoff::Backoff;
 use crate::event::{Event, EventArray};
 use crate::nats::{self as shared, Connect, NatsAuth};
-use crate::sinks::facebook_pixel::retry::Backoff;
 use crate::telemetry::{ComponentMetrics, Stage};
 use crate::topology::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,

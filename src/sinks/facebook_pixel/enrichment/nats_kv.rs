@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::profile::{Key, Profile, user_key};
 use super::{EnrichmentConfig, Persist, store_error};
+use crate::backoff::Backoff;
 use crate::nats::{Connect, connect};
 use crate::telemetry::ComponentInfo;
 
@@ -93,7 +94,7 @@ async fn connect_until_open(
     component: &ComponentInfo,
     stopped: impl Fn() -> bool,
 ) -> Option<kv::Store> {
-    let mut wait = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
         if stopped() {
             return None;
@@ -104,15 +105,15 @@ async fn connect_until_open(
                 return Some(store);
             }
             Err(e) => {
+                let wait = backoff.next_wait().max(Duration::from_millis(100));
                 store_error(component);
                 tracing::error!(
                     component = %component.id,
                     "enrichment: {e}; retrying in {wait:?} (events are sent meanwhile, enriched from memory only)"
                 );
+                tokio::time::sleep(wait).await;
             }
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
     }
 }
 
