@@ -335,3 +335,51 @@ impl BufferMetrics {
         self.discarded.increment(n as u64);
     }
 }
+
+/// At most one log line per interval for a condition that repeats (a full buffer, a store or
+/// server that is down), so an outage is reported without flooding the log. Lock-free: many
+/// tasks may ask at once, and one of them wins each interval.
+pub struct Throttle {
+    interval_secs: u64,
+    /// Unix seconds of the last line; 0: never.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// One line per `interval_secs`.
+    pub const fn new(interval_secs: u64) -> Self {
+        Self {
+            interval_secs,
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line may be logged now (and, if so, the interval starts again).
+    pub fn ready(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        use std::sync::atomic::Ordering;
+        let last = self.last.load(Ordering::Relaxed);
+        (last == 0 || now >= last + self.interval_secs)
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::Throttle;
+
+    #[test]
+    fn a_throttle_lets_one_line_through_per_interval() {
+        let throttle = Throttle::new(3600);
+        assert!(throttle.ready(), "the first line is logged");
+        assert!(!throttle.ready(), "the next ones within the hour are not");
+        assert!(!throttle.ready());
+        let every_time = Throttle::new(0);
+        assert!(every_time.ready() && every_time.ready());
+    }
+}

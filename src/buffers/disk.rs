@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use super::WhenFull;
 use crate::acks::{BatchStatus, EventFinalizer, EventStatus};
 use crate::event::{Event, EventArray, track};
-use crate::telemetry::BufferMetrics;
+use crate::telemetry::{BufferMetrics, Throttle};
 use crate::topology::Backlog;
 
 /// Sequence number → one event's JSON.
@@ -218,6 +218,7 @@ impl DiskBuffer {
             max_size: self.max_size,
             when_full: self.when_full,
             metrics: metrics.clone(),
+            full_log: Throttle::new(10),
         };
         tokio::spawn(writer.run());
         let (retry_tx, retries) = mpsc::unbounded_channel();
@@ -378,11 +379,11 @@ struct Writer {
     max_size: u64,
     when_full: WhenFull,
     metrics: BufferMetrics,
+    full_log: Throttle,
 }
 
 impl Writer {
     async fn run(mut self) {
-        let mut last_warning = None;
         while let Some(mut events) = self.input.recv().await {
             // Whatever else is queued joins this append: one fsync for all.
             while events.len() < MAX_APPEND {
@@ -404,12 +405,11 @@ impl Writer {
             }
             if !self.wait_for_room(size).await {
                 self.metrics.discarded(n);
-                if last_warning.is_none_or(|t: tokio::time::Instant| t.elapsed().as_secs() >= 10) {
+                if self.full_log.ready() {
                     tracing::warn!(
                         events = n,
                         "buffer full: discarding the newest events (when_full = \"drop_newest\"); see buffer_discarded_events_total"
                     );
-                    last_warning = Some(tokio::time::Instant::now());
                 }
                 report(finalizers, EventStatus::Dropped);
                 continue;

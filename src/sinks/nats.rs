@@ -8,8 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::Subject;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -24,7 +23,7 @@ use crate::acks::{AcknowledgementsConfig, EventStatus};
 use crate::backoff::Backoff;
 use crate::event::Event;
 use crate::nats::{self as shared, Connect, NatsAuth};
-use crate::telemetry::{ComponentMetrics, Stage};
+use crate::telemetry::{ComponentMetrics, Stage, Throttle};
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
 };
@@ -196,7 +195,7 @@ struct Publisher {
     initial_backoff: Duration,
     max_backoff: Duration,
     /// Unix seconds of the last publish failure logged (one per interval).
-    last_failure_log: AtomicU64,
+    failure_log: Throttle,
 }
 
 /// How often a persisting publish failure is logged again.
@@ -236,7 +235,7 @@ impl Sink for NatsSink {
             metrics,
             initial_backoff: Duration::from_secs_f64(config.request.retry_initial_backoff_secs),
             max_backoff: Duration::from_secs_f64(config.request.retry_max_duration_secs),
-            last_failure_log: AtomicU64::new(0),
+            failure_log: Throttle::new(FAILURE_LOG_INTERVAL_SECS),
         });
 
         let mut queue: VecDeque<Event> = VecDeque::new();
@@ -304,16 +303,7 @@ impl Publisher {
     }
 
     fn log_failure(&self, e: &jetstream::context::PublishError) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_failure_log.load(Ordering::Relaxed);
-        if now >= last + FAILURE_LOG_INTERVAL_SECS
-            && self
-                .last_failure_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.failure_log.ready() {
             let hint = if e.kind() == PublishErrorKind::StreamNotFound {
                 " (no stream stores this subject)"
             } else {

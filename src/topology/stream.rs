@@ -7,7 +7,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::acks::EventStatus;
 use crate::event::EventArray;
-use crate::telemetry::{BufferMetrics, ComponentMetrics};
+use crate::telemetry::{BufferMetrics, ComponentMetrics, Throttle};
 
 /// Events queued for one component and not yet taken by it: counted to
 /// report what a forced shutdown could not flush, and, for a sink with
@@ -24,7 +24,7 @@ pub struct Backlog {
 /// once every 10 s so an overloaded pipeline does not also flood its log.
 struct Discards {
     metrics: BufferMetrics,
-    last_warning: AtomicU64,
+    log: Throttle,
 }
 
 impl Backlog {
@@ -38,7 +38,7 @@ impl Backlog {
             drop_newest: drop_newest.map(|metrics| {
                 Arc::new(Discards {
                     metrics,
-                    last_warning: AtomicU64::new(0),
+                    log: Throttle::new(10),
                 })
             }),
         }
@@ -54,16 +54,7 @@ impl Backlog {
     pub(crate) fn discard(&self, batch: EventArray) {
         if let Some(discards) = &self.drop_newest {
             discards.metrics.discarded(batch.len());
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let last = discards.last_warning.load(Ordering::Relaxed);
-            if now >= last + 10
-                && discards
-                    .last_warning
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if discards.log.ready() {
                 tracing::warn!(
                     events = batch.len(),
                     "buffer full: discarding the newest events (when_full = \"drop_newest\"); see buffer_discarded_events_total"

@@ -5,15 +5,15 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::batch::Batch;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::service::{Answer, GraphClient, GraphError, advice};
 use crate::acks::EventStatus;
 use crate::backoff::Backoff;
-use crate::telemetry::{self, ComponentMetrics};
+use crate::telemetry::{self, ComponentMetrics, Throttle};
 
 /// What every delivery task of one sink shares.
 pub struct Delivery {
@@ -32,7 +32,7 @@ pub struct Delivery {
     /// False while the Graph API refuses the credentials.
     pub healthy: AtomicBool,
     /// Unix seconds of the last credentials error logged (one per interval).
-    last_credentials_log: AtomicU64,
+    credentials_log: Throttle,
 }
 
 /// How often a persisting credentials error is logged again.
@@ -62,7 +62,7 @@ impl Delivery {
             max_backoff,
             max_attempts,
             healthy: AtomicBool::new(true),
-            last_credentials_log: AtomicU64::new(0),
+            credentials_log: Throttle::new(CREDENTIALS_LOG_INTERVAL_SECS),
         }
     }
 
@@ -177,16 +177,7 @@ impl Delivery {
     }
 
     fn log_credentials(&self, error: &GraphError) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_credentials_log.load(Ordering::Relaxed);
-        if now >= last + CREDENTIALS_LOG_INTERVAL_SECS
-            && self
-                .last_credentials_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.credentials_log.ready() {
             tracing::error!(component = %self.metrics.info().id, "{}; events are held and retried until this is fixed", advice(error));
         }
     }

@@ -18,7 +18,7 @@ use super::profile::{Key, Profile, user_key};
 use super::{EnrichmentConfig, Persist, store_error};
 use crate::backoff::Backoff;
 use crate::nats::{Connect, connect};
-use crate::telemetry::ComponentInfo;
+use crate::telemetry::{ComponentInfo, Throttle};
 
 /// Changes waiting to be written; beyond this, new ones are dropped (and counted), so a bucket
 /// that is down cannot take the process's memory.
@@ -163,7 +163,7 @@ async fn write(
     mut pending: mpsc::Receiver<(Key, Option<Bytes>)>,
     component: ComponentInfo,
 ) {
-    let mut last_warning = None::<tokio::time::Instant>;
+    let failure_log = Throttle::new(10);
     while let Some((key, value)) = pending.recv().await {
         let name = hex::encode(key);
         let result = match value {
@@ -176,9 +176,8 @@ async fn write(
         };
         if let Err(e) = result {
             store_error(&component);
-            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            if failure_log.ready() {
                 tracing::warn!(component = %component.id, "enrichment: cannot write to the bucket: {e}");
-                last_warning = Some(tokio::time::Instant::now());
             }
         }
     }
