@@ -98,13 +98,7 @@ impl BufferConfig {
     /// The folder of the disk buffer of sink `id` under `data_dir`; an
     /// error that says what to set when there is no `data_dir`.
     pub fn disk_dir(data_dir: Option<&Path>, id: &str) -> Result<PathBuf, String> {
-        match data_dir {
-            Some(dir) => Ok(dir.join("buffers").join(id)),
-            None => Err(
-                "buffer.type = \"disk\" keeps its files under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` (any writable folder) at the top of the config"
-                    .to_owned(),
-            ),
-        }
+        crate::config::state_dir(data_dir, "buffer.type = \"disk\"", "buffers", id)
     }
 }
 

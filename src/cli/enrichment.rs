@@ -7,9 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::map::pick_sink;
-use crate::config::{self, LoadOptions, MissingVars};
-use crate::sinks::facebook_pixel::FacebookPixelConfig;
+use super::sink::load_sink;
+use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::enrichment::{EnrichmentConfig, StoreKind, disk};
 
 #[derive(Debug, clap::Args)]
@@ -39,19 +38,9 @@ pub struct ForgetArgs {
 
 pub fn run(args: EnrichmentArgs) -> anyhow::Result<ExitCode> {
     let EnrichmentCommand::Forget(args) = args.command;
-    let env = |name: &str| std::env::var(name).ok();
-    let options = LoadOptions {
-        env: &env,
-        missing_vars: MissingVars::Error,
-    };
-    let pipeline =
-        config::load_files(&args.config, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let component = pick_sink(&pipeline, args.sink.as_deref())?;
-    let settings: FacebookPixelConfig = component
-        .parse_options()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let path = component.path();
-    let enrichment = &settings.enrichment;
+    let sink = load_sink(&args.config, args.sink.as_deref(), MissingVars::Error)?;
+    let path = sink.component.path();
+    let enrichment = &sink.settings.enrichment;
     if !enrichment.enabled {
         bail!("{path}.enrichment is not enabled: this sink stores nothing about users");
     }
@@ -64,8 +53,9 @@ pub fn run(args: EnrichmentArgs) -> anyhow::Result<ExitCode> {
              process remembers is gone when it restarts (or after ttl_secs)"
         ),
         StoreKind::Disk => {
-            let dir = EnrichmentConfig::disk_dir(pipeline.data_dir.as_deref(), &component.id)
-                .map_err(|e| anyhow::anyhow!("{path}.{e}"))?;
+            let dir =
+                EnrichmentConfig::disk_dir(sink.pipeline.data_dir.as_deref(), &sink.component.id)
+                    .map_err(|e| anyhow::anyhow!("{path}.{e}"))?;
             if !dir.exists() {
                 println!(
                     "fbpixel enrichment forget: {} holds no store yet; nothing to erase",

@@ -4,14 +4,15 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
+use super::sink::load_sink;
+use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::capi::UserDataKeys;
 use crate::sinks::facebook_pixel::enrichment::Identities;
 use crate::sinks::facebook_pixel::mapping::{DroppedValues, UserMemory};
-use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome, SINK_TYPE};
+use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {
@@ -65,65 +66,13 @@ pub fn load_mapper(
     paths: &[PathBuf],
     sink_id: Option<&str>,
 ) -> anyhow::Result<(Mapper, FacebookPixelConfig)> {
-    let env = |name: &str| std::env::var(name).ok();
-    let options = LoadOptions {
-        env: &env,
-        missing_vars: MissingVars::Empty,
-    };
-    let pipeline = config::load_files(paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
-    for warning in &pipeline.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let component = pick_sink(&pipeline, sink_id)?;
-    let settings: FacebookPixelConfig = component
-        .parse_options()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mapper = Mapper::new(&settings).map_err(|e| {
-        let path = component.path();
+    let sink = load_sink(paths, sink_id, MissingVars::Empty)?;
+    let mapper = Mapper::new(&sink.settings).map_err(|e| {
+        let path = sink.component.path();
         let lines: Vec<String> = e.0.iter().map(|p| format!("{path}.{p}")).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })?;
-    Ok((mapper, settings))
-}
-
-pub(crate) fn pick_sink<'c>(
-    pipeline: &'c PipelineConfig,
-    wanted: Option<&str>,
-) -> anyhow::Result<&'c ComponentConfig> {
-    let ours: Vec<&ComponentConfig> = pipeline
-        .sinks()
-        .filter(|c| c.type_name == SINK_TYPE)
-        .collect();
-    match wanted {
-        Some(id) => match pipeline.sinks().find(|c| c.id == id) {
-            Some(c) if c.type_name == SINK_TYPE => Ok(c),
-            Some(c) => bail!("sinks.{id} is a `{}` sink, not `{SINK_TYPE}`", c.type_name),
-            None => bail!(
-                "there is no sink `{id}`; the config's {SINK_TYPE} sinks are: {}",
-                ids(&ours)
-            ),
-        },
-        None => match ours.as_slice() {
-            [only] => Ok(only),
-            [] => bail!("the config has no `{SINK_TYPE}` sink"),
-            several => bail!(
-                "the config has {} `{SINK_TYPE}` sinks ({}); pick one with --sink",
-                several.len(),
-                ids(several)
-            ),
-        },
-    }
-}
-
-fn ids(components: &[&ComponentConfig]) -> String {
-    if components.is_empty() {
-        return "none".to_string();
-    }
-    components
-        .iter()
-        .map(|c| c.id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Ok((mapper, sink.settings))
 }
 
 /// Counts of one `map` run.

@@ -4,6 +4,7 @@ pub mod enrichment;
 pub mod map;
 pub mod replay;
 pub mod run;
+mod sink;
 pub mod validate;
 
 use std::process::ExitCode;

@@ -19,9 +19,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::map::pick_sink;
+use super::sink::{Sink, load_sink};
 use crate::acks::BatchStatus;
-use crate::config::{self, LoadOptions, MissingVars};
+use crate::config::MissingVars;
 use crate::event::Event;
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
 use crate::telemetry::{self, ComponentInfo, ComponentMetrics, LogFormat};
@@ -51,17 +51,11 @@ struct Line<'a> {
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     telemetry::init_logs(LogFormat::Text);
-    let env = |name: &str| std::env::var(name).ok();
-    let options = LoadOptions {
-        env: &env,
-        missing_vars: MissingVars::Error,
-    };
-    let pipeline =
-        config::load_files(&args.config, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let component = pick_sink(&pipeline, args.sink.as_deref())?;
-    let settings: FacebookPixelConfig = component
-        .parse_options()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Sink {
+        component,
+        settings,
+        ..
+    } = load_sink(&args.config, args.sink.as_deref(), MissingVars::Error)?;
     if !args.file.exists() {
         bail!("{}: no such file", args.file.display());
     }

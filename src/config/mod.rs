@@ -60,6 +60,22 @@ pub struct ApiConfig {
     pub enabled: Option<bool>,
 }
 
+/// The folder `kind/id` under `data_dir` where a component keeps state, or an error saying
+/// that `setting` needs `data_dir` and how to set it.
+pub fn state_dir(
+    data_dir: Option<&Path>,
+    setting: &str,
+    kind: &str,
+    id: &str,
+) -> Result<PathBuf, String> {
+    match data_dir {
+        Some(dir) => Ok(dir.join(kind).join(id)),
+        None => Err(format!(
+            "{setting} keeps its files under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` (any writable folder) at the top of the config"
+        )),
+    }
+}
+
 fn default_api_address() -> String {
     "127.0.0.1:8686".to_owned()
 }

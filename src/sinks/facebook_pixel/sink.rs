@@ -79,7 +79,7 @@ impl FacebookPixelConfig {
         }
         if e.enabled && e.store == StoreKind::NatsKv {
             crate::nats::server_urls(e.url.as_deref().unwrap_or_default())
-                .map_err(|problem| format!("enrichment.url: {problem}"))?;
+                .map_err(|problem| format!("enrichment: {problem}"))?;
         }
         Ok(())
     }

@@ -133,13 +133,7 @@ impl EnrichmentConfig {
 
     /// The folder of the disk store of sink `id` under `data_dir`.
     pub fn disk_dir(data_dir: Option<&Path>, id: &str) -> Result<PathBuf, String> {
-        match data_dir {
-            Some(dir) => Ok(dir.join("enrichment").join(id)),
-            None => Err(
-                "enrichment.store = \"disk\" keeps its file under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` (any writable folder) at the top of the config"
-                    .to_owned(),
-            ),
-        }
+        crate::config::state_dir(data_dir, "enrichment.store = \"disk\"", "enrichment", id)
     }
 }
 
@@ -231,26 +225,6 @@ impl Identities {
                 }
             }
         }
-    }
-
-    /// Forget a user (`userId`) and every profile linked to it, directly or through an alias.
-    /// Returns how many profiles were removed.
-    pub fn forget(&mut self, user_id: &str) -> usize {
-        let links: Vec<(Key, Option<Key>)> = self
-            .users
-            .iter()
-            .map(|(k, p)| (*k, p.link_target().copied()))
-            .collect();
-        let mut removed = 0;
-        for key in linked_to(user_key(user_id), &links) {
-            if self.users.pop(&key).is_some() {
-                removed += 1;
-            }
-            if let Some(persist) = &mut self.persist {
-                persist.save(&key, None);
-            }
-        }
-        removed
     }
 
     fn insert(&mut self, key: Key, profile: Profile) {

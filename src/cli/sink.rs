@@ -1,0 +1,86 @@
+//! What the commands that act on one `facebook_pixel_server_side` sink (`map`, `replay`,
+//! `enrichment forget`) share: loading the config and finding the sink in it.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
+use crate::sinks::facebook_pixel::{FacebookPixelConfig, SINK_TYPE};
+
+/// One sink of a loaded config, with its parsed settings.
+pub(crate) struct Sink {
+    /// The whole config (for `data_dir`).
+    pub pipeline: PipelineConfig,
+    /// The sink's table.
+    pub component: ComponentConfig,
+    /// Its settings.
+    pub settings: FacebookPixelConfig,
+}
+
+/// Load `paths` and parse the sink `sink_id` (needed only when there are several).
+/// Config warnings go to stderr.
+pub(crate) fn load_sink(
+    paths: &[PathBuf],
+    sink_id: Option<&str>,
+    missing_vars: MissingVars,
+) -> anyhow::Result<Sink> {
+    let env = |name: &str| std::env::var(name).ok();
+    let options = LoadOptions {
+        env: &env,
+        missing_vars,
+    };
+    let pipeline = config::load_files(paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for warning in &pipeline.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let component = pick_sink(&pipeline, sink_id)?.clone();
+    let settings = component
+        .parse_options()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Sink {
+        pipeline,
+        component,
+        settings,
+    })
+}
+
+fn pick_sink<'c>(
+    pipeline: &'c PipelineConfig,
+    wanted: Option<&str>,
+) -> anyhow::Result<&'c ComponentConfig> {
+    let ours: Vec<&ComponentConfig> = pipeline
+        .sinks()
+        .filter(|c| c.type_name == SINK_TYPE)
+        .collect();
+    match wanted {
+        Some(id) => match pipeline.sinks().find(|c| c.id == id) {
+            Some(c) if c.type_name == SINK_TYPE => Ok(c),
+            Some(c) => bail!("sinks.{id} is a `{}` sink, not `{SINK_TYPE}`", c.type_name),
+            None => bail!(
+                "there is no sink `{id}`; the config's {SINK_TYPE} sinks are: {}",
+                ids(&ours)
+            ),
+        },
+        None => match ours.as_slice() {
+            [only] => Ok(only),
+            [] => bail!("the config has no `{SINK_TYPE}` sink"),
+            several => bail!(
+                "the config has {} `{SINK_TYPE}` sinks ({}); pick one with --sink",
+                several.len(),
+                ids(several)
+            ),
+        },
+    }
+}
+
+fn ids(components: &[&ComponentConfig]) -> String {
+    if components.is_empty() {
+        return "none".to_string();
+    }
+    components
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
