@@ -126,6 +126,14 @@ impl ComponentMetrics {
         counter!(ERRORS, l).increment(1);
     }
 
+    /// Register an error counter at 0 (see `register_delivery_counters`).
+    pub fn register_error(&self, error_type: &'static str, stage: Stage) {
+        let mut l = labels(&self.info);
+        l.push(Label::new("error_type", error_type));
+        l.push(Label::new("stage", stage.as_str()));
+        counter!(ERRORS, l).increment(0);
+    }
+
     /// Count bytes read from the wire (before decoding).
     pub fn received_wire_bytes(&self, bytes: usize) {
         self.received_bytes.increment(bytes as u64);
@@ -210,6 +218,42 @@ fn with(metrics: &ComponentMetrics, key: &'static str, value: &'static str) -> V
     let mut l = labels(metrics.info());
     l.push(Label::new(key, value));
     l
+}
+
+/// Why the Conversions API sink repeats a request: every `reason` of `fbpixel_retries_total`.
+pub const RETRY_REASONS: [&str; 9] = [
+    "connection",
+    "timeout",
+    "http_5xx",
+    "http_429",
+    "throttled",
+    "graph_transient",
+    "invalid_answer",
+    "oversized_answer",
+    "credentials",
+];
+
+/// Register the Conversions API sink's counters at 0 when it starts, so that alerts on
+/// `rate()` or `absent()` see them before the first retry, bisection or error.
+pub fn register_delivery_counters(metrics: &ComponentMetrics) {
+    for reason in RETRY_REASONS {
+        counter!(RETRIES, with(metrics, "reason", reason)).increment(0);
+    }
+    for outcome in ["accepted", "transient", "credentials", "rejected"] {
+        counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(0);
+    }
+    for stage in ["mapping", "delivery"] {
+        counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(0);
+    }
+    counter!(BISECTIONS, labels(metrics.info())).increment(0);
+    counter!(UNCONFIRMED, labels(metrics.info())).increment(0);
+    for (error_type, stage) in [
+        ("mapping_rejected", Stage::Processing),
+        ("delivery_rejected", Stage::Processing),
+        ("dead_letter_write_failed", Stage::Sending),
+    ] {
+        metrics.register_error(error_type, stage);
+    }
 }
 
 /// Count one Graph API request and its latency.

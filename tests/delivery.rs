@@ -268,3 +268,249 @@ request.retry_max_duration_secs = 0.3
         proc.stderr()
     );
 }
+
+/// Answers that are not the Graph API's success object, as a proxy, a captive portal or a broken
+/// network gives them.
+fn lying_answers() -> Vec<(&'static str, support::Reply)> {
+    use support::Reply;
+    vec![
+        (
+            "html",
+            Reply::Raw(
+                200,
+                "text/html; charset=utf-8",
+                b"<html><body>Welcome to the hotel wifi</body></html>".to_vec(),
+            ),
+        ),
+        (
+            "garbage",
+            Reply::Raw(
+                200,
+                "application/octet-stream",
+                vec![0xde, 0xad, 0xbe, 0xef],
+            ),
+        ),
+        (
+            "truncated",
+            Reply::Truncated(200, 40, br#"{"events_received":"#.to_vec()),
+        ),
+        (
+            "cut json",
+            Reply::Raw(200, "application/json", br#"{"events_rec"#.to_vec()),
+        ),
+        ("empty", Reply::Raw(200, "application/json", Vec::new())),
+        ("other json", Reply::Json(200, r#"{"ok":true}"#.to_owned())),
+        ("endless", Reply::Endless),
+    ]
+}
+
+#[test]
+fn a_2xx_that_is_not_the_graph_apis_answer_delivers_nothing_until_the_graph_api_answers() {
+    for (kind, lie) in lying_answers() {
+        // The stand-in lies until `honest` is set; the ids it answered honestly are recorded.
+        let honest = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let (is_honest, confirmed) = (honest.clone(), delivered.clone());
+        let graph = GraphStandin::start_with(move |_, r| {
+            if r.method != "POST" {
+                return support::Reply::Json(200, r#"{"id":"123"}"#.to_owned());
+            }
+            if !is_honest.load(Ordering::SeqCst) {
+                return lie.clone();
+            }
+            let ids = r.event_ids();
+            let n = ids.len();
+            confirmed.lock().unwrap().extend(ids);
+            support::Reply::Json(200, format!(r#"{{"events_received":{n}}}"#))
+        });
+        let (port, api_port) = (support::free_port(), support::free_port());
+        let config = format!(
+            r#"
+[api]
+address = "127.0.0.1:{api_port}"
+
+[sources.web]
+type = "http_server"
+address = "127.0.0.1:{port}"
+acknowledgements = true
+
+[sinks.facebook]
+type = "facebook_pixel_server_side"
+inputs = ["web"]
+pixel_id = "123"
+access_token = "t"
+endpoint = "{}"
+batch.timeout_secs = 0.05
+request.retry_initial_backoff_secs = 0.05
+request.retry_max_duration_secs = 0.2
+"#,
+            graph.endpoint
+        );
+        let path = support::temp_file("lying-graph.toml", &config);
+        let mut proc = Proc::spawn(&["--config", path.to_str().unwrap()], &[], None);
+        proc.wait_for_port(port);
+        proc.wait_for_port(api_port);
+        let ids: Vec<String> = (0..50).map(|i| format!("{kind}-{i}")).collect();
+        let body = format!(
+            "[{}]",
+            ids.iter()
+                .map(|id| track_event(id, "lie@example.com"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let answered = Arc::new(AtomicBool::new(false));
+        let done = answered.clone();
+        let client = std::thread::spawn(move || {
+            let r = support::post(
+                port,
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            );
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        let posts = || {
+            graph
+                .requests()
+                .iter()
+                .filter(|r| r.method == "POST")
+                .count()
+        };
+        assert!(
+            support::wait_until(Duration::from_secs(30), || posts() >= 4),
+            "{kind}: the sink did not retry the lying answers; stderr:\n{}",
+            proc.stderr()
+        );
+        // Lied to four times: nothing is reported delivered, the client still waits.
+        let metrics = support::get(api_port, "/metrics").text();
+        let of_sink = |name: &str, extra: &[(&str, &str)]| {
+            let mut labels = vec![("component_id", "facebook")];
+            labels.extend_from_slice(extra);
+            support::metric(&metrics, name, &labels)
+        };
+        assert_eq!(
+            of_sink("component_sent_events_total", &[]),
+            Some(0.0),
+            "{kind}: {metrics}"
+        );
+        // A body cut short of its content-length is a broken connection to hyper.
+        // Counters alerts rely on exist before they first move.
+        for name in [
+            "fbpixel_bisections_total",
+            "fbpixel_events_unconfirmed_total",
+        ] {
+            assert_eq!(of_sink(name, &[]), Some(0.0), "{name}: {metrics}");
+        }
+        assert_eq!(
+            of_sink(
+                "component_errors_total",
+                &[("error_type", "delivery_rejected")]
+            ),
+            Some(0.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            of_sink("fbpixel_retries_total", &[("reason", "http_5xx")]),
+            Some(0.0),
+            "{metrics}"
+        );
+        let reason = match kind {
+            "endless" => "oversized_answer",
+            "truncated" => "connection",
+            _ => "invalid_answer",
+        };
+        let retries = of_sink("fbpixel_retries_total", &[("reason", reason)]).unwrap_or(0.0);
+        assert!(
+            retries >= 3.0,
+            "{kind}: {retries} retries counted: {metrics}"
+        );
+        assert!(
+            !answered.load(Ordering::SeqCst),
+            "{kind}: acknowledged before delivery"
+        );
+        if kind == "endless" {
+            let peak = support::peak_rss(proc.pid()).unwrap();
+            eprintln!("endless answers: peak RSS {} MiB", peak >> 20);
+            assert!(
+                peak < 150 << 20,
+                "peak RSS {} MiB reading endless answers",
+                peak >> 20
+            );
+        }
+
+        honest.store(true, Ordering::SeqCst);
+        let response = client.join().unwrap();
+        assert_eq!(response.status, 200, "{kind}: {}", response.text());
+        let mut got = delivered.lock().unwrap().clone();
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(
+            got, want,
+            "{kind}: each event delivered once, after the lies"
+        );
+        let logs = proc.stderr();
+        let lines = logs
+            .lines()
+            .filter(|l| {
+                l.contains("not the Graph API's")
+                    || l.contains("HTTP 200 OK with content-type application/json, cut short")
+            })
+            .count();
+        assert!(
+            lines >= 1,
+            "{kind}: no log line names the bad answer:\n{logs}"
+        );
+        // Throttled: one line per 10 s, however many requests met the lie (a broken connection
+        // is logged per retry, as every transient failure is).
+        assert!(
+            kind == "truncated" || lines <= 2,
+            "{kind}: {lines} lines for one kind of lie:\n{logs}"
+        );
+        if kind == "html" {
+            assert!(logs.contains("content-type text/html"), "{logs}");
+            assert!(logs.contains("HTTP 200"), "{logs}");
+        }
+        proc.signal("TERM");
+        proc.wait_exit(Duration::from_secs(15));
+    }
+}
+
+#[test]
+fn a_mapping_rejection_kept_in_the_dead_letter_is_logged_without_personal_data() {
+    let graph = GraphStandin::start(|_, r| {
+        (
+            200,
+            format!(r#"{{"events_received":{}}}"#, r.event_ids().len()),
+        )
+    });
+    let dir = temp_dir("mapping-rejection");
+    let dead_letter = dir.join("dead.ndjson");
+    let config = support::temp_file(
+        "mapping-rejection.toml",
+        &config(&graph.endpoint, &dead_letter),
+    );
+    // A currency Meta does not know is a mapping rejection (SPEC §5).
+    let bad = track_event("bad-currency", "jane.doe@example.com").replace("\"USD\"", "\"XYZ\"");
+    let input = format!("{}\n{bad}\n", track_event("fine", "jane.doe@example.com"));
+    let mut proc = Proc::spawn(
+        &["--config", config.to_str().unwrap()],
+        &env(),
+        Some(input.as_bytes()),
+    );
+    assert!(
+        proc.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        proc.stderr()
+    );
+    let logs = proc.stderr();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("rejected by the mapping were written to the dead letter"))
+        .unwrap_or_else(|| panic!("no log line for the rejection:\n{logs}"));
+    assert!(line.contains("messageId bad-currency"), "{line}");
+    assert!(line.contains("currency"), "{line}");
+    assert!(!logs.contains("jane.doe@example.com"), "{logs}");
+    let dead = std::fs::read_to_string(&dead_letter).unwrap();
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+}

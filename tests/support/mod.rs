@@ -465,7 +465,20 @@ impl Recorded {
     }
 }
 
-type Answer = dyn Fn(usize, &Recorded) -> (u16, String) + Send + Sync;
+/// How the stand-in answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A status and a JSON body, as the Graph API answers.
+    Json(u16, String),
+    /// A status, a content type and a body, whatever they are (a proxy's HTML page, garbage).
+    Raw(u16, &'static str, Vec<u8>),
+    /// A head announcing `declared` bytes, then only `body`, then the connection closes.
+    Truncated(u16, usize, Vec<u8>),
+    /// A chunked 200 that never ends: 64 KiB chunks until the client goes away.
+    Endless,
+}
+
+type Answer = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
 
 /// A stand-in for the Graph API on 127.0.0.1 for whole-binary tests: plain threads, HTTP/1.1
 /// with keep-alive, every request recorded, each answered by `answer(n, request)`.
@@ -479,6 +492,14 @@ impl GraphStandin {
     pub fn start(
         answer: impl Fn(usize, &Recorded) -> (u16, String) + Send + Sync + 'static,
     ) -> Self {
+        Self::start_with(move |n, r| {
+            let (status, body) = answer(n, r);
+            Reply::Json(status, body)
+        })
+    }
+
+    /// Like `start`, with answers that need not be the Graph API's.
+    pub fn start_with(answer: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -550,15 +571,52 @@ fn serve_graph(mut stream: std::net::TcpStream, recorded: &Mutex<Vec<Recorded>>,
             all.push(request.clone());
             all.len() - 1
         };
-        let (status, body) = answer(n, &request);
-        let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if stream.write_all(response.as_bytes()).is_err() {
+        let head = |status: u16, content_type: &str, length: usize| {
+            format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        let (response, close) = match answer(n, &request) {
+            Reply::Json(status, body) => {
+                let mut r = head(status, "application/json", body.len());
+                r.extend_from_slice(body.as_bytes());
+                (r, false)
+            }
+            Reply::Raw(status, content_type, body) => {
+                let mut r = head(status, content_type, body.len());
+                r.extend_from_slice(&body);
+                (r, false)
+            }
+            Reply::Truncated(status, declared, body) => {
+                let mut r = head(status, "application/json", declared);
+                r.extend_from_slice(&body);
+                (r, true)
+            }
+            Reply::Endless => {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let mut chunk = format!("{:x}\r\n", 65536).into_bytes();
+                chunk.extend(std::iter::repeat_n(b' ', 65536));
+                chunk.extend_from_slice(b"\r\n");
+                while stream.write_all(&chunk).is_ok() {}
+                return;
+            }
+        };
+        if stream.write_all(&response).is_err() || close {
             return;
         }
     }
+}
+
+/// Peak resident memory of a process (`VmHWM`), in bytes; Linux only.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// A Segment track call the sink maps, timestamped now, with `messageId` = `id`.

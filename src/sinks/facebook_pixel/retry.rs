@@ -33,10 +33,15 @@ pub struct Delivery {
     pub healthy: AtomicBool,
     /// Unix seconds of the last credentials error logged (one per interval).
     credentials_log: Throttle,
+    /// The same for answers that are not the Graph API's (a proxy's page, an endless body).
+    invalid_answer_log: Throttle,
 }
 
 /// How often a persisting credentials error is logged again.
 const CREDENTIALS_LOG_INTERVAL_SECS: u64 = 60;
+
+/// How often answers that are not the Graph API's are logged again.
+const INVALID_ANSWER_LOG_INTERVAL_SECS: u64 = 10;
 
 enum Final {
     Delivered,
@@ -63,6 +68,7 @@ impl Delivery {
             max_attempts,
             healthy: AtomicBool::new(true),
             credentials_log: Throttle::new(CREDENTIALS_LOG_INTERVAL_SECS),
+            invalid_answer_log: Throttle::new(INVALID_ANSWER_LOG_INTERVAL_SECS),
         }
     }
 
@@ -161,7 +167,14 @@ impl Delivery {
                     }
                     telemetry::retry(&self.metrics, reason);
                     let wait = backoff.next_wait();
-                    tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); retrying");
+                    if matches!(reason, "invalid_answer" | "oversized_answer") {
+                        // Every request meets the same proxy: one line per interval, not per request.
+                        if self.invalid_answer_log.ready() {
+                            tracing::error!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, "{detail}; the events are held and retried (fbpixel_retries_total{{reason=\"{reason}\"}} counts these answers)");
+                        }
+                    } else {
+                        tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); retrying");
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 Answer::Credentials(error) => {

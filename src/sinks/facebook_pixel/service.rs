@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -18,6 +18,20 @@ use super::config::FacebookPixelConfig;
 
 /// Graph API error codes that mean "try again later" (SPEC §7).
 const TRANSIENT_CODES: [i64; 10] = [1, 2, 4, 17, 32, 341, 368, 613, 80003, 80004];
+
+/// The longest answer read from the Graph API. Meta's answers are a few hundred bytes (an
+/// `events_received` count, `messages`, `fbtrace_id`, or an `error` object); a longer one is not
+/// Meta's (a proxy's page, a stream that never ends) and must not grow the process.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// What a request asks of the Graph API, and so what a successful answer must look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// `POST …/events`: a JSON object with `events_received`.
+    Events,
+    /// `GET …?fields=id`: a JSON object.
+    Object,
+}
 
 /// The Graph API's error object, as Meta returns it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -92,16 +106,45 @@ struct Reply {
     events_received: Option<u64>,
 }
 
-/// Classify a Graph API reply (SPEC §7).
-pub fn classify(status: StatusCode, body: &[u8]) -> Answer {
+/// Classify a Graph API reply (SPEC §7). A 2xx counts as a delivery only when its body is
+/// Meta's success object: a proxy or captive portal answering `200 text/html`, an empty or cut
+/// body, or JSON without `events_received` delivered nothing, so those are transient
+/// (`invalid_answer`) and the events are sent again.
+pub fn classify(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+    expect: Expect,
+) -> Answer {
+    // Only a JSON object is Meta's answer; `Reply` from a JSON array or string fails here.
     let reply: Option<Reply> = serde_json::from_slice(body).ok();
     let error = reply.as_ref().and_then(|r| r.error.clone()).map(|mut e| {
         e.http_status = status.as_u16();
         e
     });
     match error {
-        None if status.is_success() => Answer::Accepted {
-            events_received: reply.and_then(|r| r.events_received),
+        None if status.is_success() => match (&reply, expect) {
+            (Some(r), Expect::Events) if r.events_received.is_some() => Answer::Accepted {
+                events_received: r.events_received,
+            },
+            (Some(_), Expect::Object) => Answer::Accepted {
+                events_received: None,
+            },
+            (reply, _) => Answer::Transient {
+                reason: "invalid_answer",
+                detail: format!(
+                    "HTTP {status} with {}, {} ({} bytes): not the Graph API's answer; a proxy or captive portal between here and `endpoint`? nothing was delivered",
+                    describe_type(content_type),
+                    if reply.is_some() {
+                        "a JSON object without events_received"
+                    } else if body.is_empty() {
+                        "an empty body"
+                    } else {
+                        "a body that is not a JSON object"
+                    },
+                    body.len()
+                ),
+            },
         },
         None if status.is_server_error() => Answer::Transient {
             reason: "http_5xx",
@@ -115,7 +158,8 @@ pub fn classify(status: StatusCode, body: &[u8]) -> Answer {
         // proxy, a wrong endpoint): hold the events rather than bisect them away.
         None => Answer::Credentials(GraphError {
             message: format!(
-                "HTTP {status} without a Graph API error; check `endpoint` and any proxy in between"
+                "HTTP {status} with {} and no Graph API error; check `endpoint` and any proxy in between",
+                describe_type(content_type)
             ),
             http_status: status.as_u16(),
             ..GraphError::default()
@@ -146,6 +190,26 @@ pub fn classify(status: StatusCode, body: &[u8]) -> Answer {
                 Answer::Rejected(e)
             }
         }
+    }
+}
+
+/// The content type for a log line: only its media type (what a proxy put there is not ours
+/// to echo at length), or that there was none.
+fn describe_type(content_type: Option<&str>) -> String {
+    match content_type {
+        Some(t) => {
+            let media: String = t
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect();
+            format!("content-type {media}")
+        }
+        None => "no content-type".into(),
     }
 }
 
@@ -287,7 +351,7 @@ impl GraphClient {
             .body(Full::new(body))
             .expect("a valid request");
         let started = Instant::now();
-        let answer = self.exchange(request).await;
+        let answer = self.exchange(request, Expect::Events).await;
         (answer, started.elapsed())
     }
 
@@ -303,7 +367,7 @@ impl GraphClient {
             )
             .body(Full::new(Bytes::new()))
             .expect("a valid request");
-        match self.exchange(request).await {
+        match self.exchange(request, Expect::Object).await {
             Answer::Accepted { .. } => Ok(()),
             Answer::Transient { detail, .. } => Err(format!(
                 "the Graph API is unreachable or failing ({detail}); events will wait and be retried"
@@ -312,15 +376,18 @@ impl GraphClient {
         }
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Answer {
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
-        };
+    async fn exchange(&self, request: Request<Full<Bytes>>, expect: Expect) -> Answer {
+        let exchange = self.fetch(request);
         match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok((status, body))) => classify(status, &body),
+            Ok(Ok(Ok((status, content_type, body)))) => {
+                classify(status, content_type.as_deref(), &body, expect)
+            }
+            Ok(Ok(Err(status))) => Answer::Transient {
+                reason: "oversized_answer",
+                detail: format!(
+                    "HTTP {status} with an answer longer than {MAX_ANSWER_BYTES} bytes: not the Graph API's; nothing was delivered"
+                ),
+            },
             Ok(Err(e)) => Answer::Transient {
                 reason: "connection",
                 detail: error_chain(&*e),
@@ -331,7 +398,49 @@ impl GraphClient {
             },
         }
     }
+
+    /// Send a request and read its answer, at most `MAX_ANSWER_BYTES` of it (`Err(status)`:
+    /// the answer is longer).
+    async fn fetch(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Result<Fetched, StatusCode>, BoxError> {
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // Dropping the body unread closes the connection, so a too long answer costs
+        // nothing more than what was read of it.
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+            return Ok(Err(status));
+        }
+        match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => Ok(Ok((status, content_type, body.to_bytes()))),
+            Err(e) if e.is::<LengthLimitError>() => Ok(Err(status)),
+            // The head came, the body did not: say which answer was cut short.
+            Err(e) => Err(format!(
+                "HTTP {status} with {}, cut short: {}",
+                describe_type(content_type.as_deref()),
+                error_chain(&*e)
+            )
+            .into()),
+        }
+    }
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An answer read whole: status, content type, body.
+type Fetched = (StatusCode, Option<String>, Bytes);
 
 /// `appsecret_proof`: hex HMAC-SHA256 of the token, keyed by the app secret.
 pub fn appsecret_proof(token: &str, app_secret: &str) -> String {
@@ -357,7 +466,12 @@ mod tests {
     use super::*;
 
     fn graph(status: u16, body: &str) -> Answer {
-        classify(StatusCode::from_u16(status).unwrap(), body.as_bytes())
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            Some("application/json"),
+            body.as_bytes(),
+            Expect::Events,
+        )
     }
 
     #[test]
@@ -435,6 +549,46 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_2xx_that_is_not_metas_success_object_is_transient_and_says_what_came() {
+        let invalid = |content_type: Option<&str>, body: &str| match classify(
+            StatusCode::OK,
+            content_type,
+            body.as_bytes(),
+            Expect::Events,
+        ) {
+            Answer::Transient {
+                reason: "invalid_answer",
+                detail,
+            } => detail,
+            other => panic!("{body:?}: {other:?}"),
+        };
+        let html = invalid(Some("text/html; charset=utf-8"), "<html>portal</html>");
+        assert!(
+            html.contains("200 OK") && html.contains("content-type text/html"),
+            "{html}"
+        );
+        assert!(html.contains("not a JSON object"), "{html}");
+        assert!(invalid(Some("application/json"), "").contains("an empty body"));
+        assert!(invalid(None, r#"{"events_rec"#).contains("no content-type"));
+        assert!(invalid(Some("application/json"), "[1,2]").contains("not a JSON object"));
+        assert!(
+            invalid(Some("application/json"), r#"{"ok":true}"#).contains("without events_received")
+        );
+        // The healthcheck's answer is the pixel, with no events_received.
+        assert!(matches!(
+            classify(StatusCode::OK, None, br#"{"id":"1"}"#, Expect::Object),
+            Answer::Accepted { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::OK, None, b"<html>", Expect::Object),
+            Answer::Transient { .. }
+        ));
+        // A proxy's header cannot flood the log line.
+        let long = "x".repeat(500);
+        assert!(invalid(Some(&long), "<html>").len() < 400);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
 use crate::buffers::BufferConfig;
-use crate::telemetry::{self, KeyCoverage};
+use crate::telemetry::{self, KeyCoverage, Throttle};
 use crate::topology::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
 };
@@ -151,6 +151,7 @@ impl Sink for FacebookPixelSink {
             self.max_attempts,
         ));
         telemetry::healthy(&metrics, true);
+        telemetry::register_delivery_counters(&metrics);
         let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
         self.identities = self
             .enrichment
@@ -163,6 +164,7 @@ impl Sink for FacebookPixelSink {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         let mut scratch = Vec::new();
+        let rejection_log = Throttle::new(REJECTION_LOG_INTERVAL_SECS);
         loop {
             let deadline = self.builder.deadline();
             let events = tokio::select! {
@@ -238,6 +240,9 @@ impl Sink for FacebookPixelSink {
                     .collect();
                 let status =
                     dead_letter_events(&delivery.dead_letter, &metrics, Stage::Mapping, &failed);
+                if status == EventStatus::DeadLettered && rejection_log.ready() {
+                    log_dead_lettered_rejections(&delivery, &metrics, &failed);
+                }
                 drop(failed);
                 for (_, _, mut finalizer) in rejected {
                     finalizer.update(status);
@@ -250,6 +255,45 @@ impl Sink for FacebookPixelSink {
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+/// How often mapping rejections that went to the dead letter are logged again.
+const REJECTION_LOG_INTERVAL_SECS: u64 = 10;
+
+/// One line for mapping rejections kept in the dead letter, so they are not silent: how many,
+/// where, and the first one's messageId and reason. Reasons name a field and a problem, never a
+/// value (see `Rejection`), and a messageId is Segment's random id, so no personal data is logged.
+fn log_dead_lettered_rejections(
+    delivery: &Delivery,
+    metrics: &telemetry::ComponentMetrics,
+    failed: &[Failed<'_>],
+) {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(rename = "messageId", borrow, default)]
+        message_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Some(first) = failed.first() else { return };
+    // The error path only: reading the id again costs nothing on delivery.
+    let id = serde_json::from_slice::<Id<'_>>(first.event)
+        .ok()
+        .and_then(|i| i.message_id)
+        .map_or_else(
+            || "(no messageId)".to_owned(),
+            |id| id.chars().take(128).collect(),
+        );
+    let path = delivery
+        .dead_letter
+        .as_ref()
+        .map(|d| d.path().display().to_string())
+        .unwrap_or_default();
+    tracing::warn!(
+        component = %metrics.info().id,
+        events = failed.len(),
+        "{} event(s) rejected by the mapping were written to the dead letter {path}; first: messageId {id}: {} (fix the input or the settings, then `fbpixel replay`; logged at most every {REJECTION_LOG_INTERVAL_SECS} s, counted in fbpixel_dead_lettered_events_total{{stage=\"mapping\"}})",
+        failed.len(),
+        first.reason,
+    );
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
