@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use hyper::{Method, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::component::ShutdownSignal;
 use crate::http::{self, text};
-use crate::topology::ShutdownSignal;
 
 /// Install the global metrics recorder; its handle renders `/metrics`.
 /// Without an `[api]`, no recorder is installed and counting costs nothing.

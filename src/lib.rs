@@ -12,6 +12,8 @@ pub mod api;
 pub mod backoff;
 pub mod buffers;
 pub mod cli;
+pub mod component;
+pub mod components;
 pub mod config;
 pub mod event;
 pub mod http;

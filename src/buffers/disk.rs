@@ -29,11 +29,11 @@ use bytes::Bytes;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::WhenFull;
 use crate::acks::{BatchStatus, EventFinalizer, EventStatus};
+use crate::component::Backlog;
+use crate::component::WhenFull;
 use crate::event::{Event, EventArray, track};
 use crate::telemetry::{BufferMetrics, Throttle};
-use crate::topology::Backlog;
 
 /// Sequence number → one event's JSON.
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -190,7 +190,7 @@ impl DiskBuffer {
             failed: None,
         });
         let (closed_tx, closed_rx) = oneshot::channel();
-        let (out, sink_rx) = mpsc::channel(crate::topology::CHANNEL_CAPACITY);
+        let (out, sink_rx) = mpsc::channel(crate::component::CHANNEL_CAPACITY);
         metrics.size(self.len(), self.stored.bytes.load(Ordering::Relaxed));
 
         let store = Store {

@@ -21,11 +21,11 @@ use tokio::sync::mpsc;
 
 use super::sink::{Sink, load_sink};
 use crate::acks::BatchStatus;
+use crate::component::{Backlog, BuildContext, EventStream, SinkConfig};
 use crate::config::MissingVars;
 use crate::event::Event;
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
 use crate::telemetry::{self, ComponentInfo, ComponentMetrics, LogFormat};
-use crate::topology::{Backlog, BuildContext, EventStream, SinkConfig};
 
 /// Events per batch fed to the sink.
 const CHUNK: usize = 500;

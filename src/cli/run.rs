@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::component::shutdown_pair;
 use crate::config::{self, LoadOptions, MissingVars, PipelineConfig};
 use crate::telemetry::{self, LogFormat};
-use crate::topology::{self, shutdown_pair};
+use crate::topology;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {

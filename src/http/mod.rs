@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::topology::ShutdownSignal;
+use crate::component::ShutdownSignal;
 
 /// How long a client may take to send a request's head, its body, or a TLS handshake.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

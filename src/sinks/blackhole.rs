@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::finalize_all;
 use crate::acks::{AcknowledgementsConfig, EventStatus};
-use crate::topology::{
+use crate::component::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
 };
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{EncodingConfig, write_lines};
 use crate::acks::AcknowledgementsConfig;
-use crate::topology::{
+use crate::component::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
 };
 

@@ -21,12 +21,12 @@ use serde::Deserialize;
 
 use crate::acks::{AcknowledgementsConfig, EventStatus};
 use crate::backoff::Backoff;
+use crate::component::{
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+};
 use crate::event::Event;
 use crate::nats::{self as shared, Connect, NatsAuth};
 use crate::telemetry::{ComponentMetrics, Stage, Throttle};
-use crate::topology::{
-    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
-};
 
 /// Settings of the `nats` sink.
 #[derive(Clone, Debug, Deserialize)]

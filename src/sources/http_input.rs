@@ -12,9 +12,9 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode, header};
 
 use crate::acks::BatchStatus;
+use crate::component::{Output, ShutdownSignal};
 use crate::event::Event;
 use crate::telemetry::ComponentMetrics;
-use crate::topology::{Output, ShutdownSignal};
 
 /// Why a body could not be read.
 #[derive(Debug)]

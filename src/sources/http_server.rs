@@ -18,13 +18,13 @@ use serde::Deserialize;
 use super::decode;
 use super::http_input::{BodyError, deliver, read_body};
 use crate::acks::AcknowledgementsConfig;
-use crate::config::Secret;
-use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq, text};
-use crate::telemetry::{ComponentMetrics, Stage};
-use crate::topology::{
+use crate::component::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
     SourceConfig, SourceContext,
 };
+use crate::config::Secret;
+use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq, text};
+use crate::telemetry::{ComponentMetrics, Stage};
 
 /// Settings of the `http_server` source.
 #[derive(Clone, Debug, Deserialize)]

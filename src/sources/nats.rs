@@ -24,12 +24,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::decode;
 use crate::acks::{BatchNotifier, BatchStatus, BatchStatusReceiver};
 use crate::backoff::Backoff;
+use crate::component::{
+    Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,
+};
 use crate::event::{Event, EventArray};
 use crate::nats::{self as shared, Connect, NatsAuth};
 use crate::telemetry::{ComponentMetrics, Stage};
-use crate::topology::{
-    Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,
-};
 
 /// Settings of the `nats` source.
 #[derive(Clone, Debug, Deserialize)]

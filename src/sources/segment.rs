@@ -23,14 +23,14 @@ use serde_json::{Map, Value};
 
 use super::http_input::{BodyError, deliver, read_body};
 use crate::acks::AcknowledgementsConfig;
+use crate::component::{
+    Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
+    SourceConfig, SourceContext,
+};
 use crate::config::Secret;
 use crate::event::Event;
 use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq};
 use crate::telemetry::{ComponentMetrics, Stage};
-use crate::topology::{
-    Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
-    SourceConfig, SourceContext,
-};
 
 /// Segment's limit for one message.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;

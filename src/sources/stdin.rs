@@ -10,10 +10,10 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use super::decode;
-use crate::telemetry::Stage;
-use crate::topology::{
+use crate::component::{
     BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,
 };
+use crate::telemetry::Stage;
 
 /// Events per batch handed downstream.
 const BATCH: usize = 512;

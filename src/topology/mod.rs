@@ -8,12 +8,6 @@
 //! still running when the grace period ends is cancelled; the events it
 //! held fail their acknowledgements, so their senders retry.
 
-mod component;
-mod fanout;
-pub mod registry;
-mod shutdown;
-mod stream;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,22 +15,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-pub use self::component::{
-    Acknowledgements, BuildContext, BuildError, ComponentError, Healthcheck, Sink, SinkConfig,
-    Source, SourceConfig, SourceContext, Transform, TransformConfig, healthy,
-};
-pub use self::fanout::{Closed, Output};
-pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
-pub use self::stream::{Backlog, EventStream};
 use crate::buffers::disk::DiskBuffer;
-use crate::buffers::{BufferConfig, BufferType, WhenFull};
+use crate::component::{
+    Acknowledgements, Backlog, BufferConfig, BufferType, BuildContext, CHANNEL_CAPACITY,
+    ComponentError, EventStream, Healthcheck, Output, ShutdownTrigger, Sink, Source, SourceContext,
+    Transform, WhenFull, healthy, shutdown_pair,
+};
+use crate::components as registry;
 use crate::config::{ComponentConfig, ComponentKind, PipelineConfig};
 use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
-
-/// Batches (not events) each channel holds before its writer waits. A
-/// batch is at most one request body or one read of stdin, so memory per
-/// edge is bounded by this many of them.
-pub const CHANNEL_CAPACITY: usize = 16;
 
 /// Every component of a configuration, built and ready to run.
 pub struct Pieces {
@@ -65,7 +52,7 @@ fn check_buffer(
     }
     match buffer.kind {
         BufferType::Memory => Ok(None),
-        BufferType::Disk => BufferConfig::disk_dir(config.data_dir.as_deref(), &c.id).map(Some),
+        BufferType::Disk => crate::buffers::disk_dir(config.data_dir.as_deref(), &c.id).map(Some),
     }
 }
 

@@ -10,9 +10,9 @@ use vrl::value::Value;
 
 use super::vrl::{Vrl, compile, loggable};
 use crate::acks::EventStatus;
+use crate::component::{BuildContext, BuildError, Transform, TransformConfig};
 use crate::event::EventArray;
 use crate::telemetry::{ComponentMetrics, Stage};
-use crate::topology::{BuildContext, BuildError, Transform, TransformConfig};
 
 /// Settings of the `filter` transform.
 #[derive(Clone, Debug, Deserialize)]

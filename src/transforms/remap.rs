@@ -13,9 +13,9 @@ use vrl::value::Value;
 
 use super::vrl::{Vrl, compile, loggable, program_text};
 use crate::acks::EventStatus;
+use crate::component::{BuildContext, BuildError, Transform, TransformConfig};
 use crate::event::{Event, EventArray};
 use crate::telemetry::{ComponentMetrics, Stage};
-use crate::topology::{BuildContext, BuildError, Transform, TransformConfig};
 
 /// Settings of the `remap` transform.
 #[derive(Clone, Debug, Deserialize)]

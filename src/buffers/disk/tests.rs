@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::buffers::MIN_DISK_SIZE;
+use crate::component::MIN_DISK_SIZE;
 use crate::telemetry::{ComponentInfo, ComponentMetrics};
 
 fn temp_dir(name: &str) -> PathBuf {

@@ -10,7 +10,7 @@ use super::capi::ActionSource;
 pub use super::enrichment::{EnrichmentConfig, StoreKind};
 use super::mapping::StandardEvent;
 use super::normalize::Normalizer;
-pub use crate::buffers::{BufferConfig, BufferType};
+pub use crate::component::{BufferConfig, BufferType};
 use crate::config::Secret;
 
 /// The sink type name in a pipeline config.

@@ -20,11 +20,11 @@ use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
-use crate::buffers::BufferConfig;
-use crate::telemetry::{self, KeyCoverage, Throttle};
-use crate::topology::{
+use crate::component::BufferConfig;
+use crate::component::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
 };
+use crate::telemetry::{self, KeyCoverage, Throttle};
 
 #[async_trait]
 impl SinkConfig for FacebookPixelConfig {

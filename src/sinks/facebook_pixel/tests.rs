@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 
 use super::{FacebookPixelConfig, SINK_TYPE};
 use crate::acks::{BatchNotifier, BatchStatus};
+use crate::component::{
+    Backlog, BuildContext, EventStream, ShutdownTrigger, SinkConfig, shutdown_pair,
+};
 use crate::config::{ComponentConfig, ComponentKind};
 use crate::event::Event;
 use crate::telemetry::{ComponentInfo, ComponentMetrics};
-use crate::topology::{
-    Backlog, BuildContext, EventStream, ShutdownTrigger, SinkConfig, shutdown_pair,
-};
 
 const TOKEN: &str = "TOKEN-SECRET-abc";
 const EVENTS_PATH: &str = "/v25.0/123/events";
@@ -220,7 +220,7 @@ batch.timeout_secs = 0.05
         file: PathBuf::new(),
     };
     // The registry accepts it under its type name...
-    crate::topology::registry::sink(&component).unwrap();
+    crate::components::sink(&component).unwrap();
     // ...and these are the settings it parses.
     let config: FacebookPixelConfig = component.parse_options().unwrap();
     assert!(config.problems().is_empty(), "{:?}", config.problems());

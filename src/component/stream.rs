@@ -9,6 +9,10 @@ use crate::acks::EventStatus;
 use crate::event::EventArray;
 use crate::telemetry::{BufferMetrics, ComponentMetrics, Throttle};
 
+/// Batches (not events) each channel holds before its writer waits. A batch is at most one
+/// request body or one read of stdin, so memory per edge is bounded by this many of them.
+pub const CHANNEL_CAPACITY: usize = 16;
+
 /// Events queued for one component and not yet taken by it: counted to
 /// report what a forced shutdown could not flush, and, for a sink with
 /// `buffer.max_events`, bounded (writers wait for room).

@@ -1,5 +1,21 @@
-//! What every component type provides, in Vector's shape: a config that
-//! builds the running component.
+//! The component contract: what every source, transform and sink provides, and what the
+//! topology hands them, in Vector's shape (`vector-core` holds `SinkConfig`/`StreamSink`): a
+//! config that checks its settings and builds the running component, the channels between
+//! components ([`Output`], [`EventStream`]), the buffer settings every sink takes, and the
+//! shutdown signal.
+//!
+//! This folder sits below everything that implements or runs it: it imports no component, no
+//! topology and no transport.
+
+mod buffer;
+mod fanout;
+mod shutdown;
+mod stream;
+
+pub use self::buffer::{BufferConfig, BufferType, MIN_DISK_SIZE, WhenFull};
+pub use self::fanout::{Closed, Output};
+pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
+pub use self::stream::{Backlog, CHANNEL_CAPACITY, EventStream};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -7,8 +23,6 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
-use super::{EventStream, Output, ShutdownSignal};
-use crate::buffers::BufferConfig;
 use crate::event::EventArray;
 use crate::telemetry::ComponentMetrics;
 

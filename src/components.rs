@@ -1,8 +1,9 @@
-//! Component types by their `type` name. Adding a component type is one line here.
+//! The table of component types by their `type` name, above every component and below the
+//! topology that looks them up. Adding a component type is its own module and one line here.
 
 use serde::de::DeserializeOwned;
 
-use super::component::{SinkConfig, SourceConfig, TransformConfig};
+use crate::component::{SinkConfig, SourceConfig, TransformConfig};
 use crate::config::{ComponentConfig, ConfigError};
 use crate::{sinks, sources, transforms};
 
