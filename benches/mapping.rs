@@ -143,7 +143,7 @@ fn messages(n: usize, all_pii: bool) -> Vec<Vec<u8>> {
 
 fn mapper(settings: &str) -> Mapper {
     let config: FacebookPixelConfig = toml::from_str(settings).unwrap();
-    Mapper::new(&config).unwrap()
+    config.mapper().unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
+use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -87,7 +87,7 @@ fn bodies(input: &str, batch: usize, count: usize, segment: bool) -> Vec<Vec<u8>
     // Only messages the sink sends: the sample file also shows skips and rejections.
     let settings: FacebookPixelConfig =
         toml::from_str("pixel_id = \"1\"\npage_view = true").expect("settings");
-    let mapper = Mapper::new(&settings).expect("a mapper");
+    let mapper = settings.mapper().expect("a mapper");
     let now = chrono::Utc::now();
     let lines: Vec<&str> = text
         .lines()

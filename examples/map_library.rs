@@ -4,7 +4,7 @@
 //!
 //!     cargo run -q --example map_library < examples/segment-events.ndjson
 
-use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
+use fbpixel::sinks::facebook_pixel::{FacebookPixelConfig, Outcome};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         phone_country = "US"
         "#,
     )?;
-    let mapper = Mapper::new(&settings)?;
+    let mapper = settings.mapper().map_err(|problems| problems.join("\n"))?;
     // The samples are dated 2024-06-15; a fixed clock keeps them inside Meta's 7-day window.
     // A live router passes `chrono::Utc::now()` for each event instead.
     let now: chrono::DateTime<chrono::Utc> = "2024-06-15T12:00:00Z".parse()?;

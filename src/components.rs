@@ -3,7 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::component::{SinkConfig, SourceConfig, TransformConfig};
+use crate::component::{SinkConfig, SinkOptions, SourceConfig, TransformConfig};
 use crate::config::{ComponentConfig, ConfigError};
 use crate::{sinks, sources, transforms};
 
@@ -81,7 +81,31 @@ pub fn transform(c: &ComponentConfig) -> Result<Box<dyn TransformConfig>, Config
     find(TRANSFORMS, c)
 }
 
-/// Parse a sink's settings by its `type`.
-pub fn sink(c: &ComponentConfig) -> Result<Box<dyn SinkConfig>, ConfigError> {
-    find(SINKS, c)
+/// Parse a sink's settings by its `type`: the settings every sink takes, and its own.
+pub fn sink(c: &ComponentConfig) -> Result<(SinkOptions, Box<dyn SinkConfig>), ConfigError> {
+    let (shared, own) = SinkOptions::split(c)?;
+    let sink = find(SINKS, &own).map_err(|e| with_shared_keys(e, &c.path()))?;
+    Ok((shared, sink))
+}
+
+/// An unknown key of a sink's own table also lists the keys every sink takes, which were split
+/// off before the sink read its table.
+fn with_shared_keys(e: ConfigError, sink_path: &str) -> ConfigError {
+    match e {
+        ConfigError::InFile { file, error } => ConfigError::InFile {
+            file,
+            error: Box::new(with_shared_keys(*error, sink_path)),
+        },
+        ConfigError::Invalid { path, message }
+            if path == sink_path && message.starts_with("unknown field") =>
+        {
+            ConfigError::Invalid {
+                path,
+                message: format!(
+                    "{message}, or one of every sink's: `acknowledgements`, `buffer`, `healthcheck`"
+                ),
+            }
+        }
+        other => other,
+    }
 }

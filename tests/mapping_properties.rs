@@ -156,7 +156,7 @@ fn mappers() -> Vec<Mapper> {
     .iter()
     .map(|settings| {
         let config: FacebookPixelConfig = toml::from_str(settings).unwrap();
-        Mapper::new(&config).unwrap()
+        config.mapper().unwrap()
     })
     .collect()
 }

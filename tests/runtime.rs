@@ -651,7 +651,7 @@ fn validate_names_the_component_and_the_unknown_key() {
         "{STDIN}[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npathh = \"x.ndjson\"\n"
     )]);
     assert!(
-        stdout.contains("sinks.out: unknown field `pathh`, expected one of `path`"),
+        stdout.contains("sinks.out: unknown field `pathh`, expected `path` or `encoding`, or one of every sink's: `acknowledgements`, `buffer`, `healthcheck`"),
         "{stdout}"
     );
 }

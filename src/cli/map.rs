@@ -67,9 +67,9 @@ pub fn load_mapper(
     sink_id: Option<&str>,
 ) -> anyhow::Result<(Mapper, FacebookPixelConfig)> {
     let sink = load_sink(paths, sink_id, MissingVars::Empty)?;
-    let mapper = Mapper::new(&sink.settings).map_err(|e| {
+    let mapper = sink.settings.mapper().map_err(|e| {
         let path = sink.component.path();
-        let lines: Vec<String> = e.0.iter().map(|p| format!("{path}.{p}")).collect();
+        let lines: Vec<String> = e.iter().map(|p| format!("{path}.{p}")).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })?;
     Ok((mapper, sink.settings))

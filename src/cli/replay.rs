@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::sink::{Sink, load_sink};
 use crate::acks::BatchStatus;
-use crate::component::{Backlog, BuildContext, EventStream, SinkConfig};
+use crate::component::{Backlog, BuildContext, EventStream, ValidSink, ValidateContext};
 use crate::config::MissingVars;
 use crate::event::Event;
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
@@ -127,13 +127,21 @@ async fn replay(
         kind: "sink",
         type_name: crate::sinks::facebook_pixel::SINK_TYPE.into(),
     });
-    let (sink, healthcheck) = settings
-        .build(BuildContext {
-            metrics: metrics.clone(),
-            data_dir: None,
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("sinks.{id}: {e}"))?;
+    let cx = ValidateContext {
+        id: id.clone(),
+        data_dir: None,
+    };
+    let (sink, healthcheck) = Box::new(
+        settings
+            .validated(&cx)
+            .map_err(|e| anyhow::anyhow!("sinks.{id}: {e}"))?,
+    )
+    .build(BuildContext {
+        metrics: metrics.clone(),
+        data_dir: None,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("sinks.{id}: {e}"))?;
     healthcheck.await.map_err(|e| {
         anyhow::anyhow!("sinks.{id}: healthcheck failed, nothing was replayed: {e}")
     })?;

@@ -65,6 +65,8 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Every setting is checked before anything is bound or opened.
+    let validated = topology::validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let api_config = config.api.as_ref().filter(|api| api.enabled != Some(false));
     let api = match api_config {
         Some(api) => {
@@ -77,7 +79,8 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
         }
         None => None,
     };
-    let mut pieces = topology::build(&config)
+    let mut pieces = validated
+        .build()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.require_healthy {

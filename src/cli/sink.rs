@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
+use crate::component::SinkOptions;
 use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
 use crate::sinks::facebook_pixel::{FacebookPixelConfig, SINK_TYPE};
 
@@ -35,9 +36,10 @@ pub(crate) fn load_sink(
         eprintln!("warning: {warning}");
     }
     let component = pick_sink(&pipeline, sink_id)?.clone();
-    let settings = component
-        .parse_options()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The settings every sink shares (buffer, acknowledgements, healthcheck) are not the
+    // sink's own.
+    let (_, own) = SinkOptions::split(&component).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = own.parse_options().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Sink {
         pipeline,
         component,

@@ -54,9 +54,18 @@ async fn validate(args: ValidateArgs) -> ExitCode {
         println!("  ~ {warning}");
     }
 
-    let mut problems = topology::check(&config);
-    let sinks = match topology::build_sinks(&config).await {
-        Ok(sinks) => sinks,
+    // The checks alone; sinks are built (nothing bound or opened) only for their
+    // healthchecks, which --no-environment skips.
+    let mut problems = Vec::new();
+    let sinks = match topology::validate(&config) {
+        Ok(validated) if !args.no_environment => match validated.healthchecks().await {
+            Ok(sinks) => sinks,
+            Err(errors) => {
+                problems.extend(errors.0);
+                Vec::new()
+            }
+        },
+        Ok(_) => Vec::new(),
         Err(errors) => {
             problems.extend(errors.0);
             Vec::new()

@@ -10,11 +10,13 @@
 mod buffer;
 mod fanout;
 mod shutdown;
+mod sink_options;
 mod stream;
 
 pub use self::buffer::{BufferConfig, BufferType, MIN_DISK_SIZE, WhenFull};
 pub use self::fanout::{Closed, Output};
 pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
+pub use self::sink_options::{HealthcheckConfig, SinkOptions};
 pub use self::stream::{Backlog, CHANNEL_CAPACITY, EventStream};
 
 use std::future::Future;
@@ -40,7 +42,17 @@ pub struct ComponentError(pub String);
 /// A sink's check that its destination is reachable and accepts its credentials.
 pub type Healthcheck = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// What every component gets when it is built.
+/// What a component's settings are checked against: nothing of the outside world, only where
+/// it would keep state and what it is called.
+#[derive(Clone, Debug)]
+pub struct ValidateContext {
+    /// Its id: the table key in the config.
+    pub id: String,
+    /// The `data_dir` setting, for components that keep state.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// What every component gets when it is built from validated settings.
 #[derive(Clone)]
 pub struct BuildContext {
     /// Its counters (and its id and type, for log lines).
@@ -49,24 +61,25 @@ pub struct BuildContext {
     pub data_dir: Option<PathBuf>,
 }
 
-/// A source's settings.
-#[async_trait]
+/// A source's settings, as parsed from its table.
 pub trait SourceConfig: Send + Sync {
-    /// Check the settings without touching the outside world (no port is
-    /// bound), so `validate` reports what `build` would refuse.
-    fn check(&self) -> Result<(), BuildError> {
-        Ok(())
-    }
-
-    /// Prepare the source: bind its listener, open its input. Called after
-    /// [`SourceConfig::check`] passed.
-    async fn build(&self, cx: BuildContext) -> Result<Box<dyn Source>, BuildError>;
+    /// Check every setting without touching the outside world (no port is bound, no server
+    /// reached; only files the settings name as input, such as TLS certificates, are read),
+    /// and return the validated settings that build the source. `validate` runs only this.
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError>;
 
     /// Whether the source can answer its sender after delivery, and whether
     /// its own settings ask it to.
     fn acknowledgements(&self) -> Acknowledgements {
         Acknowledgements::Unsupported
     }
+}
+
+/// A source's validated settings.
+#[async_trait]
+pub trait ValidSource: Send {
+    /// Prepare the source: bind its listener, open its input. Nothing is checked again.
+    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError>;
 }
 
 /// A source's support for end-to-end acknowledgements.
@@ -98,10 +111,17 @@ pub trait Source: Send {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError>;
 }
 
-/// A transform's settings.
+/// A transform's settings, as parsed from its table.
 pub trait TransformConfig: Send + Sync {
-    /// Compile the transform (pure: no I/O), so `validate` can build it too.
-    fn build(&self, cx: BuildContext) -> Result<Box<dyn Transform>, BuildError>;
+    /// Check the settings and compile the program (pure: the only file read is a program the
+    /// settings name), returning what builds the transform.
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidTransform>, BuildError>;
+}
+
+/// A transform's validated settings (its compiled program).
+pub trait ValidTransform: Send {
+    /// The running transform.
+    fn build(self: Box<Self>, cx: BuildContext) -> Box<dyn Transform>;
 }
 
 /// A running transform: synchronous, batch in, batch out. Every event taken
@@ -111,22 +131,28 @@ pub trait Transform: Send {
     fn transform(&mut self, events: EventArray, out: &mut EventArray);
 }
 
-/// A sink's settings.
-#[async_trait]
+/// A sink's own settings, as parsed from its table; the settings every sink shares
+/// (`acknowledgements`, `buffer`, `healthcheck`) are [`SinkOptions`], read by the topology.
 pub trait SinkConfig: Send + Sync {
-    /// Prepare the sink and its healthcheck.
-    async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError>;
+    /// Check every setting without touching the outside world, and return the validated
+    /// settings that build the sink. `validate` runs only this.
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError>;
 
-    /// Whether its sources must wait for its deliveries before answering.
-    fn acknowledgements(&self) -> bool {
+    /// Whether its sources wait for its deliveries when `acknowledgements` is not set.
+    fn acknowledgements_by_default(&self) -> bool {
         false
     }
+}
 
-    /// Its `buffer` settings; `None`: the channel's batch capacity is the
-    /// only bound.
-    fn buffer(&self) -> Option<&BufferConfig> {
-        None
-    }
+/// A sink's validated settings.
+#[async_trait]
+pub trait ValidSink: Send {
+    /// Prepare the sink and its healthcheck (which runs later, if at all). Nothing is checked
+    /// again; no event flows yet.
+    async fn build(
+        self: Box<Self>,
+        cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError>;
 }
 
 /// A running sink: delivers events until its input ends, finalizing each.

@@ -7,9 +7,10 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::finalize_all;
-use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::acks::EventStatus;
 use crate::component::{
-    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+    ValidSink, ValidateContext, healthy,
 };
 
 /// Settings of the `blackhole` sink.
@@ -21,33 +22,30 @@ pub struct BlackholeConfig {
     pub print_interval_secs: u64,
     /// Take at most this many events per second (simulates a slow destination).
     pub rate: Option<u64>,
-    /// Whether sources wait for this sink before answering.
-    #[serde(default)]
-    pub acknowledgements: AcknowledgementsConfig,
 }
 
 fn default_interval() -> u64 {
     1
 }
 
-#[async_trait]
 impl SinkConfig for BlackholeConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
         if self.rate == Some(0) {
             return Err(BuildError(
                 "`rate` must be at least 1 event per second".into(),
             ));
         }
-        Ok((
-            Box::new(Blackhole {
-                config: self.clone(),
-            }),
-            healthy(),
-        ))
+        Ok(Box::new(self.clone()))
     }
+}
 
-    fn acknowledgements(&self) -> bool {
-        self.acknowledgements.enabled()
+#[async_trait]
+impl ValidSink for BlackholeConfig {
+    async fn build(
+        self: Box<Self>,
+        _cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        Ok((Box::new(Blackhole { config: *self }), healthy()))
     }
 }
 

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{EncodingConfig, write_lines};
-use crate::acks::AcknowledgementsConfig;
 use crate::component::{
-    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
+    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+    ValidSink, ValidateContext, healthy,
 };
 
 /// Settings of the `console` sink.
@@ -19,9 +19,6 @@ pub struct ConsoleConfig {
     /// Accepted for Vector compatibility; always JSON.
     #[serde(default)]
     pub encoding: EncodingConfig,
-    /// Whether sources wait for this sink before answering.
-    #[serde(default)]
-    pub acknowledgements: AcknowledgementsConfig,
 }
 
 /// The stream written to.
@@ -35,19 +32,24 @@ pub enum Target {
     Stderr,
 }
 
-#[async_trait]
 impl SinkConfig for ConsoleConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl ValidSink for ConsoleConfig {
+    async fn build(
+        self: Box<Self>,
+        _cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
         Ok((
             Box::new(ConsoleSink {
                 target: self.target,
             }),
             healthy(),
         ))
-    }
-
-    fn acknowledgements(&self) -> bool {
-        self.acknowledgements.enabled()
     }
 }
 

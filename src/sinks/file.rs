@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{EncodingConfig, write_lines};
-use crate::acks::AcknowledgementsConfig;
 use crate::component::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+    ValidSink, ValidateContext,
 };
 
 /// Settings of the `file` sink.
@@ -20,17 +20,23 @@ pub struct FileConfig {
     /// Accepted for Vector compatibility; always JSON.
     #[serde(default)]
     pub encoding: EncodingConfig,
-    /// Whether sources wait for this sink before answering.
-    #[serde(default)]
-    pub acknowledgements: AcknowledgementsConfig,
 }
 
-#[async_trait]
 impl SinkConfig for FileConfig {
-    async fn build(&self, _cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
         if self.path.as_os_str().is_empty() {
             return Err(BuildError("`path` is empty".into()));
         }
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl ValidSink for FileConfig {
+    async fn build(
+        self: Box<Self>,
+        _cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
         let path = self.path.clone();
         // The healthcheck opens the file the way the sink will.
         let healthcheck = Box::pin(async move { open(&path).await.map(drop) });
@@ -40,10 +46,6 @@ impl SinkConfig for FileConfig {
             }),
             healthcheck,
         ))
-    }
-
-    fn acknowledgements(&self) -> bool {
-        self.acknowledgements.enabled()
     }
 }
 

@@ -19,10 +19,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::Deserialize;
 
-use crate::acks::{AcknowledgementsConfig, EventStatus};
+use crate::acks::EventStatus;
 use crate::backoff::Backoff;
 use crate::component::{
     BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig,
+    ValidSink, ValidateContext,
 };
 use crate::event::Event;
 use crate::nats::{self as shared, Connect, NatsAuth};
@@ -51,9 +52,6 @@ pub struct NatsSinkConfig {
     /// Publishing limits and retries.
     #[serde(default)]
     pub request: NatsRequestConfig,
-    /// Whether sources wait for this sink before answering.
-    #[serde(default)]
-    pub acknowledgements: AcknowledgementsConfig,
 }
 
 /// `request`: how many publishes wait for their PubAck at once, and retries.
@@ -138,25 +136,25 @@ impl NatsSinkConfig {
     }
 }
 
-#[async_trait]
 impl SinkConfig for NatsSinkConfig {
-    // Does not connect: `validate` builds sinks, and the healthcheck is where
-    // the server is reached.
-    async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
         self.check().map_err(BuildError)?;
-        let component = cx.metrics.info().id.clone();
-        let config = self.clone();
-        let healthcheck = Box::pin(async move { healthcheck(&config, &component).await });
-        Ok((
-            Box::new(NatsSink {
-                config: self.clone(),
-            }),
-            healthcheck,
-        ))
+        Ok(Box::new(self.clone()))
     }
+}
 
-    fn acknowledgements(&self) -> bool {
-        self.acknowledgements.enabled()
+#[async_trait]
+impl ValidSink for NatsSinkConfig {
+    // Does not connect: the healthcheck is where the server is reached, and the sink connects
+    // when it starts.
+    async fn build(
+        self: Box<Self>,
+        cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        let component = cx.metrics.info().id.clone();
+        let config = (*self).clone();
+        let healthcheck = Box::pin(async move { healthcheck(&config, &component).await });
+        Ok((Box::new(NatsSink { config: *self }), healthcheck))
     }
 }
 
@@ -346,7 +344,6 @@ mod tests {
         assert_eq!(c.request.concurrency, 500);
         assert_eq!(c.request.timeout_secs, 10.0);
         assert!(!c.create_stream && c.stream.is_none());
-        assert!(!c.acknowledgements.enabled());
     }
 
     #[test]

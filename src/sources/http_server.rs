@@ -20,7 +20,7 @@ use super::http_input::{BodyError, deliver, read_body};
 use crate::acks::AcknowledgementsConfig;
 use crate::component::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
-    SourceConfig, SourceContext,
+    SourceConfig, SourceContext, ValidSource, ValidateContext,
 };
 use crate::config::Secret;
 use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq, text};
@@ -78,9 +78,8 @@ fn default_max_body_bytes() -> usize {
     10 * 1024 * 1024
 }
 
-#[async_trait]
 impl SourceConfig for HttpServerConfig {
-    fn check(&self) -> Result<(), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
         http::parse_address(&self.address).map_err(BuildError)?;
         if !self.path.starts_with('/') {
             return Err(BuildError(format!(
@@ -94,21 +93,24 @@ impl SourceConfig for HttpServerConfig {
         if let Some(tls) = &self.tls {
             tls.acceptor().map_err(BuildError)?;
         }
-        Ok(())
+        Ok(Box::new(self.clone()))
     }
 
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn acknowledgements(&self) -> Acknowledgements {
+        Acknowledgements::Supported(self.acknowledgements.enabled())
+    }
+}
+
+#[async_trait]
+impl ValidSource for HttpServerConfig {
+    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let listener = http::Listener::bind(&self.address, self.tls.as_ref())
             .await
             .map_err(BuildError)?;
         Ok(Box::new(HttpServerSource {
             listener,
-            config: self.clone(),
+            config: *self,
         }))
-    }
-
-    fn acknowledgements(&self) -> Acknowledgements {
-        Acknowledgements::Supported(self.acknowledgements.enabled())
     }
 }
 

@@ -25,7 +25,8 @@ use super::decode;
 use crate::acks::{BatchNotifier, BatchStatus, BatchStatusReceiver};
 use crate::backoff::Backoff;
 use crate::component::{
-    Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,
+    Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig,
+    SourceContext, ValidSource, ValidateContext,
 };
 use crate::event::{Event, EventArray};
 use crate::nats::{self as shared, Connect, NatsAuth};
@@ -104,9 +105,8 @@ impl NatsSourceConfig {
     }
 }
 
-#[async_trait]
 impl SourceConfig for NatsSourceConfig {
-    fn check(&self) -> Result<(), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
         shared::server_urls(&self.url).map_err(BuildError)?;
         shared::check_name("stream", &self.stream).map_err(BuildError)?;
         shared::check_name("durable", &self.durable).map_err(BuildError)?;
@@ -134,10 +134,18 @@ impl SourceConfig for NatsSourceConfig {
         if self.connection_name.as_deref() == Some("") {
             return Err(BuildError("`connection_name` is empty".into()));
         }
-        Ok(())
+        Ok(Box::new(self.clone()))
     }
 
-    async fn build(&self, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    // Acknowledging messages is the point of this source, so it always waits.
+    fn acknowledgements(&self) -> Acknowledgements {
+        Acknowledgements::Supported(true)
+    }
+}
+
+#[async_trait]
+impl ValidSource for NatsSourceConfig {
+    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let component = cx.metrics.info().id.clone();
         let client = shared::connect(&Connect {
             url: &self.url,
@@ -159,16 +167,11 @@ impl SourceConfig for NatsSourceConfig {
         .map_err(BuildError)?;
         let consumer = self.open(&js).await.map_err(BuildError)?;
         Ok(Box::new(NatsSource {
-            config: self.clone(),
+            config: *self,
             client,
             js,
             consumer,
         }))
-    }
-
-    // Acknowledging messages is the point of this source, so it always waits.
-    fn acknowledgements(&self) -> Acknowledgements {
-        Acknowledgements::Supported(true)
     }
 }
 
@@ -442,12 +445,19 @@ impl Pending {
 mod tests {
     use super::*;
 
+    fn cx() -> ValidateContext {
+        ValidateContext {
+            id: "nats".into(),
+            data_dir: None,
+        }
+    }
+
     fn parse(extra: &str) -> Result<NatsSourceConfig, String> {
         let text = format!(
             "url = \"nats://127.0.0.1:4222\"\nstream = \"SEGMENT\"\ndurable = \"capi\"\n{extra}"
         );
         let config: NatsSourceConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-        config.check().map_err(|e| e.0).map(|()| config)
+        config.validate(&cx()).map_err(|e| e.0).map(|_| config)
     }
 
     #[test]
@@ -496,13 +506,15 @@ mod tests {
         let e =
             toml::from_str::<NatsSourceConfig>("url = \"x\"\nstream = \"A.B\"\ndurable = \"d\"")
                 .unwrap()
-                .check()
-                .unwrap_err();
+                .validate(&cx())
+                .err()
+                .unwrap();
         assert!(e.0.starts_with("`stream` \"A.B\""), "{e}");
         let e = toml::from_str::<NatsSourceConfig>("url = \"x\"\nstream = \"A\"\ndurable = \"\"")
             .unwrap()
-            .check()
-            .unwrap_err();
+            .validate(&cx())
+            .err()
+            .unwrap();
         assert_eq!(e.0, "`durable` is empty");
         assert!(
             parse("batchsize = 1")

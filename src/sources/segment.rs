@@ -25,7 +25,7 @@ use super::http_input::{BodyError, deliver, read_body};
 use crate::acks::AcknowledgementsConfig;
 use crate::component::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Output, ShutdownSignal, Source,
-    SourceConfig, SourceContext,
+    SourceConfig, SourceContext, ValidSource, ValidateContext,
 };
 use crate::config::Secret;
 use crate::event::Event;
@@ -71,9 +71,8 @@ impl SegmentConfig {
     }
 }
 
-#[async_trait]
 impl SourceConfig for SegmentConfig {
-    fn check(&self) -> Result<(), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
         http::parse_address(&self.address).map_err(BuildError)?;
         if self.keys().is_empty() {
             return Err(BuildError(
@@ -83,10 +82,17 @@ impl SourceConfig for SegmentConfig {
         if let Some(tls) = &self.tls {
             tls.acceptor().map_err(BuildError)?;
         }
-        Ok(())
+        Ok(Box::new(self.clone()))
     }
 
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn acknowledgements(&self) -> Acknowledgements {
+        Acknowledgements::Supported(self.acknowledgements.enabled())
+    }
+}
+
+#[async_trait]
+impl ValidSource for SegmentConfig {
+    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let keys = self.keys();
         let listener = http::Listener::bind(&self.address, self.tls.as_ref())
             .await
@@ -94,12 +100,8 @@ impl SourceConfig for SegmentConfig {
         Ok(Box::new(SegmentSource {
             listener,
             keys,
-            config: self.clone(),
+            config: *self,
         }))
-    }
-
-    fn acknowledgements(&self) -> Acknowledgements {
-        Acknowledgements::Supported(self.acknowledgements.enabled())
     }
 }
 

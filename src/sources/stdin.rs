@@ -11,7 +11,8 @@ use tokio::io::AsyncReadExt;
 
 use super::decode;
 use crate::component::{
-    BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext,
+    BuildContext, BuildError, ComponentError, Source, SourceConfig, SourceContext, ValidSource,
+    ValidateContext,
 };
 use crate::telemetry::Stage;
 
@@ -31,16 +32,18 @@ fn default_max_length() -> usize {
     100 * 1024
 }
 
-#[async_trait]
 impl SourceConfig for StdinConfig {
-    fn check(&self) -> Result<(), BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
         if self.max_length == 0 {
             return Err(BuildError("`max_length` must be at least 1".into()));
         }
-        Ok(())
+        Ok(Box::new(self.clone()))
     }
+}
 
-    async fn build(&self, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+#[async_trait]
+impl ValidSource for StdinConfig {
+    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         Ok(Box::new(StdinSource {
             max_length: self.max_length,
         }))

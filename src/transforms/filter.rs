@@ -10,7 +10,9 @@ use vrl::value::Value;
 
 use super::vrl::{Vrl, compile, loggable};
 use crate::acks::EventStatus;
-use crate::component::{BuildContext, BuildError, Transform, TransformConfig};
+use crate::component::{
+    BuildContext, BuildError, Transform, TransformConfig, ValidTransform, ValidateContext,
+};
 use crate::event::EventArray;
 use crate::telemetry::{ComponentMetrics, Stage};
 
@@ -24,7 +26,7 @@ pub struct FilterConfig {
 }
 
 impl TransformConfig for FilterConfig {
-    fn build(&self, cx: BuildContext) -> Result<Box<dyn Transform>, BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidTransform>, BuildError> {
         let program = compile(&self.condition, true)
             .map_err(|d| BuildError(format!("invalid VRL condition:\n{d}")))?;
         let result = program.final_type_info().result;
@@ -34,10 +36,19 @@ impl TransformConfig for FilterConfig {
                 result.kind()
             )));
         }
-        Ok(Box::new(Filter {
-            vrl: Vrl::new(Arc::new(program)),
+        Ok(Box::new(CompiledFilter(Arc::new(program))))
+    }
+}
+
+/// A condition that compiled and returns a boolean.
+struct CompiledFilter(Arc<vrl::compiler::Program>);
+
+impl ValidTransform for CompiledFilter {
+    fn build(self: Box<Self>, cx: BuildContext) -> Box<dyn Transform> {
+        Box::new(Filter {
+            vrl: Vrl::new(self.0),
             metrics: cx.metrics,
-        }))
+        })
     }
 }
 
@@ -90,7 +101,8 @@ mod tests {
         FilterConfig {
             condition: condition.into(),
         }
-        .build(cx())
+        .validate(&crate::transforms::remap::tests::validate_cx())
+        .map(|valid| valid.build(cx()))
         .map_err(|e| e.0)
     }
 

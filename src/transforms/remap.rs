@@ -13,7 +13,9 @@ use vrl::value::Value;
 
 use super::vrl::{Vrl, compile, loggable, program_text};
 use crate::acks::EventStatus;
-use crate::component::{BuildContext, BuildError, Transform, TransformConfig};
+use crate::component::{
+    BuildContext, BuildError, Transform, TransformConfig, ValidTransform, ValidateContext,
+};
 use crate::event::{Event, EventArray};
 use crate::telemetry::{ComponentMetrics, Stage};
 
@@ -38,7 +40,7 @@ fn default_true() -> bool {
 }
 
 impl TransformConfig for RemapConfig {
-    fn build(&self, cx: BuildContext) -> Result<Box<dyn Transform>, BuildError> {
+    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidTransform>, BuildError> {
         let text =
             program_text(self.source.as_deref(), self.file.as_deref()).map_err(BuildError)?;
         let program =
@@ -48,13 +50,32 @@ impl TransformConfig for RemapConfig {
         // the event must then go on unchanged.
         let keep_original =
             (info.fallible && !self.drop_on_error) || (info.abortable && !self.drop_on_abort);
-        Ok(Box::new(Remap {
-            vrl: Vrl::new(Arc::new(program)),
+        Ok(Box::new(CompiledRemap {
+            program: Arc::new(program),
             drop_on_error: self.drop_on_error,
             drop_on_abort: self.drop_on_abort,
             keep_original,
-            metrics: cx.metrics,
         }))
+    }
+}
+
+/// A program that compiled, with what its settings make of failures.
+struct CompiledRemap {
+    program: Arc<vrl::compiler::Program>,
+    drop_on_error: bool,
+    drop_on_abort: bool,
+    keep_original: bool,
+}
+
+impl ValidTransform for CompiledRemap {
+    fn build(self: Box<Self>, cx: BuildContext) -> Box<dyn Transform> {
+        Box::new(Remap {
+            vrl: Vrl::new(self.program),
+            drop_on_error: self.drop_on_error,
+            drop_on_abort: self.drop_on_abort,
+            keep_original: self.keep_original,
+            metrics: cx.metrics,
+        })
     }
 }
 
@@ -132,7 +153,18 @@ pub(crate) mod tests {
             drop_on_error,
             drop_on_abort,
         };
-        config.build(cx()).map_err(|e| e.0).unwrap()
+        config
+            .validate(&validate_cx())
+            .map_err(|e| e.0)
+            .unwrap()
+            .build(cx())
+    }
+
+    pub(crate) fn validate_cx() -> ValidateContext {
+        ValidateContext {
+            id: "t".into(),
+            data_dir: None,
+        }
     }
 
     pub(crate) fn cx() -> BuildContext {
@@ -211,7 +243,7 @@ pub(crate) mod tests {
             drop_on_error: false,
             drop_on_abort: true,
         };
-        let err = config.build(cx()).err().unwrap();
+        let err = config.validate(&validate_cx()).err().unwrap();
         assert_eq!(err.0, "set either `source` or `file`, not both");
     }
 }

@@ -1,16 +1,24 @@
 //! Settings of the `facebook_pixel_server_side` sink, mirroring Segment's "Facebook Pixel
-//! Server-Side" destination, and their validation.
+//! Server-Side" destination; their validation, in one place ([`FacebookPixelConfig::problems`]
+//! and the [`SinkConfig`] impl); and the build of the sink from the validated settings.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::capi::ActionSource;
 pub use super::enrichment::{EnrichmentConfig, StoreKind};
-use super::mapping::StandardEvent;
+use super::mapping::{Mapper, MappingSettings, StandardEvent, ValueField, money};
 use super::normalize::Normalizer;
-pub use crate::component::{BufferConfig, BufferType};
+use super::service::{GraphClient, GraphSettings, GraphTarget};
+use super::sink::{Delivering, FacebookPixelSink};
+use crate::component::{
+    BuildContext, BuildError, Healthcheck, Sink, SinkConfig, ValidSink, ValidateContext,
+};
 use crate::config::Secret;
 
 /// The sink type name in a pipeline config.
@@ -78,47 +86,9 @@ pub struct FacebookPixelConfig {
     pub request: RequestConfig,
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
-    #[serde(default)]
-    pub buffer: BufferConfig,
-    #[serde(default)]
-    pub acknowledgements: AcknowledgementsConfig,
-    #[serde(default)]
-    pub healthcheck: HealthcheckConfig,
     /// Remember users' hashed keys and add them to their later events.
     #[serde(default)]
     pub enrichment: EnrichmentConfig,
-}
-
-/// `healthcheck.enabled`: check the token and pixel at start (default true).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthcheckConfig {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-impl Default for HealthcheckConfig {
-    fn default() -> Self {
-        HealthcheckConfig { enabled: true }
-    }
-}
-
-/// Which property carries the value of Product Viewed / Product Added.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValueField {
-    #[default]
-    Price,
-    Value,
-}
-
-impl ValueField {
-    pub fn property(self) -> &'static str {
-        match self {
-            ValueField::Price => "price",
-            ValueField::Value => "value",
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,13 +125,6 @@ pub struct RequestConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     pub path: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AcknowledgementsConfig {
-    #[serde(default = "yes")]
-    pub enabled: bool,
 }
 
 /// Meta's limit of events per request.
@@ -229,15 +192,70 @@ impl Default for RequestConfig {
     }
 }
 
-impl Default for AcknowledgementsConfig {
-    fn default() -> Self {
-        AcknowledgementsConfig { enabled: true }
-    }
-}
-
 impl FacebookPixelConfig {
+    /// The mapping's settings, or every invalid one, each naming its key. `fbpixel map` needs
+    /// only these (no token).
+    pub fn mapping_settings(&self) -> Result<MappingSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut standard_events = BTreeMap::new();
+        for (name, target) in &self.standard_events {
+            match target.parse::<StandardEvent>() {
+                Ok(event) => {
+                    standard_events.insert(name.clone(), event);
+                }
+                Err(why) => problems.push(format!("standard_events.{name:?}: {why}")),
+            }
+        }
+        let default_currency = money::currency_code(&self.default_currency);
+        if default_currency.is_none() {
+            problems.push(format!(
+                "default_currency: {:?} is not an ISO 4217 currency code (e.g. \"USD\", \"EUR\")",
+                self.default_currency
+            ));
+        }
+        let normalizer = Normalizer::new(self.phone_country.as_deref())
+            .map_err(|why| problems.push(format!("phone_country: {why}")))
+            .ok();
+        if let Some(path) = &self.external_id_field
+            && (path.is_empty() || path.split('.').any(str::is_empty))
+        {
+            problems.push(format!(
+                "external_id_field: {path:?} is not a dotted path such as \"context.traits.customer_id\""
+            ));
+        }
+        match (default_currency, normalizer) {
+            (Some(default_currency), Some(normalizer)) if problems.is_empty() => {
+                Ok(MappingSettings {
+                    standard_events,
+                    content_types: self.content_types.clone(),
+                    external_id_path: self
+                        .external_id_field
+                        .as_ref()
+                        .map(|path| path.split('.').map(String::from).collect()),
+                    value_field: self.value_field,
+                    default_currency,
+                    action_source: self.action_source,
+                    limited_data_use: self.limited_data_use,
+                    page_view: self.page_view,
+                    normalizer,
+                    hash_external_id: self.hash_external_id,
+                    allow_pii_properties: self.allow_pii_properties.clone(),
+                    hash_properties: self.hash_properties.clone(),
+                    max_future_secs: self.max_future_secs,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The mapping, compiled from valid settings.
+    pub fn mapper(&self) -> Result<Mapper, Vec<String>> {
+        self.mapping_settings().map(Mapper::new)
+    }
+
     /// Every invalid value, each naming its key (without the component prefix, which the caller
-    /// adds). Checks what can be known without the network; the healthcheck does the rest.
+    /// adds), apart from the access token and `data_dir`, which [`SinkConfig::validate`] adds.
+    /// Checks what can be known without the network; the healthcheck does the rest.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.pixel_id.chars().all(|c| c.is_ascii_digit()) {
@@ -246,28 +264,8 @@ impl FacebookPixelConfig {
                     .to_string(),
             );
         }
-        for (name, target) in &self.standard_events {
-            if let Err(why) = target.parse::<StandardEvent>() {
-                problems.push(format!("standard_events.{name:?}: {why}"));
-            }
-        }
-        if iso_currency::Currency::from_code(&self.default_currency.trim().to_ascii_uppercase())
-            .is_none()
-        {
-            problems.push(format!(
-                "default_currency: {:?} is not an ISO 4217 currency code (e.g. \"USD\", \"EUR\")",
-                self.default_currency
-            ));
-        }
-        if let Err(why) = Normalizer::new(self.phone_country.as_deref()) {
-            problems.push(format!("phone_country: {why}"));
-        }
-        if let Some(path) = &self.external_id_field
-            && (path.is_empty() || path.split('.').any(str::is_empty))
-        {
-            problems.push(format!(
-                "external_id_field: {path:?} is not a dotted path such as \"context.traits.customer_id\""
-            ));
+        if let Err(mapping) = self.mapping_settings() {
+            problems.extend(mapping);
         }
         if self.batch.max_events == 0 || self.batch.max_events > MAX_EVENTS_PER_REQUEST {
             problems.push(format!(
@@ -317,6 +315,123 @@ impl FacebookPixelConfig {
     }
 }
 
+impl FacebookPixelConfig {
+    /// The Graph API target of these settings.
+    fn graph_target(&self) -> GraphTarget<'_> {
+        GraphTarget {
+            endpoint: &self.endpoint,
+            api_version: &self.api_version,
+            pixel_id: &self.pixel_id,
+            access_token: self.access_token.expose(),
+            app_secret: self.app_secret.as_ref().map(|s| s.expose()),
+            test_event_code: self.test_event_code.as_deref(),
+            partner_agent: self.partner_agent.as_deref(),
+            timeout: Duration::from_secs_f64(self.request.timeout_secs),
+        }
+    }
+
+    /// What `validate` can check of `enrichment` without opening its store (a running
+    /// instance holds it).
+    fn check_enrichment(&self, cx: &ValidateContext) -> Result<(), String> {
+        let e = &self.enrichment;
+        if e.enabled && e.store == StoreKind::Disk {
+            EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &cx.id)?;
+        }
+        if e.enabled && e.store == StoreKind::NatsKv {
+            crate::nats::server_urls(e.url.as_deref().unwrap_or_default())
+                .map_err(|problem| format!("enrichment: {problem}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The sink's settings, every one checked: what the sink is built from.
+pub struct ValidFacebookPixel {
+    mapping: MappingSettings,
+    graph: GraphSettings,
+    batch_max_events: usize,
+    batch_max_bytes: usize,
+    batch_timeout: Duration,
+    delivering: Delivering,
+    dead_letter: Option<PathBuf>,
+    enrichment: Option<EnrichmentConfig>,
+}
+
+impl SinkConfig for FacebookPixelConfig {
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
+        self.validated(cx)
+            .map(|v| Box::new(v) as Box<dyn ValidSink>)
+    }
+
+    /// Sources wait for Meta's answer unless told otherwise: an event is acknowledged only
+    /// once it is delivered or dead-lettered.
+    fn acknowledgements_by_default(&self) -> bool {
+        true
+    }
+}
+
+impl FacebookPixelConfig {
+    /// Every check of the sink's settings, in one place; the validated settings on success.
+    pub fn validated(&self, cx: &ValidateContext) -> Result<ValidFacebookPixel, BuildError> {
+        let mut problems = self.problems();
+        let graph = GraphSettings::new(&self.graph_target()).map_err(|e| problems.push(e));
+        if let Err(e) = self.check_enrichment(cx) {
+            problems.push(e);
+        }
+        let mapping = self.mapping_settings();
+        match (mapping, graph) {
+            (Ok(mapping), Ok(graph)) if problems.is_empty() => Ok(ValidFacebookPixel {
+                mapping,
+                graph,
+                batch_max_events: self.batch.max_events,
+                batch_max_bytes: self.batch.max_bytes,
+                batch_timeout: Duration::from_secs_f64(self.batch.timeout_secs),
+                delivering: Delivering {
+                    concurrency: self.request.concurrency,
+                    initial_backoff: Duration::from_secs_f64(
+                        self.request.retry_initial_backoff_secs,
+                    ),
+                    max_backoff: Duration::from_secs_f64(self.request.retry_max_duration_secs),
+                    max_attempts: self.request.retry_attempts,
+                },
+                dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
+                enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
+            }),
+            _ => Err(BuildError(problems.join("; "))),
+        }
+    }
+}
+
+#[async_trait]
+impl ValidSink for ValidFacebookPixel {
+    async fn build(
+        self: Box<Self>,
+        cx: BuildContext,
+    ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
+        let this = *self;
+        // One client: the healthcheck and the deliveries share its connection pool.
+        let client = GraphClient::new(this.graph).map_err(|e| BuildError(e.to_string()))?;
+        let check = client.clone();
+        let healthcheck: Healthcheck = Box::pin(async move { check.healthcheck().await });
+        let batches = super::batch::BatchBuilder::new(
+            this.batch_max_events,
+            this.batch_max_bytes,
+            this.batch_timeout,
+            client.body_suffix(),
+        );
+        let sink = FacebookPixelSink::new(
+            Mapper::new(this.mapping),
+            client,
+            batches,
+            this.delivering,
+            this.dead_letter,
+            this.enrichment,
+            cx,
+        );
+        Ok((Box::new(sink), healthcheck))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,8 +454,6 @@ mod tests {
         assert_eq!(config.max_future_secs, 60);
         assert_eq!(config.batch.max_events, 1000);
         assert_eq!(config.request.concurrency, 4);
-        assert_eq!(config.buffer.kind, BufferType::Memory);
-        assert!(config.acknowledgements.enabled);
         assert!(config.problems().is_empty(), "{:?}", config.problems());
     }
 
@@ -446,14 +559,10 @@ api_version = "25.0""#,
 
     #[test]
     fn delivery_settings_are_checked() {
-        let config = parse(
-            "request.concurrency = 0\nrequest.timeout_secs = -1\nbuffer.max_events = 0\nbuffer.type = \"disk\"",
-        )
-        .unwrap();
+        let config = parse("request.concurrency = 0\nrequest.timeout_secs = -1").unwrap();
         let problems = config.problems();
-        // The buffer's own settings are checked by the topology, for every sink.
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert_eq!(config.buffer.kind, BufferType::Disk);
-        assert!(parse("buffer.type = \"tape\"").is_err());
+        // `buffer` is every sink's, split off before the sink reads its own settings.
+        assert!(parse("buffer.type = \"disk\"").is_err());
     }
 }

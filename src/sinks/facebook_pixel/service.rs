@@ -14,8 +14,6 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::config::FacebookPixelConfig;
-
 /// Graph API error codes that mean "try again later" (SPEC §7).
 const TRANSIENT_CODES: [i64; 10] = [1, 2, 4, 17, 32, 341, 368, 613, 80003, 80004];
 
@@ -230,9 +228,30 @@ pub fn advice(e: &GraphError) -> String {
     format!("{what} ({e})")
 }
 
-/// The Graph API client of one sink.
-pub struct GraphClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+/// Where and as whom a sink talks to the Graph API, as its settings say.
+pub struct GraphTarget<'a> {
+    /// `endpoint`.
+    pub endpoint: &'a str,
+    /// `api_version`.
+    pub api_version: &'a str,
+    /// `pixel_id`.
+    pub pixel_id: &'a str,
+    /// `access_token`.
+    pub access_token: &'a str,
+    /// `app_secret`, when set.
+    pub app_secret: Option<&'a str>,
+    /// `test_event_code`, when set.
+    pub test_event_code: Option<&'a str>,
+    /// `partner_agent`, when set.
+    pub partner_agent: Option<&'a str>,
+    /// `request.timeout_secs`.
+    pub timeout: Duration,
+}
+
+/// A [`GraphTarget`] checked and prepared: URLs parsed, the token in its header, the body's
+/// tail written. Made without I/O, so `validate` makes it too.
+#[derive(Clone)]
+pub struct GraphSettings {
     events_url: Uri,
     health_url: Uri,
     authorization: header::HeaderValue,
@@ -240,52 +259,45 @@ pub struct GraphClient {
     timeout: Duration,
 }
 
-/// An error in the settings that makes the client impossible to build.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ClientError(String);
+impl std::fmt::Debug for GraphSettings {
+    // The authorization header holds the token: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSettings")
+            .field("events_url", &self.events_url)
+            .finish_non_exhaustive()
+    }
+}
 
-impl GraphClient {
-    /// A client for the sink's settings: URL, token, proof, test code.
-    pub fn new(config: &FacebookPixelConfig) -> Result<Self, ClientError> {
-        let base = config.endpoint.trim_end_matches('/');
-        let url = |suffix: &str| -> Result<Uri, ClientError> {
-            format!("{base}/{}/{}{suffix}", config.api_version, config.pixel_id)
+impl GraphSettings {
+    /// Check the target; the error names the setting to fix and never holds the token.
+    pub fn new(target: &GraphTarget<'_>) -> Result<Self, String> {
+        let base = target.endpoint.trim_end_matches('/');
+        let url = |suffix: &str| -> Result<Uri, String> {
+            format!("{base}/{}/{}{suffix}", target.api_version, target.pixel_id)
                 .parse()
-                .map_err(|_| {
-                    ClientError(format!(
-                        "endpoint: {:?} does not make a valid URL",
-                        config.endpoint
-                    ))
-                })
+                .map_err(|_| format!("endpoint: {:?} does not make a valid URL", target.endpoint))
         };
-        let token = config.access_token.expose();
+        let token = target.access_token;
         if token.is_empty() {
-            return Err(ClientError(
+            return Err(
                 "access_token: missing; create one in Events Manager → your pixel → Settings → Conversions API".into(),
-            ));
+            );
         }
-        let mut authorization =
-            header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ClientError("access_token: contains characters a token cannot have".into())
-            })?;
+        let mut authorization = header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "access_token: contains characters a token cannot have".to_owned())?;
         authorization.set_sensitive(true);
 
         let mut suffix = serde_json::Map::new();
-        if let Some(code) = config.test_event_code.as_deref().filter(|c| !c.is_empty()) {
+        if let Some(code) = target.test_event_code.filter(|c| !c.is_empty()) {
             suffix.insert("test_event_code".into(), code.into());
         }
-        if let Some(agent) = config.partner_agent.as_deref().filter(|a| !a.is_empty()) {
+        if let Some(agent) = target.partner_agent.filter(|a| !a.is_empty()) {
             suffix.insert("partner_agent".into(), agent.into());
         }
-        if let Some(secret) = config
-            .app_secret
-            .as_ref()
-            .filter(|s| !s.expose().is_empty())
-        {
+        if let Some(secret) = target.app_secret.filter(|s| !s.is_empty()) {
             suffix.insert(
                 "appsecret_proof".into(),
-                appsecret_proof(token, secret.expose()).into(),
+                appsecret_proof(token, secret).into(),
             );
         }
         let mut body_suffix = Vec::new();
@@ -295,7 +307,40 @@ impl GraphClient {
             body_suffix.push(b':');
             serde_json::to_writer(&mut body_suffix, value).expect("a string serializes");
         }
+        Ok(Self {
+            events_url: url("/events")?,
+            health_url: url("?fields=id")?,
+            authorization,
+            body_suffix,
+            timeout: target.timeout,
+        })
+    }
 
+    /// What follows the `data` array in a request body (`,"test_event_code":…`), without `}`.
+    pub fn body_suffix(&self) -> &[u8] {
+        &self.body_suffix
+    }
+}
+
+/// The Graph API client of one sink. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct GraphClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    events_url: Uri,
+    health_url: Uri,
+    authorization: header::HeaderValue,
+    body_suffix: Vec<u8>,
+    timeout: Duration,
+}
+
+/// The client cannot be made (the system's root certificates cannot be read).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(String);
+
+impl GraphClient {
+    /// A client for checked settings; reads the system's root certificates.
+    pub fn new(settings: GraphSettings) -> Result<Self, ClientError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| ClientError(format!("cannot load the system's root certificates: {e}")))?
@@ -308,11 +353,11 @@ impl GraphClient {
             .build(https);
         Ok(Self {
             client,
-            events_url: url("/events")?,
-            health_url: url("?fields=id")?,
-            authorization,
-            body_suffix,
-            timeout: Duration::from_secs_f64(config.request.timeout_secs),
+            events_url: settings.events_url,
+            health_url: settings.health_url,
+            authorization: settings.authorization,
+            body_suffix: settings.body_suffix,
+            timeout: settings.timeout,
         })
     }
 

@@ -11,7 +11,6 @@ use tokio::task::JoinSet;
 
 use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
-use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
@@ -20,70 +19,8 @@ use super::mapping::{Mapper, Outcome, SkipReason};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
-use crate::component::BufferConfig;
-use crate::component::{
-    BuildContext, BuildError, ComponentError, EventStream, Healthcheck, Sink, SinkConfig, healthy,
-};
+use crate::component::{BuildContext, ComponentError, EventStream, Sink};
 use crate::telemetry::{self, KeyCoverage, Throttle};
-
-#[async_trait]
-impl SinkConfig for FacebookPixelConfig {
-    async fn build(&self, cx: BuildContext) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
-        let mapper = Mapper::new(self).map_err(|e| BuildError(e.0.join("; ")))?;
-        let client = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
-        let healthcheck: Healthcheck = if self.healthcheck.enabled {
-            let check = GraphClient::new(self).map_err(|e| BuildError(e.to_string()))?;
-            Box::pin(async move { check.healthcheck().await })
-        } else {
-            healthy()
-        };
-        let builder = BatchBuilder::new(
-            self.batch.max_events,
-            self.batch.max_bytes,
-            Duration::from_secs_f64(self.batch.timeout_secs),
-            client.body_suffix(),
-        );
-        self.check_enrichment(&cx).map_err(BuildError)?;
-        let sink = FacebookPixelSink {
-            mapper,
-            enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
-            identities: None,
-            client: Some(client),
-            dead_letter_path: self.dead_letter.as_ref().map(|d| d.path.clone()),
-            builder,
-            concurrency: self.request.concurrency,
-            initial_backoff: Duration::from_secs_f64(self.request.retry_initial_backoff_secs),
-            max_backoff: Duration::from_secs_f64(self.request.retry_max_duration_secs),
-            max_attempts: self.request.retry_attempts,
-            cx,
-        };
-        Ok((Box::new(sink), healthcheck))
-    }
-
-    fn acknowledgements(&self) -> bool {
-        self.acknowledgements.enabled
-    }
-
-    fn buffer(&self) -> Option<&BufferConfig> {
-        Some(&self.buffer)
-    }
-}
-
-impl FacebookPixelConfig {
-    /// What `validate` can check of `enrichment` without opening its store (a running
-    /// instance holds it).
-    fn check_enrichment(&self, cx: &BuildContext) -> Result<(), String> {
-        let e = &self.enrichment;
-        if e.enabled && e.store == StoreKind::Disk {
-            EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &cx.metrics.info().id)?;
-        }
-        if e.enabled && e.store == StoreKind::NatsKv {
-            crate::nats::server_urls(e.url.as_deref().unwrap_or_default())
-                .map_err(|problem| format!("enrichment: {problem}"))?;
-        }
-        Ok(())
-    }
-}
 
 /// The users remembered for `enrichment`, loaded from its store. A store that cannot be
 /// opened is logged and counted, and the sink goes on with memory alone: enrichment must never
@@ -117,7 +54,21 @@ fn open_enrichment(config: &EnrichmentConfig, cx: &BuildContext) -> Identities {
     }
 }
 
-struct FacebookPixelSink {
+/// How batches are sent: `request.concurrency` and the retry settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivering {
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// First wait between attempts.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+    /// Give up on a transient failure after this many attempts (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+/// The running sink: maps what arrives, batches it, and delivers the batches.
+pub struct FacebookPixelSink {
     mapper: Mapper,
     /// `enrichment`, when enabled: its store is opened when the sink starts.
     enrichment: Option<EnrichmentConfig>,
@@ -126,11 +77,32 @@ struct FacebookPixelSink {
     client: Option<GraphClient>,
     dead_letter_path: Option<std::path::PathBuf>,
     builder: BatchBuilder,
-    concurrency: usize,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    max_attempts: Option<u32>,
+    delivering: Delivering,
     cx: BuildContext,
+}
+
+impl FacebookPixelSink {
+    /// A sink from validated settings; nothing is opened until it runs.
+    pub fn new(
+        mapper: Mapper,
+        client: GraphClient,
+        builder: BatchBuilder,
+        delivering: Delivering,
+        dead_letter_path: Option<std::path::PathBuf>,
+        enrichment: Option<EnrichmentConfig>,
+        cx: BuildContext,
+    ) -> Self {
+        Self {
+            mapper,
+            enrichment,
+            identities: None,
+            client: Some(client),
+            dead_letter_path,
+            builder,
+            delivering,
+            cx,
+        }
+    }
 }
 
 #[async_trait]
@@ -146,9 +118,9 @@ impl Sink for FacebookPixelSink {
             client,
             dead_letter,
             metrics.clone(),
-            self.initial_backoff,
-            self.max_backoff,
-            self.max_attempts,
+            self.delivering.initial_backoff,
+            self.delivering.max_backoff,
+            self.delivering.max_attempts,
         ));
         telemetry::healthy(&metrics, true);
         telemetry::register_delivery_counters(&metrics);
@@ -161,7 +133,7 @@ impl Sink for FacebookPixelSink {
             .identities
             .as_ref()
             .map(|_| EnrichmentMetrics::new(&metrics));
-        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let permits = Arc::new(Semaphore::new(self.delivering.concurrency));
         let mut tasks = JoinSet::new();
         let mut scratch = Vec::new();
         let rejection_log = Throttle::new(REJECTION_LOG_INTERVAL_SECS);

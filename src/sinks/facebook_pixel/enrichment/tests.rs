@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::disk::{self, DiskStore};
 use super::*;
-use crate::sinks::facebook_pixel::config::FacebookPixelConfig;
-use crate::sinks::facebook_pixel::mapping::{Mapper, Outcome};
+use crate::sinks::facebook_pixel::capi::ActionSource;
+use crate::sinks::facebook_pixel::mapping::{Mapper, MappingSettings, Outcome};
 use crate::sinks::facebook_pixel::normalize::Sha256Hex;
 use crate::telemetry::ComponentInfo;
 
@@ -19,11 +19,10 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn mapper() -> Mapper {
-    let config: FacebookPixelConfig = toml::from_str(
-        "pixel_id = \"1\"\naccess_token = \"t\"\naction_source = \"system_generated\"",
-    )
-    .unwrap();
-    Mapper::new(&config).unwrap()
+    Mapper::new(MappingSettings {
+        action_source: ActionSource::SystemGenerated,
+        ..MappingSettings::default()
+    })
 }
 
 fn sha(text: &str) -> String {

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use super::event_name::{EcommerceEvent, Naming, StandardEvent, squash, squash_ascii};
 use super::message::SegmentMessage;
 use super::money::{parse_amount, parse_currency, positive_amount, quantity};
+use super::settings::ValueField;
 use super::{Notes, Rejection};
 use crate::json::{Json, Object, member};
 use crate::sinks::facebook_pixel::capi::{Content, CustomData, Properties, Property};
-use crate::sinks::facebook_pixel::config::ValueField;
 use crate::sinks::facebook_pixel::normalize::{EventFacts, HashedField, Normalizer};
 
 /// The settings that shape custom_data.

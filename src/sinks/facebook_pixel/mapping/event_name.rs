@@ -144,13 +144,12 @@ impl EcommerceEvent {
 pub struct StandardEventMap(HashMap<String, StandardEvent>);
 
 impl StandardEventMap {
-    /// Targets must already be validated (`FacebookPixelConfig::problems`); invalid ones are
-    /// left out.
-    pub fn new<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+    /// From the validated setting.
+    pub fn new<'a>(entries: impl IntoIterator<Item = (&'a String, &'a StandardEvent)>) -> Self {
         StandardEventMap(
             entries
                 .into_iter()
-                .filter_map(|(name, target)| Some((squash(name), target.parse().ok()?)))
+                .map(|(name, target)| (squash(name), *target))
                 .collect(),
         )
     }
@@ -221,7 +220,11 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        StandardEventMap::new(owned.iter().map(|(a, b)| (a, b)))
+        let parsed: Vec<(String, StandardEvent)> = owned
+            .into_iter()
+            .map(|(a, b)| (a, b.parse().unwrap()))
+            .collect();
+        StandardEventMap::new(parsed.iter().map(|(a, b)| (a, b)))
     }
 
     #[test]

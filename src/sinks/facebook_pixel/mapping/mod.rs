@@ -10,6 +10,7 @@ pub mod event_time;
 pub mod message;
 pub mod money;
 mod outcome;
+mod settings;
 pub mod user_data;
 
 use std::borrow::Cow;
@@ -17,6 +18,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Utc};
 
 pub use event_name::StandardEvent;
+pub use settings::{MappingSettings, ValueField};
 
 use self::custom_data::CustomDataRules;
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
@@ -28,8 +30,6 @@ pub use self::outcome::{
 };
 use self::user_data::UserDataRules;
 use super::capi::{ActionSource, ServerEvent, UserData, UserDataKeys};
-use super::config::FacebookPixelConfig;
-use super::normalize::Normalizer;
 use crate::json::{Json, member};
 
 /// The sink's mapping settings, compiled once from its configuration.
@@ -46,50 +46,31 @@ pub struct Mapper {
     custom_data: CustomDataRules,
 }
 
-/// Invalid settings, one problem a line, each naming its key.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct SettingsError(pub Vec<String>);
-
 enum CallType {
     Track,
     Page,
 }
 
 impl Mapper {
-    /// Compiles validated settings; every invalid one is reported, each naming its key.
-    pub fn new(config: &FacebookPixelConfig) -> Result<Mapper, SettingsError> {
-        let problems = config.problems();
-        if !problems.is_empty() {
-            return Err(SettingsError(problems));
-        }
-        let normalizer = Normalizer::new(config.phone_country.as_deref())
-            .map_err(|e| SettingsError(vec![format!("phone_country: {e}")]))?;
-        let default_currency = money::currency_code(&config.default_currency).ok_or_else(|| {
-            SettingsError(vec!["default_currency: not an ISO 4217 code".to_string()])
-        })?;
-        Ok(Mapper {
+    /// Compiles validated settings (built by the sink's config, which reports every invalid
+    /// one).
+    pub fn new(settings: MappingSettings) -> Mapper {
+        let config = settings;
+        Mapper {
             standard_events: StandardEventMap::new(&config.standard_events),
             action_source: config.action_source,
             page_view: config.page_view,
             limited_data_use: config.limited_data_use,
             max_future_secs: config.max_future_secs,
-            external_id_path: config
-                .external_id_field
-                .as_ref()
-                .map(|path| path.split('.').map(String::from).collect()),
+            external_id_path: config.external_id_path,
             user_data: UserDataRules {
-                normalizer,
+                normalizer: config.normalizer,
                 hash_external_id: config.hash_external_id,
             },
             custom_data: CustomDataRules {
-                content_types: config
-                    .content_types
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                content_types: config.content_types.into_iter().collect(),
                 value_field: config.value_field,
-                default_currency,
+                default_currency: config.default_currency,
                 allow_pii: config
                     .allow_pii_properties
                     .iter()
@@ -97,7 +78,7 @@ impl Mapper {
                     .collect(),
                 hash: config.hash_properties.iter().map(|p| squash(p)).collect(),
             },
-        })
+        }
     }
 
     /// Reads a message for [`Mapper::map`]; not a JSON object is a rejection like any other.
@@ -461,6 +442,3 @@ impl From<Rejection> for Stop {
         Stop::Reject(rejection)
     }
 }
-
-#[cfg(test)]
-mod tests;

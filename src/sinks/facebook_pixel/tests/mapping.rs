@@ -1,8 +1,12 @@
-//! Mapping rules end to end: Segment message in, server event (as JSON) out.
+//! Mapping rules end to end, grouped by SPEC section: Segment message in, server event (as
+//! JSON) out.
 
 use serde_json::{Value, json};
 
-use super::*;
+use chrono::{DateTime, Utc};
+
+use crate::sinks::facebook_pixel::FacebookPixelConfig;
+use crate::sinks::facebook_pixel::mapping::*;
 use crate::sinks::facebook_pixel::normalize::Sha256Hex;
 
 const NOW: &str = "2024-06-15T12:00:00Z";
@@ -13,7 +17,7 @@ fn now() -> DateTime<Utc> {
 
 fn mapper(settings: &str) -> Mapper {
     let config: FacebookPixelConfig = toml::from_str(settings).expect("test settings parse");
-    Mapper::new(&config).expect("test settings are valid")
+    config.mapper().expect("test settings are valid")
 }
 
 fn sha(text: &str) -> String {

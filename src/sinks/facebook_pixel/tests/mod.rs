@@ -3,6 +3,8 @@
 //! through an [`EventStream`], and what reaches the stand-in, the dead letter
 //! and the acknowledgements is checked (SPEC §7).
 
+mod mapping;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ use tokio::sync::mpsc;
 use super::{FacebookPixelConfig, SINK_TYPE};
 use crate::acks::{BatchNotifier, BatchStatus};
 use crate::component::{
-    Backlog, BuildContext, EventStream, ShutdownTrigger, SinkConfig, shutdown_pair,
+    Backlog, BuildContext, EventStream, ShutdownTrigger, SinkConfig, ValidateContext, shutdown_pair,
 };
 use crate::config::{ComponentConfig, ComponentKind};
 use crate::event::Event;
@@ -222,9 +224,35 @@ batch.timeout_secs = 0.05
     // The registry accepts it under its type name...
     crate::components::sink(&component).unwrap();
     // ...and these are the settings it parses.
-    let config: FacebookPixelConfig = component.parse_options().unwrap();
+    let (_, own) = crate::component::SinkOptions::split(&component).unwrap();
+    let config: FacebookPixelConfig = own.parse_options().unwrap();
     assert!(config.problems().is_empty(), "{:?}", config.problems());
     config
+}
+
+/// Validate and build the sink, as the topology does.
+async fn build(
+    config: &FacebookPixelConfig,
+    metrics: ComponentMetrics,
+) -> Result<
+    (
+        Box<dyn crate::component::Sink>,
+        crate::component::Healthcheck,
+    ),
+    String,
+> {
+    let cx = ValidateContext {
+        id: "facebook".into(),
+        data_dir: None,
+    };
+    let valid = config.validate(&cx).map_err(|e| e.0)?;
+    valid
+        .build(BuildContext {
+            metrics,
+            data_dir: None,
+        })
+        .await
+        .map_err(|e| e.0)
 }
 
 fn metrics() -> ComponentMetrics {
@@ -240,15 +268,9 @@ fn metrics() -> ComponentMetrics {
 /// each batch's status.
 async fn run(config: &FacebookPixelConfig, batches: Vec<Vec<Value>>) -> Vec<BatchStatus> {
     let metrics = metrics();
-    let (sink, _healthcheck) = SinkConfig::build(
-        config,
-        BuildContext {
-            metrics: metrics.clone(),
-            data_dir: None,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("build: {e}"));
+    let (sink, _healthcheck) = build(config, metrics.clone())
+        .await
+        .unwrap_or_else(|e| panic!("build: {e}"));
     let (tx, rx) = mpsc::channel(16);
     let backlog = Backlog::default();
     let stream = EventStream::new(rx, backlog.clone(), metrics);
@@ -663,15 +685,9 @@ async fn with_retry_attempts_a_failing_batch_ends_in_the_dead_letter() {
 
 async fn healthcheck(graph: &StandIn) -> Result<(), String> {
     let config = config(graph.port, None, "");
-    let (_sink, healthcheck) = SinkConfig::build(
-        &config,
-        BuildContext {
-            metrics: metrics(),
-            data_dir: None,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("build: {e}"));
+    let (_sink, healthcheck) = build(&config, metrics())
+        .await
+        .unwrap_or_else(|e| panic!("build: {e}"));
     tokio::time::timeout(LIMIT, healthcheck)
         .await
         .expect("the healthcheck answers")

@@ -1,0 +1,84 @@
+//! What the mapping needs to know of the sink's settings, already validated: the sink's config
+//! builds it (and reports every invalid value), so the mapping neither sees nor re-checks the
+//! config.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::event_name::StandardEvent;
+use crate::sinks::facebook_pixel::capi::ActionSource;
+use crate::sinks::facebook_pixel::normalize::Normalizer;
+
+/// The mapping's settings (SPEC §8), each one valid.
+#[derive(Debug)]
+pub struct MappingSettings {
+    /// `standard_events`: Segment event name → Meta standard event.
+    pub standard_events: BTreeMap<String, StandardEvent>,
+    /// `content_types`: Segment category → Meta content type.
+    pub content_types: BTreeMap<String, String>,
+    /// `external_id_field`, split at its dots.
+    pub external_id_path: Option<Vec<String>>,
+    /// `value_field`.
+    pub value_field: ValueField,
+    /// `default_currency`, as the ISO 4217 code.
+    pub default_currency: &'static str,
+    /// `action_source`.
+    pub action_source: ActionSource,
+    /// `limited_data_use`.
+    pub limited_data_use: bool,
+    /// `page_view`.
+    pub page_view: bool,
+    /// Normalizes user_data; holds `phone_country`.
+    pub normalizer: Normalizer,
+    /// `hash_external_id`.
+    pub hash_external_id: bool,
+    /// `allow_pii_properties`.
+    pub allow_pii_properties: Vec<String>,
+    /// `hash_properties`.
+    pub hash_properties: Vec<String>,
+    /// `max_future_secs`.
+    pub max_future_secs: u64,
+}
+
+impl Default for MappingSettings {
+    /// The defaults of SPEC §8 (website events, USD, no phone region).
+    fn default() -> Self {
+        Self {
+            standard_events: BTreeMap::new(),
+            content_types: BTreeMap::new(),
+            external_id_path: None,
+            value_field: ValueField::default(),
+            default_currency: "USD",
+            action_source: ActionSource::Website,
+            limited_data_use: false,
+            page_view: false,
+            normalizer: Normalizer::new(None).expect("no region is always valid"),
+            hash_external_id: true,
+            allow_pii_properties: Vec::new(),
+            hash_properties: Vec::new(),
+            max_future_secs: 60,
+        }
+    }
+}
+
+/// Which property carries the value of Product Viewed / Product Added (`value_field`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueField {
+    /// `properties.price`.
+    #[default]
+    Price,
+    /// `properties.value`.
+    Value,
+}
+
+impl ValueField {
+    /// The property's name.
+    pub fn property(self) -> &'static str {
+        match self {
+            ValueField::Price => "price",
+            ValueField::Value => "value",
+        }
+    }
+}
