@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::{EventStream, Output, ShutdownSignal};
 use crate::buffers::BufferConfig;
 use crate::event::EventArray;
+use crate::state::Permissions;
 use crate::telemetry::ComponentMetrics;
 
 /// A component could not be built from its settings; the message says what
@@ -33,6 +34,8 @@ pub struct BuildContext {
     pub metrics: ComponentMetrics,
     /// The `data_dir` setting, for components that keep state.
     pub data_dir: Option<PathBuf>,
+    /// What to do with a state file other users can open (`fbpixel run --strict-permissions`).
+    pub permissions: Permissions,
 }
 
 /// A source's settings.

@@ -31,6 +31,7 @@ pub use self::stream::{Backlog, EventStream};
 use crate::buffers::disk::DiskBuffer;
 use crate::buffers::{BufferConfig, BufferType, WhenFull};
 use crate::config::{ComponentConfig, ComponentKind, PipelineConfig};
+use crate::state::Permissions;
 use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
 
 /// Batches (not events) each channel holds before its writer waits. A
@@ -86,10 +87,12 @@ fn info(c: &ComponentConfig) -> ComponentInfo {
     }
 }
 
+/// The context of `c`; state files other users can open are only reported (`validate`).
 fn context(config: &PipelineConfig, c: &ComponentConfig) -> BuildContext {
     BuildContext {
         metrics: ComponentMetrics::new(info(c)),
         data_dir: config.data_dir.clone(),
+        permissions: Permissions::Warn,
     }
 }
 
@@ -159,8 +162,13 @@ pub async fn build_sinks(
     }
 }
 
-/// Build every component: parse settings, compile VRL, bind listeners.
-pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
+/// Build every component: parse settings, compile VRL, bind listeners, open the disk buffers.
+/// `permissions` says what to do with a state file (under `data_dir`, or a dead letter) that
+/// other users can open: report it, or refuse to build (`fbpixel run --strict-permissions`).
+pub async fn build(
+    config: &PipelineConfig,
+    permissions: Permissions,
+) -> Result<Pieces, BuildErrors> {
     let mut problems = Vec::new();
     let mut inputs = HashMap::new();
     for c in &config.components {
@@ -183,8 +191,10 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                 if let Some(buffer) = s.buffer() {
                     let opened = check_buffer(config, c, buffer).and_then(|dir| match dir {
                         None => Ok(SinkBuffer::Memory(buffer.clone())),
-                        Some(dir) => DiskBuffer::open(&dir, buffer.max_size, buffer.when_full)
-                            .map(SinkBuffer::Disk),
+                        Some(dir) => {
+                            DiskBuffer::open(&dir, buffer.max_size, buffer.when_full, permissions)
+                                .map(SinkBuffer::Disk)
+                        }
                     });
                     match opened {
                         Ok(opened) => {
@@ -193,7 +203,11 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                         Err(e) => problems.push(located(c, &e)),
                     }
                 }
-                match s.build(context(config, c)).await {
+                let cx = BuildContext {
+                    permissions,
+                    ..context(config, c)
+                };
+                match s.build(cx).await {
                     Ok((sink, healthcheck)) => sinks.push((c.clone(), sink, healthcheck)),
                     Err(e) => problems.push(located(c, &e)),
                 }

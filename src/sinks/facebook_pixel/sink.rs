@@ -13,7 +13,7 @@ use super::batch::{Batch, BatchBuilder};
 use super::capi::UserDataKeys;
 use super::config::FacebookPixelConfig;
 use super::dead_letter::{DeadLetter, Failed, Stage};
-use super::enrichment::disk::DiskStore;
+use super::enrichment::disk::{self, DiskStore};
 use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::mapping::{Mapper, Outcome, SkipReason};
@@ -44,6 +44,7 @@ impl SinkConfig for FacebookPixelConfig {
             client.body_suffix(),
         );
         self.check_enrichment(&cx).map_err(BuildError)?;
+        self.check_state_files(&cx).map_err(BuildError)?;
         let sink = FacebookPixelSink {
             mapper,
             enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
@@ -80,6 +81,25 @@ impl FacebookPixelConfig {
         if e.enabled && e.store == StoreKind::NatsKv {
             crate::nats::server_urls(e.url.as_deref().unwrap_or_default())
                 .map_err(|problem| format!("enrichment: {problem}"))?;
+        }
+        Ok(())
+    }
+
+    /// Check the modes of the state files that already exist (the dead letter, the enrichment
+    /// store and its folder) before anything starts: one other users can open is reported,
+    /// or refused with `--strict-permissions`. The disk buffer is checked when it is opened.
+    fn check_state_files(&self, cx: &BuildContext) -> Result<(), String> {
+        if let Some(dead_letter) = &self.dead_letter {
+            crate::state::check(&dead_letter.path, cx.permissions)
+                .map_err(|e| format!("dead_letter.path: {e}"))?;
+        }
+        let e = &self.enrichment;
+        if e.enabled && e.store == StoreKind::Disk {
+            let dir = EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &cx.metrics.info().id)?;
+            for path in [disk::file_path(&dir), dir] {
+                crate::state::check(&path, cx.permissions)
+                    .map_err(|e| format!("enrichment: {e}"))?;
+            }
         }
         Ok(())
     }

@@ -245,6 +245,7 @@ async fn run(config: &FacebookPixelConfig, batches: Vec<Vec<Value>>) -> Vec<Batc
         BuildContext {
             metrics: metrics.clone(),
             data_dir: None,
+            permissions: Default::default(),
         },
     )
     .await
@@ -668,6 +669,7 @@ async fn healthcheck(graph: &StandIn) -> Result<(), String> {
         BuildContext {
             metrics: metrics(),
             data_dir: None,
+            permissions: Default::default(),
         },
     )
     .await
