@@ -21,6 +21,7 @@ pub mod json;
 pub mod nats;
 pub mod sinks;
 pub mod sources;
+pub mod state;
 pub mod telemetry;
 pub mod topology;
 pub mod transforms;

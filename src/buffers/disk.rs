@@ -19,11 +19,18 @@
 //! in the original order. Delivery is at least once: an event delivered just
 //! before a crash, whose deletion was not yet committed, is sent again (Meta
 //! deduplicates by `event_id`).
+//!
+//! The file holds raw events, personal data included, until they are
+//! delivered: its folder is created 0700 and the file 0600 before redb opens
+//! it ([`crate::state`]), and an existing one others can open is reported (or
+//! refused). Deleted events leave their bytes in freed pages, so once the
+//! buffer is empty the store compacts the file (see [`Compaction`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
@@ -33,6 +40,7 @@ use crate::acks::{BatchStatus, EventFinalizer, EventStatus};
 use crate::component::Backlog;
 use crate::component::WhenFull;
 use crate::event::{Event, EventArray, track};
+use crate::state::{self, Permissions};
 use crate::telemetry::{BufferMetrics, Throttle};
 
 /// Sequence number → one event's JSON.
@@ -50,9 +58,20 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// The file's name inside the buffer's folder.
 const FILE_NAME: &str = "buffer.redb";
 
+/// The least time between two compactions of an emptied buffer: each costs a few fsync'd
+/// commits and holds appends meanwhile, so a buffer that empties after every chunk does not
+/// pay it every time. Deleted bytes linger in freed pages at most about this long once the
+/// buffer is empty.
+const COMPACT_EVERY: Duration = Duration::from_secs(30);
+
+/// redb's database, shared by the store thread (writes, through `read()`) and the reader
+/// (reads, through `read()`); compaction takes `write()`, as redb needs `&mut Database` and no
+/// live transaction.
+type Db = Arc<RwLock<Database>>;
+
 /// An opened disk buffer, not yet running.
 pub struct DiskBuffer {
-    db: Arc<Database>,
+    db: Db,
     path: PathBuf,
     max_size: u64,
     when_full: WhenFull,
@@ -61,6 +80,8 @@ pub struct DiskBuffer {
     /// The next sequence number to assign.
     next: u64,
     stored: Arc<Stored>,
+    /// The least time between two compactions.
+    compact_every: Duration,
 }
 
 /// What the buffer holds now; updated by the store after each commit.
@@ -103,14 +124,31 @@ enum Command {
     /// The writer has no more input: the reader may finish once it has read
     /// everything stored.
     InputEnded,
+    /// A timer's tick: compact the file if it is empty and a compaction was
+    /// held back by [`COMPACT_EVERY`].
+    Compact,
 }
 
 impl DiskBuffer {
     /// Open (or create) the buffer in `dir`, finding what a previous run left.
-    pub fn open(dir: &Path, max_size: u64, when_full: WhenFull) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
+    /// A folder or file that other users can open is reported, or refused
+    /// with [`Permissions::Strict`].
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        when_full: WhenFull,
+        permissions: Permissions,
+    ) -> Result<Self, String> {
+        state::create_dir(dir)
             .map_err(|e| format!("buffer: cannot create {}: {e}", dir.display()))?;
         let path = dir.join(FILE_NAME);
+        // redb's `create` opens an existing file as it is, and would create a
+        // missing one with the umask's mode (0644): create it 0600 first.
+        state::create_file(&path)
+            .map_err(|e| format!("buffer: cannot create {}: {e}", path.display()))?;
+        for p in [dir, path.as_path()] {
+            state::check(p, permissions).map_err(|e| format!("buffer: {e}"))?;
+        }
         // redb caches up to 1 GiB by default; a queue read once, in order, needs little.
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -150,7 +188,7 @@ impl DiskBuffer {
             );
         }
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(db)),
             path,
             max_size,
             when_full,
@@ -161,7 +199,15 @@ impl DiskBuffer {
                 bytes: AtomicU64::new(bytes),
                 room: Notify::new(),
             }),
+            compact_every: COMPACT_EVERY,
         })
+    }
+
+    /// Compact at most once per `every` (tests use a short one).
+    #[cfg(test)]
+    fn compact_every(mut self, every: Duration) -> Self {
+        self.compact_every = every;
+        self
     }
 
     /// Events stored now.
@@ -201,6 +247,11 @@ impl DiskBuffer {
             written: written_tx,
             metrics: metrics.clone(),
             failed: None,
+            compaction: Compaction {
+                freed: 0,
+                last: Instant::now(),
+                every: self.compact_every,
+            },
         };
         std::thread::Builder::new()
             .name("fbpixel-buffer".into())
@@ -209,6 +260,22 @@ impl DiskBuffer {
                 let _ = closed_tx.send(());
             })
             .expect("the buffer's store thread starts");
+        // The tick that lets a held-back compaction happen while nothing else is
+        // written. Its weak sender does not keep the store running: once every
+        // other sender is gone, the tick ends.
+        let tick = commands.downgrade();
+        let every = self.compact_every;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                match tick.upgrade() {
+                    Some(commands) if commands.send(Command::Compact).is_ok() => {}
+                    _ => return,
+                }
+            }
+        });
 
         let writer = Writer {
             input,
@@ -253,7 +320,7 @@ struct Written {
 }
 
 struct Store {
-    db: Arc<Database>,
+    db: Db,
     path: PathBuf,
     next: u64,
     stored: Arc<Stored>,
@@ -262,6 +329,30 @@ struct Store {
     /// Set by the first failed commit: redb refuses every later write after
     /// an I/O error, so from then on appends are refused at once.
     failed: Option<String>,
+    compaction: Compaction,
+}
+
+/// When to compact the file: once it is empty after deletions, at most once
+/// per `every`, on the store thread between two commits (so no transaction is
+/// live), and once more when the buffer closes.
+///
+/// What it achieves: redb never overwrites a freed page until it reuses it,
+/// so a drained buffer's file still holds the bytes of delivered events.
+/// `Database::compact` commits until no page can move down any more and
+/// truncates the file to the pages in use (`ShrinkPolicy::Maximum`): with
+/// nothing stored, that is a few pages of redb's own, and the old events are
+/// cut off the end of the file. What it does not: it does not overwrite the
+/// bytes it cuts off, so the filesystem (or an SSD's flash, a snapshot, a
+/// backup) may keep the old blocks until they are reused; only encrypted
+/// storage closes that. Events still stored are never compacted away, and a
+/// freed page redb keeps inside the file is not zeroed either.
+struct Compaction {
+    /// Bytes of events deleted since the last compaction.
+    freed: u64,
+    /// When the file was last compacted (or a compaction was last tried);
+    /// the start counts as one, so a start is never slowed by one.
+    last: Instant,
+    every: Duration,
 }
 
 impl Store {
@@ -275,6 +366,44 @@ impl Store {
                 waiting.push(more);
             }
             self.commit(&mut waiting);
+            self.compact_if_due(false);
+        }
+        // Closing: what was delivered leaves the file now, whatever the rate.
+        self.compact_if_due(true);
+    }
+
+    /// Compact the file if it holds no event and events were deleted since
+    /// the last compaction, at most once per `every` unless `closing`.
+    fn compact_if_due(&mut self, closing: bool) {
+        let c = &mut self.compaction;
+        let due = c.last.elapsed() >= c.every;
+        if self.failed.is_some()
+            || c.freed == 0
+            || self.stored.events.load(Ordering::Relaxed) != 0
+            || !(due || closing)
+        {
+            return;
+        }
+        c.last = Instant::now();
+        let before = file_len(&self.path);
+        // Waits for a read in progress; the reader reads nothing while the
+        // buffer is empty, and appends wait on this thread meanwhile.
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        match db.compact() {
+            Ok(_) => {
+                c.freed = 0;
+                tracing::debug!(
+                    path = %self.path.display(),
+                    bytes_before = before,
+                    bytes_after = file_len(&self.path),
+                    "buffer: empty; compacted the file so delivered events do not linger in it"
+                );
+            }
+            // Tried again after `every`; the buffer works on uncompacted.
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                "buffer: cannot compact the emptied file: {e}; delivered events stay in its free pages until the next try"
+            ),
         }
     }
 
@@ -289,12 +418,14 @@ impl Store {
                     answers.push(answer);
                 }
                 Command::Delete(range) => deletes.push(range),
-                Command::InputEnded => {}
+                Command::InputEnded | Command::Compact => {}
             }
         }
         let start = self.next;
         let result = match &self.failed {
             Some(message) => Err(message.clone()),
+            // A tick, or the end of input: nothing to commit (and fsync).
+            None if appends.is_empty() && deletes.is_empty() => Ok((0, 0)),
             None => self.write(&appends, deletes).map_err(|e| {
                 self.next = start;
                 let message = format!(
@@ -314,6 +445,7 @@ impl Store {
                 let bytes =
                     self.stored.bytes.fetch_add(added_bytes, Ordering::Relaxed) + added_bytes;
                 self.stored.events.fetch_sub(removed, Ordering::Relaxed);
+                self.compaction.freed += removed_bytes;
                 self.stored
                     .bytes
                     .fetch_sub(removed_bytes, Ordering::Relaxed);
@@ -351,7 +483,8 @@ impl Store {
         deletes: Vec<Range<u64>>,
     ) -> Result<(u64, u64), redb::Error> {
         let (mut removed, mut removed_bytes) = (0, 0);
-        let txn = self.db.begin_write()?;
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let txn = db.begin_write()?;
         {
             let mut table = txn.open_table(EVENTS)?;
             for event in appends.iter().flatten() {
@@ -458,7 +591,7 @@ fn report(finalizers: Vec<EventFinalizer>, status: EventStatus) {
 }
 
 struct Reader {
-    db: Arc<Database>,
+    db: Db,
     /// The next sequence number to read.
     from: u64,
     written: watch::Receiver<Written>,
@@ -542,7 +675,8 @@ impl Reader {
 }
 
 /// Up to [`READ_CHUNK`] stored events from `range`, and where to read next.
-fn read_chunk(db: &Database, range: Range<u64>) -> Result<(Vec<Bytes>, u64), redb::Error> {
+fn read_chunk(db: &RwLock<Database>, range: Range<u64>) -> Result<(Vec<Bytes>, u64), redb::Error> {
+    let db = db.read().unwrap_or_else(PoisonError::into_inner);
     let txn = db.begin_read()?;
     let table = txn.open_table(EVENTS)?;
     let mut next = range.end;
@@ -556,6 +690,11 @@ fn read_chunk(db: &Database, range: Range<u64>) -> Result<(Vec<Bytes>, u64), red
         payloads.push(Bytes::copy_from_slice(value.value()));
     }
     Ok((payloads, next))
+}
+
+/// The file's size, for log lines (0 when it cannot be read).
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 #[cfg(test)]

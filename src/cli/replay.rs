@@ -139,6 +139,7 @@ async fn replay(
     .build(BuildContext {
         metrics: metrics.clone(),
         data_dir: None,
+        permissions: Default::default(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("sinks.{id}: {e}"))?;

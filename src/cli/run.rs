@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::component::shutdown_pair;
 use crate::config::{self, LoadOptions, MissingVars, PipelineConfig};
+use crate::state::Permissions;
 use crate::telemetry::{self, LogFormat};
 use crate::topology;
 
@@ -36,6 +37,10 @@ pub struct RunArgs {
     /// Refuse to start unless every sink's healthcheck passes.
     #[arg(long)]
     pub require_healthy: bool,
+    /// Refuse to start when a state file or folder (disk buffer, enrichment store, dead
+    /// letter) can be read or written by other users, instead of logging a warning.
+    #[arg(long)]
+    pub strict_permissions: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -79,8 +84,13 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
         }
         None => None,
     };
+    let permissions = if args.strict_permissions {
+        Permissions::Strict
+    } else {
+        Permissions::Warn
+    };
     let mut pieces = validated
-        .build()
+        .build(permissions)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.require_healthy {

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 
 use crate::event::EventArray;
+use crate::state::Permissions;
 use crate::telemetry::ComponentMetrics;
 
 /// A component could not be built from its settings; the message says what
@@ -59,6 +60,8 @@ pub struct BuildContext {
     pub metrics: ComponentMetrics,
     /// The `data_dir` setting, for components that keep state.
     pub data_dir: Option<PathBuf>,
+    /// What to do with a state file other users can open (`fbpixel run --strict-permissions`).
+    pub permissions: Permissions,
 }
 
 /// A source's settings, as parsed from its table.

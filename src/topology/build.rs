@@ -11,6 +11,7 @@ use crate::component::{
 };
 use crate::components;
 use crate::config::{ComponentConfig, ComponentKind, PipelineConfig};
+use crate::state::Permissions;
 use crate::telemetry::{ComponentInfo, ComponentMetrics};
 
 /// Every problem found, each naming its component.
@@ -67,10 +68,15 @@ fn validate_context(data_dir: &Option<std::path::PathBuf>, c: &ComponentConfig) 
     }
 }
 
-fn build_context(data_dir: &Option<std::path::PathBuf>, c: &ComponentConfig) -> BuildContext {
+fn build_context(
+    data_dir: &Option<std::path::PathBuf>,
+    c: &ComponentConfig,
+    permissions: Permissions,
+) -> BuildContext {
     BuildContext {
         metrics: ComponentMetrics::new(info(c)),
         data_dir: data_dir.clone(),
+        permissions,
     }
 }
 
@@ -190,7 +196,11 @@ impl Validated {
             let enabled = s.options.healthcheck.enabled;
             match s
                 .sink
-                .build(build_context(&self.data_dir, &s.component))
+                .build(build_context(
+                    &self.data_dir,
+                    &s.component,
+                    Permissions::Warn,
+                ))
                 .await
             {
                 Ok((_, check)) if enabled => checks.push((path, check)),
@@ -206,8 +216,10 @@ impl Validated {
     }
 
     /// Build every component from its validated settings: open disk buffers, prepare sinks,
-    /// bind the sources' listeners (last, once everything else is ready).
-    pub async fn build(self) -> Result<Pieces, BuildErrors> {
+    /// bind the sources' listeners (last, once everything else is ready). `permissions` says
+    /// what to do with a state file (under `data_dir`, or a dead letter) that other users can
+    /// open: report it, or refuse to build (`fbpixel run --strict-permissions`).
+    pub async fn build(self, permissions: Permissions) -> Result<Pieces, BuildErrors> {
         let Validated {
             data_dir,
             sources: valid_sources,
@@ -224,7 +236,9 @@ impl Validated {
             let opened = match buffer.kind {
                 BufferType::Memory => Ok(SinkBuffer::Memory(buffer)),
                 BufferType::Disk => crate::buffers::disk_dir(data_dir.as_deref(), &c.id)
-                    .and_then(|dir| DiskBuffer::open(&dir, buffer.max_size, buffer.when_full))
+                    .and_then(|dir| {
+                        DiskBuffer::open(&dir, buffer.max_size, buffer.when_full, permissions)
+                    })
                     .map(SinkBuffer::Disk),
             };
             match opened {
@@ -233,7 +247,11 @@ impl Validated {
                 }
                 Err(e) => problems.push(located(&c, &e)),
             }
-            match s.sink.build(build_context(&data_dir, &c)).await {
+            match s
+                .sink
+                .build(build_context(&data_dir, &c, permissions))
+                .await
+            {
                 Ok((sink, check)) => {
                     let check = if s.options.healthcheck.enabled {
                         check
@@ -248,14 +266,14 @@ impl Validated {
         let transforms = valid_transforms
             .into_iter()
             .map(|(c, t)| {
-                let built = t.build(build_context(&data_dir, &c));
+                let built = t.build(build_context(&data_dir, &c, permissions));
                 (c, built)
             })
             .collect();
         let mut sources = Vec::new();
         if problems.is_empty() {
             for (c, s, acks) in valid_sources {
-                match s.build(build_context(&data_dir, &c)).await {
+                match s.build(build_context(&data_dir, &c, permissions)).await {
                     Ok(source) => sources.push((c, source, acks)),
                     Err(e) => problems.push(located(&c, &e)),
                 }

@@ -175,6 +175,7 @@ pub(crate) mod tests {
                 type_name: "remap".into(),
             }),
             data_dir: None,
+            permissions: Default::default(),
         }
     }
 

@@ -402,6 +402,30 @@ impl FacebookPixelConfig {
     }
 }
 
+impl ValidFacebookPixel {
+    /// Check the modes of the state files that already exist (the dead letter, the enrichment
+    /// store and its folder) before anything starts: one other users can open is reported,
+    /// or refused with `--strict-permissions`. The disk buffer is checked when it is opened.
+    fn check_state_files(&self, cx: &BuildContext) -> Result<(), String> {
+        if let Some(dead_letter) = &self.dead_letter {
+            crate::state::check(dead_letter, cx.permissions)
+                .map_err(|e| format!("dead_letter.path: {e}"))?;
+        }
+        if self
+            .enrichment
+            .as_ref()
+            .is_some_and(|e| e.store == StoreKind::Disk)
+        {
+            let dir = EnrichmentConfig::disk_dir(cx.data_dir.as_deref(), &cx.metrics.info().id)?;
+            for path in [super::enrichment::disk::file_path(&dir), dir] {
+                crate::state::check(&path, cx.permissions)
+                    .map_err(|e| format!("enrichment: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ValidSink for ValidFacebookPixel {
     async fn build(
@@ -409,6 +433,7 @@ impl ValidSink for ValidFacebookPixel {
         cx: BuildContext,
     ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
         let this = *self;
+        this.check_state_files(&cx).map_err(BuildError)?;
         // One client: the healthcheck and the deliveries share its connection pool.
         let client = GraphClient::new(this.graph).map_err(|e| BuildError(e.to_string()))?;
         let check = client.clone();

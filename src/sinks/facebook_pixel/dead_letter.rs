@@ -1,12 +1,13 @@
 //! The dead letter: events that cannot be delivered as they are, one NDJSON
 //! line each, with the original input so they can be fixed and replayed.
 //!
-//! The file holds raw personal data, so it is created with mode 0600. Each
+//! The file holds raw personal data, so it is created with mode 0600 (and any
+//! folder created for it 0700), through [`crate::state`]. Each
 //! line is written with one `write` on an append-only descriptor and synced;
 //! a line torn by a crash (the only way to get one) is cut off the end of the
 //! file the next time it is opened, so the file is always whole lines.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -56,29 +57,28 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// Open (or create, mode 0600) the file for appending, cutting off a torn
-    /// last line left by a crash.
+    /// last line left by a crash. The mode of an existing file is checked when
+    /// the sink is built ([`crate::state::check`]), before anything starts.
     pub fn open(path: &Path) -> Result<Self, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::state::create_dir(dir).map_err(|e| {
                 format!(
                     "dead_letter.path: cannot create directory {}: {e}",
                     dir.display()
                 )
             })?;
         }
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(|e| {
-            format!(
-                "dead_letter.path: cannot open {} for appending: {e}",
-                path.display()
-            )
-        })?;
+        let mut file = crate::state::file_options()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| {
+                format!(
+                    "dead_letter.path: cannot open {} for appending: {e}",
+                    path.display()
+                )
+            })?;
         let torn = repair(&mut file)
             .map_err(|e| format!("dead_letter.path: cannot check {}: {e}", path.display()))?;
         if torn > 0 {

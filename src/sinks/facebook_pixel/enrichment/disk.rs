@@ -1,6 +1,9 @@
 //! The `disk` store: profiles in a redb file under `data_dir` (the same embedded store as the
 //! disk buffer), loaded at start and written in the background by one thread that commits
 //! whatever changes are waiting in one transaction.
+//!
+//! The folder is created 0700 and the file 0600 before redb opens it ([`crate::state`]): what it
+//! holds (hashed keys, but also IP addresses and user agents in clear) is for this user only.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -37,10 +40,19 @@ impl Drop for DiskStore {
     }
 }
 
+/// The store's file in `dir`.
+pub fn file_path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
 fn open_database(dir: &Path) -> Result<(Database, PathBuf), String> {
-    std::fs::create_dir_all(dir)
+    crate::state::create_dir(dir)
         .map_err(|e| format!("enrichment: cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(FILE_NAME);
+    let path = file_path(dir);
+    // redb would create a missing file with the umask's mode (0644): create it 0600 first, and
+    // redb opens it as it is.
+    crate::state::create_file(&path)
+        .map_err(|e| format!("enrichment: cannot create {}: {e}", path.display()))?;
     let db = Database::create(&path).map_err(|e| match e {
         DatabaseError::DatabaseAlreadyOpen => format!(
             "enrichment: {} is in use by another fbpixel process (stop it first, or give each instance its own data_dir)",

@@ -250,6 +250,7 @@ async fn build(
         .build(BuildContext {
             metrics,
             data_dir: None,
+            permissions: Default::default(),
         })
         .await
         .map_err(|e| e.0)
