@@ -107,49 +107,43 @@ fn located(c: &ComponentConfig, e: &dyn std::fmt::Display) -> String {
 /// checked by [`build_sinks`], which builds them without starting them.
 pub fn check(config: &PipelineConfig) -> Vec<String> {
     let mut problems = Vec::new();
+    let show = |errors: Vec<crate::config::ConfigError>| errors.into_iter().map(|e| e.to_string());
     for c in config.sources() {
-        match registry::source(c) {
-            Ok(s) => {
-                if let Err(e) = s.check() {
-                    problems.push(located(c, &e));
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+        let (s, errors) = registry::source_salvaged(c);
+        problems.extend(show(errors));
+        if let Some(Err(e)) = s.map(|s| s.check()) {
+            problems.push(located(c, &e));
         }
     }
     for c in config.transforms() {
-        match registry::transform(c) {
-            Ok(t) => {
-                if let Err(e) = t.build(context(config, c)) {
-                    problems.push(located(c, &e));
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+        let (t, errors) = registry::transform_salvaged(c);
+        problems.extend(show(errors));
+        if let Some(Err(e)) = t.map(|t| t.build(context(config, c)).map(drop)) {
+            problems.push(located(c, &e));
         }
     }
     problems
 }
 
-/// Build every sink with its healthcheck, for `validate`.
+/// Build every sink with its healthcheck, for `validate`; the healthchecks
+/// are returned only when nothing is wrong.
 pub async fn build_sinks(
     config: &PipelineConfig,
 ) -> Result<Vec<(String, Healthcheck)>, BuildErrors> {
     let mut built = Vec::new();
     let mut problems = Vec::new();
     for c in config.sinks() {
-        match registry::sink(c) {
-            Ok(s) => {
-                // The disk buffer itself is not opened: a running instance
-                // holds its lock.
-                if let Some(Err(e)) = s.buffer().map(|b| check_buffer(config, c, b)) {
-                    problems.push(located(c, &e));
-                }
-                match s.build(context(config, c)).await {
-                    Ok((_, healthcheck)) => built.push((c.path(), healthcheck)),
-                    Err(e) => problems.push(located(c, &e)),
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+        let (s, errors) = registry::sink_salvaged(c);
+        problems.extend(errors.into_iter().map(|e| e.to_string()));
+        let Some(s) = s else { continue };
+        // The disk buffer itself is not opened: a running instance
+        // holds its lock.
+        if let Some(Err(e)) = s.buffer().map(|b| check_buffer(config, c, b)) {
+            problems.push(located(c, &e));
+        }
+        match s.build(context(config, c)).await {
+            Ok((_, healthcheck)) => built.push((c.path(), healthcheck)),
+            Err(e) => problems.push(located(c, &e)),
         }
     }
     if problems.is_empty() {
@@ -198,7 +192,7 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                     Err(e) => problems.push(located(c, &e)),
                 }
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.extend(e.0.iter().map(ToString::to_string)),
         }
     }
 
@@ -209,7 +203,7 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                 Ok(t) => transforms.push((c.clone(), t)),
                 Err(e) => problems.push(located(c, &e)),
             },
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.extend(e.0.iter().map(ToString::to_string)),
         }
     }
 
@@ -233,7 +227,7 @@ pub async fn build(config: &PipelineConfig) -> Result<Pieces, BuildErrors> {
                         Err(e) => problems.push(located(c, &e)),
                     }
                 }
-                Err(e) => problems.push(e.to_string()),
+                Err(e) => problems.extend(e.0.iter().map(ToString::to_string)),
             }
         }
     }
