@@ -657,6 +657,49 @@ fn validate_names_the_component_and_the_unknown_key() {
 }
 
 #[test]
+fn validate_refuses_an_api_address_that_run_would_refuse() {
+    let stdout = validate_fails(&[&format!(
+        "[api]\naddress = \"localhost\"\n{STDIN}[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n"
+    )]);
+    assert!(
+        stdout.contains(
+            "api.address: \"localhost\" is not an IP:port address such as 127.0.0.1:8686"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_reports_every_mistake_of_a_config_in_one_run_with_suggestions() {
+    let stdout = validate_fails(&[r#"
+[sources.in]
+type = "stdin"
+max_lenght = 1000
+
+[sinks.facebook]
+type = "facebook_pixel_server_side"
+inputs = ["in"]
+pixel_id = "1234"
+access_token = "EAAB-do-not-print-me"
+limited_data_usage = true
+standard_events = { "Signed Up" = "CompleteRegistraton" }
+"#]);
+    for expected in [
+        "sources.in: unknown field `max_lenght`, expected `max_length`; did you mean `max_length`?",
+        "sinks.facebook: unknown field `limited_data_usage`, expected one of ",
+        "; did you mean `limited_data_use`?",
+        r#"sinks.facebook: standard_events."Signed Up": "CompleteRegistraton" is not a Meta standard event; did you mean "CompleteRegistration"?"#,
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("  x ").count(), 3, "{stdout}");
+    assert!(!stdout.contains("EAAB"), "{stdout}");
+}
+
+#[test]
 fn validate_accepts_a_valid_config_and_says_validated() {
     let out = temp_dir("validate-ok").join("out.ndjson");
     let config = config(&format!(

@@ -137,6 +137,9 @@ impl<'o, 'e> Loader<'o, 'e> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        if self.config.api.is_some() {
+            self.config.api_file = Some(self.api_file);
+        }
         let unused = graph::unused_warnings(&self.config.components);
         self.config.warnings.extend(unused);
         Ok(self.config)

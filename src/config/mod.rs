@@ -54,8 +54,8 @@ impl fmt::Display for ComponentKind {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Listen address, e.g. `127.0.0.1:8686` (the default, as Vector's); validated by
-    /// whoever binds it.
+    /// Listen address, e.g. `127.0.0.1:8686` (the default, as Vector's); checked by
+    /// [`crate::api::check_address`], which both `run` and `validate` call.
     #[serde(default = "default_api_address")]
     pub address: String,
     /// `None` when not written, so the caller picks the default.
@@ -242,6 +242,8 @@ pub struct PipelineConfig {
     pub data_dir: Option<PathBuf>,
     /// The `[api]` table, if any file set it.
     pub api: Option<ApiConfig>,
+    /// The file that set `[api]`, for messages about it.
+    pub api_file: Option<PathBuf>,
     /// In file order: sources, then transforms, then sinks per file, each
     /// kind in the order written.
     pub components: Vec<ComponentConfig>,
