@@ -25,6 +25,16 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))
 }
 
+/// Check `[api] address` as [`Api::bind`] parses it, without binding: `validate` runs this
+/// so that it refuses what `run` would.
+pub fn check_address(address: &str) -> Result<SocketAddr, String> {
+    http::parse_address(address).map_err(|_| {
+        format!(
+            "api.address: {address:?} is not an IP:port address such as 127.0.0.1:8686 (host names such as localhost are not looked up)"
+        )
+    })
+}
+
 /// The bound API listener.
 pub struct Api {
     listener: http::Listener,
@@ -34,6 +44,7 @@ pub struct Api {
 impl Api {
     /// Bind `address`.
     pub async fn bind(address: &str, handle: PrometheusHandle) -> Result<Self, String> {
+        check_address(address)?;
         let listener = http::Listener::bind(address, None)
             .await
             .map_err(|e| format!("api: {e}"))?;

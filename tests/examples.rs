@@ -44,3 +44,45 @@ fn every_example_config_validates() {
         );
     }
 }
+
+#[test]
+fn the_readme_example_validates_with_no_environment_and_no_variables_set() {
+    // As in CI: none of FB_PIXEL_ID, FB_ACCESS_TOKEN, ... is set (support::fbpixel clears the
+    // environment), and `${VAR:?message}` must not stop the check.
+    let file = root().join("vector.toml.example");
+    let out = fbpixel(
+        &["validate", "--no-environment", file.to_str().unwrap()],
+        b"",
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.ends_with("Validated\n"), "{stdout}");
+    for var in ["FB_PIXEL_ID", "FB_ACCESS_TOKEN"] {
+        assert!(
+            stdout.contains(&format!(
+                "environment variable {var} is not set; checked with the placeholder"
+            )),
+            "{var}: {stdout}"
+        );
+    }
+    assert!(!stdout.contains("Health check"), "{stdout}");
+}
+
+#[test]
+fn without_no_environment_an_unset_required_variable_still_fails_validate() {
+    let file = root().join("vector.toml.example");
+    let out = fbpixel(&["validate", file.to_str().unwrap()], b"", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "environment variable FB_ACCESS_TOKEN is not set or empty: set FB_ACCESS_TOKEN"
+        ),
+        "{stdout}"
+    );
+}

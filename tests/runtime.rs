@@ -651,9 +651,52 @@ fn validate_names_the_component_and_the_unknown_key() {
         "{STDIN}[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npathh = \"x.ndjson\"\n"
     )]);
     assert!(
-        stdout.contains("sinks.out: unknown field `pathh`, expected `path` or `encoding`, or one of every sink's: `acknowledgements`, `buffer`, `healthcheck`"),
+        stdout.contains("sinks.out: unknown field `pathh`, expected `path` or `encoding` (or `acknowledgements`, `buffer`, `healthcheck`, which every sink takes); did you mean `path`?"),
         "{stdout}"
     );
+}
+
+#[test]
+fn validate_refuses_an_api_address_that_run_would_refuse() {
+    let stdout = validate_fails(&[&format!(
+        "[api]\naddress = \"localhost\"\n{STDIN}[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n"
+    )]);
+    assert!(
+        stdout.contains(
+            "api.address: \"localhost\" is not an IP:port address such as 127.0.0.1:8686"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_reports_every_mistake_of_a_config_in_one_run_with_suggestions() {
+    let stdout = validate_fails(&[r#"
+[sources.in]
+type = "stdin"
+max_lenght = 1000
+
+[sinks.facebook]
+type = "facebook_pixel_server_side"
+inputs = ["in"]
+pixel_id = "1234"
+access_token = "EAAB-do-not-print-me"
+limited_data_usage = true
+standard_events = { "Signed Up" = "CompleteRegistraton" }
+"#]);
+    for expected in [
+        "sources.in: unknown field `max_lenght`, expected `max_length`; did you mean `max_length`?",
+        "sinks.facebook: unknown field `limited_data_usage`, expected one of ",
+        "; did you mean `limited_data_use`?",
+        r#"sinks.facebook: standard_events."Signed Up": "CompleteRegistraton" is not a Meta standard event; did you mean "CompleteRegistration"?"#,
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("  x ").count(), 3, "{stdout}");
+    assert!(!stdout.contains("EAAB"), "{stdout}");
 }
 
 #[test]

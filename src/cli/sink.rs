@@ -38,7 +38,10 @@ pub(crate) fn load_sink(
     let component = pick_sink(&pipeline, sink_id)?.clone();
     // The settings every sink shares (buffer, acknowledgements, healthcheck) are not the
     // sink's own.
-    let (_, own) = SinkOptions::split(&component).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, own, errors) = SinkOptions::split(&component);
+    if !errors.is_empty() {
+        bail!("{}", crate::config::ConfigErrors(errors));
+    }
     let settings = own.parse_options().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Sink {
         pipeline,

@@ -8,9 +8,6 @@ use super::BufferConfig;
 use crate::acks::AcknowledgementsConfig;
 use crate::config::{ComponentConfig, ConfigError};
 
-/// The keys of [`SinkOptions`] in a sink's table.
-const KEYS: [&str; 3] = ["acknowledgements", "buffer", "healthcheck"];
-
 /// What every sink's table may hold besides its own settings.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,18 +46,23 @@ fn yes() -> bool {
 }
 
 impl SinkOptions {
-    /// Split a sink's table: the shared settings, and the table of the sink's own settings
-    /// (everything else), each to be parsed with its own unknown-key check.
-    pub fn split(c: &ComponentConfig) -> Result<(SinkOptions, ComponentConfig), ConfigError> {
+    /// The keys of these settings in a sink's table.
+    pub const KEYS: [&'static str; 3] = ["acknowledgements", "buffer", "healthcheck"];
+
+    /// Split a sink's table: the shared settings, the table of the sink's own settings
+    /// (everything else, to be parsed with its own unknown-key check), and every problem of
+    /// the shared ones (those that do not parse are left at their defaults).
+    pub fn split(c: &ComponentConfig) -> (SinkOptions, ComponentConfig, Vec<ConfigError>) {
         let mut own = c.clone();
         let mut shared = c.clone();
         shared.options = toml::Table::new();
-        for key in KEYS {
+        for key in Self::KEYS {
             if let Some(value) = own.options.remove(key) {
                 shared.options.insert(key.to_owned(), value);
             }
         }
-        Ok((shared.parse_options()?, own))
+        let (options, errors) = shared.parse_options_salvaged::<SinkOptions>();
+        (options.unwrap_or_default(), own, errors)
     }
 
     /// Whether the sources wait for this sink, given its type's default.
@@ -89,10 +91,10 @@ mod tests {
 
     #[test]
     fn shared_settings_are_split_off_and_the_rest_is_the_sinks_own() {
-        let (shared, own) = SinkOptions::split(&sink(
+        let (shared, own, errors) = SinkOptions::split(&sink(
             "target = \"stderr\"\nacknowledgements = true\nbuffer.type = \"disk\"\nhealthcheck.enabled = false",
-        ))
-        .unwrap();
+        ));
+        assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(shared.acknowledgements.map(|a| a.enabled()), Some(true));
         assert_eq!(shared.buffer.kind, BufferType::Disk);
         assert!(!shared.healthcheck.enabled);
@@ -101,7 +103,8 @@ mod tests {
 
     #[test]
     fn defaults_leave_acknowledgements_to_the_sink_type_and_check_health() {
-        let (shared, _) = SinkOptions::split(&sink("")).unwrap();
+        let (shared, _, errors) = SinkOptions::split(&sink(""));
+        assert!(errors.is_empty());
         assert!(shared.acknowledgements(true));
         assert!(!shared.acknowledgements(false));
         assert!(shared.healthcheck.enabled);
@@ -110,16 +113,16 @@ mod tests {
 
     #[test]
     fn a_bad_shared_setting_names_the_sink_and_the_key() {
-        let e = SinkOptions::split(&sink("healthcheck.enable = false"))
-            .unwrap_err()
-            .to_string();
+        let (_, _, errors) = SinkOptions::split(&sink("healthcheck.enable = false"));
+        let e = errors[0].to_string();
         assert!(
             e.starts_with("sinks.out.healthcheck: unknown field `enable`"),
             "{e}"
         );
-        let e = SinkOptions::split(&sink(
+        assert!(e.contains("did you mean `enabled`"), "{e}");
+        let (_, _, errors) = SinkOptions::split(&sink(
             "acknowledgements.enabled = true\nacknowledgements.x = 1",
         ));
-        assert!(e.is_err());
+        assert!(!errors.is_empty());
     }
 }

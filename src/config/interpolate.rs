@@ -8,22 +8,36 @@
 //! `$`. Any other `$` is literal, so "$5" survives. Defaults and messages are
 //! taken literally and cannot contain `}`. Substituted values are never
 //! interpolated again.
+//!
+//! `fbpixel validate --no-environment` checks a config in CI, where the
+//! secrets are not set: there [`MissingVars::Placeholder`] turns every
+//! reference that would fail into [`PLACEHOLDER`], with a warning naming it.
 
 use super::{ConfigError, join_key};
 
-/// What `${VAR}` (with no `:-` or `:?`) does when VAR is unset.
+/// What a reference to an unset variable does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingVars {
-    /// It is an error naming the variable and the key path.
+    /// `${VAR}` and `${VAR:?msg}` are errors naming the variable and the key path.
     Error,
-    /// It becomes an empty string, with a warning.
+    /// `${VAR}` becomes an empty string, with a warning; `${VAR:?msg}` is still an error.
     Empty,
+    /// `${VAR}`, and `${VAR:?msg}` with VAR unset or empty, become [`PLACEHOLDER`], with a
+    /// warning; `${VAR:-default}` still takes its default, as a run would.
+    Placeholder,
 }
+
+/// What an unset variable becomes in [`MissingVars::Placeholder`] mode. Digits only, so it
+/// passes where any non-empty identifier or secret does (a pixel ID, an access token, a write
+/// key), yet fails wherever a structured value is expected (an address, a URL, a currency, a
+/// region, a `type`, any enumerated value): a placeholder cannot make such a setting valid.
+/// It never leaves the process: `--no-environment` also skips the healthchecks.
+pub const PLACEHOLDER: &str = "000000000000000";
 
 /// Interpolate one string value found at `key_path`.
 ///
 /// Returns the first problem; warnings (unset variables in
-/// [`MissingVars::Empty`] mode) are appended to `warnings`.
+/// [`MissingVars::Empty`] and [`MissingVars::Placeholder`] modes) are appended to `warnings`.
 pub fn interpolate(
     value: &str,
     env: &dyn Fn(&str) -> Option<String>,
@@ -136,33 +150,44 @@ fn resolve(
     match reference.fallback {
         Fallback::None => match (value, mode) {
             (Some(value), _) => Ok(value),
+            (None, MissingVars::Placeholder) => Ok(placeholder(reference, key_path, warnings)),
             (None, mode) => {
                 let error = ConfigError::UnsetVariable {
                     path: key_path.to_owned(),
                     var: reference.name.to_owned(),
                 };
                 match mode {
-                    MissingVars::Error => Err(error),
                     MissingVars::Empty => {
                         warnings.push(format!("{error}; using an empty value"));
                         Ok(String::new())
                     }
+                    _ => Err(error),
                 }
             }
         },
         Fallback::Default(default) => Ok(value
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| default.to_owned())),
-        Fallback::Required(message) => {
-            value
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ConfigError::RequiredVariable {
-                    path: key_path.to_owned(),
-                    var: reference.name.to_owned(),
-                    message: message.to_owned(),
-                })
-        }
+        Fallback::Required(message) => match value.filter(|v| !v.is_empty()) {
+            Some(value) => Ok(value),
+            None if mode == MissingVars::Placeholder => {
+                Ok(placeholder(reference, key_path, warnings))
+            }
+            None => Err(ConfigError::RequiredVariable {
+                path: key_path.to_owned(),
+                var: reference.name.to_owned(),
+                message: message.to_owned(),
+            }),
+        },
     }
+}
+
+fn placeholder(reference: &Reference<'_>, key_path: &str, warnings: &mut Vec<String>) -> String {
+    warnings.push(format!(
+        "{key_path}: environment variable {} is not set; checked with the placeholder {PLACEHOLDER:?}",
+        reference.name
+    ));
+    PLACEHOLDER.to_owned()
 }
 
 /// Interpolate every string value in `value` (found at `path`), recursing
@@ -278,6 +303,40 @@ mod tests {
             result,
             Err(ConfigError::RequiredVariable { ref var, .. }) if var == "NOPE"
         ));
+    }
+
+    #[test]
+    fn placeholder_mode_replaces_every_failing_reference_and_says_so() {
+        let (result, warnings) = run(
+            "${NOPE} ${NEED:?set NEED} ${EMPTY:?set EMPTY} ${HOST:?x}",
+            MissingVars::Placeholder,
+        );
+        assert_eq!(
+            result.unwrap(),
+            format!("{PLACEHOLDER} {PLACEHOLDER} {PLACEHOLDER} example.com")
+        );
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(
+            warnings[0],
+            format!(
+                "sinks.s.key: environment variable NOPE is not set; checked with the placeholder {PLACEHOLDER:?}"
+            )
+        );
+        assert!(warnings[1].contains(" NEED "), "{warnings:?}");
+    }
+
+    #[test]
+    fn placeholder_mode_still_takes_defaults_and_set_values() {
+        let (result, warnings) = run("${NOPE:-} ${NOPE:-x} ${EMPTY}", MissingVars::Placeholder);
+        // As a run would: the default (even an empty one) and the empty value that is set.
+        assert_eq!(result.unwrap(), " x ");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn placeholder_is_not_a_structured_value() {
+        assert!(PLACEHOLDER.parse::<std::net::SocketAddr>().is_err());
+        assert!(!PLACEHOLDER.is_empty() && PLACEHOLDER.chars().all(|c| c.is_ascii_digit()));
     }
 
     #[test]

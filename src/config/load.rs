@@ -9,7 +9,7 @@ use toml::de::{DeTable, DeValue};
 use super::interpolate::interpolate_value;
 use super::{
     ApiConfig, ComponentConfig, ComponentKind, ConfigError, ConfigErrors, LoadOptions,
-    PipelineConfig, error, graph, join_key,
+    PipelineConfig, graph, join_key,
 };
 
 const KINDS: [ComponentKind; 3] = [
@@ -137,6 +137,9 @@ impl<'o, 'e> Loader<'o, 'e> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        if self.config.api.is_some() {
+            self.config.api_file = Some(self.api_file);
+        }
         let unused = graph::unused_warnings(&self.config.components);
         self.config.warnings.extend(unused);
         Ok(self.config)
@@ -242,21 +245,19 @@ fn data_dir(value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<PathBuf
 }
 
 fn api(value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<ApiConfig> {
-    if !value.is_table() {
+    let toml::Value::Table(table) = value else {
         errors.push(ConfigError::Invalid {
             path: "api".into(),
             message: "expected a table".into(),
         });
         return None;
+    };
+    let (api, api_errors) = super::deserialize_every_error::<ApiConfig>(table, "api");
+    if !api_errors.is_empty() {
+        errors.extend(api_errors);
+        return None;
     }
-    value
-        .try_into::<ApiConfig>()
-        .map_err(|e| {
-            let (keys, message) = error::split_toml_error(&e);
-            let path = keys.iter().fold("api".to_owned(), |p, k| join_key(&p, k));
-            errors.push(ConfigError::Invalid { path, message });
-        })
-        .ok()
+    api
 }
 
 /// The components under one of `sources`, `transforms`, `sinks`, in file

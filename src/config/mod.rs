@@ -10,6 +10,7 @@ mod graph;
 pub mod interpolate;
 mod load;
 mod secret;
+mod suggest;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::error::{ConfigError, ConfigErrors};
-pub use self::interpolate::{MissingVars, interpolate};
+pub use self::interpolate::{MissingVars, PLACEHOLDER, interpolate};
 pub use self::secret::Secret;
+pub use self::suggest::did_you_mean;
 
 /// The three kinds of pipeline component, named after their top-level table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,8 +54,8 @@ impl fmt::Display for ComponentKind {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Listen address, e.g. `127.0.0.1:8686` (the default, as Vector's); validated by
-    /// whoever binds it.
+    /// Listen address, e.g. `127.0.0.1:8686` (the default, as Vector's); checked by
+    /// [`crate::api::check_address`], which both `run` and `validate` call.
     #[serde(default = "default_api_address")]
     pub address: String,
     /// `None` when not written, so the caller picks the default.
@@ -100,29 +102,104 @@ pub struct ComponentConfig {
 
 impl ComponentConfig {
     /// Deserialize `options` into a component's own settings struct (which
-    /// uses `#[serde(deny_unknown_fields)]`), prefixing any error with the
-    /// component path, e.g. "sinks.facebook: unknown field `foo`, expected one of ...".
+    /// uses `#[serde(deny_unknown_fields)]`), reporting every rejected key,
+    /// each prefixed with the component path, e.g. "sinks.facebook: unknown
+    /// field `foo`, expected one of ...", with a "did you mean" for a near miss.
     ///
     /// String values are elided from type errors because options hold
     /// interpolated secrets.
-    pub fn parse_options<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        self.options.clone().try_into::<T>().map_err(|e| {
-            let (keys, message) = error::split_toml_error(&e);
-            let path = keys
-                .iter()
-                .fold(self.path(), |path, key| join_key(&path, key));
-            let error = ConfigError::Invalid { path, message };
-            if self.file.as_os_str().is_empty() {
-                error
-            } else {
-                error.in_file(&self.file)
-            }
-        })
+    pub fn parse_options<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+        match self.parse_options_salvaged() {
+            (Some(value), errors) if errors.is_empty() => Ok(value),
+            (_, errors) => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// Like [`ComponentConfig::parse_options`], but also hands back the
+    /// settings without the rejected keys when they parse so, for `validate`
+    /// to check the rest of them in the same run.
+    pub fn parse_options_salvaged<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> (Option<T>, Vec<ConfigError>) {
+        let (value, errors) = deserialize_every_error(self.options.clone(), &self.path());
+        let errors = if self.file.as_os_str().is_empty() {
+            errors
+        } else {
+            errors.into_iter().map(|e| e.in_file(&self.file)).collect()
+        };
+        (value, errors)
     }
 
     /// The key path of this component, e.g. `sinks.facebook`.
     pub fn path(&self) -> String {
         join_key(self.kind.table_name(), &self.id)
+    }
+}
+
+/// The most errors reported for one table: past this many, the rest are
+/// likely the same mistake again, and each costs a full deserialization.
+const MAX_ERRORS_PER_TABLE: usize = 32;
+
+/// Deserialize `table` (found at `path`) into `T`, reporting every key it
+/// rejects rather than only the first, as serde would.
+///
+/// serde stops at the first unknown or ill-typed key, so each rejected key
+/// is recorded and removed and the rest tried again, until it parses or an
+/// error names no key that can be removed. An error caused by such a
+/// removal (a required key now missing) is not reported: the key's own error
+/// already was.
+pub(crate) fn deserialize_every_error<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    path: &str,
+) -> (Option<T>, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    while errors.len() < MAX_ERRORS_PER_TABLE {
+        let e = match toml::Value::Table(table.clone()).try_into::<T>() {
+            Ok(value) => return (Some(value), errors),
+            Err(e) => e,
+        };
+        let (mut keys, message) = error::split_toml_error(&e);
+        if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            let mut missing_path = keys.clone();
+            missing_path.push(missing.to_owned());
+            if removed.contains(&missing_path) {
+                break;
+            }
+        }
+        let error_path = keys.iter().fold(path.to_owned(), |p, k| join_key(&p, k));
+        errors.push(ConfigError::Invalid {
+            path: error_path,
+            message: suggest::with_suggestion(&message),
+        });
+        // An unknown field's error is located at its table; any other at the key itself.
+        if let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field)
+        {
+            keys.push(field.to_owned());
+        }
+        if !remove_key(&mut table, &keys) {
+            break;
+        }
+        removed.push(keys);
+    }
+    (None, errors)
+}
+
+/// Remove the value at `keys` (nested table keys), if there is one.
+fn remove_key(table: &mut toml::Table, keys: &[String]) -> bool {
+    match keys {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => match table.get_mut(first) {
+            Some(toml::Value::Table(inner)) => remove_key(inner, rest),
+            _ => false,
+        },
     }
 }
 
@@ -165,11 +242,13 @@ pub struct PipelineConfig {
     pub data_dir: Option<PathBuf>,
     /// The `[api]` table, if any file set it.
     pub api: Option<ApiConfig>,
+    /// The file that set `[api]`, for messages about it.
+    pub api_file: Option<PathBuf>,
     /// In file order: sources, then transforms, then sinks per file, each
     /// kind in the order written.
     pub components: Vec<ComponentConfig>,
-    /// Non-fatal problems (unset variables in [`MissingVars::Empty`] mode,
-    /// components nothing reads from).
+    /// Non-fatal problems (unset variables in [`MissingVars::Empty`] and
+    /// [`MissingVars::Placeholder`] modes, components nothing reads from).
     pub warnings: Vec<String>,
 }
 
@@ -336,6 +415,69 @@ mod tests {
         assert!(
             e.starts_with("sinks.facebook: unknown field `foo`, expected one of "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn parse_options_reports_every_unknown_key_with_suggestions() {
+        let c = sink(
+            "pixel_idd = \"1\"\naccess_token = \"tok\"\nbogus = 1\nbatch.max_event = 5\nbatch.other = 1",
+            "",
+        );
+        let errors: Vec<String> = c
+            .parse_options::<FacebookSettings>()
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Required keys still missing once the unknown ones are set aside are real errors too.
+        assert_eq!(
+            errors,
+            [
+                "sinks.facebook.batch: unknown field `max_event`, expected `max_events`; did you mean `max_events`?",
+                "sinks.facebook.batch: unknown field `other`, expected `max_events`",
+                "sinks.facebook.batch: missing field `max_events`",
+                "sinks.facebook: unknown field `bogus`, expected one of `pixel_id`, `access_token`, `batch`",
+                "sinks.facebook: unknown field `pixel_idd`, expected one of `pixel_id`, `access_token`, `batch`; did you mean `pixel_id`?",
+                "sinks.facebook: missing field `pixel_id`",
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_options_salvaged_keeps_what_parses_and_reports_type_errors_too() {
+        let c = sink(
+            "pixel_id = \"1\"\naccess_token = \"tok\"\nfoo = 1\nbatch = 7",
+            "",
+        );
+        let (settings, errors) = c.parse_options_salvaged::<FacebookSettings>();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("sinks.facebook.batch: invalid type"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with("sinks.facebook: unknown field `foo`"),
+            "{shown:#?}"
+        );
+        assert_eq!(settings.unwrap().pixel_id, "1");
+    }
+
+    #[test]
+    fn a_required_key_removed_for_its_error_is_not_also_reported_missing() {
+        let c = sink("pixel_id = 5\naccess_token = \"tok\"\nfoo = 1", "");
+        let errors = c.parse_options::<FacebookSettings>().unwrap_err().0;
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[1].starts_with("sinks.facebook.pixel_id: invalid type"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown.iter().all(|e| !e.contains("missing field")),
+            "{shown:#?}"
         );
     }
 

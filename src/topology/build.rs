@@ -105,13 +105,8 @@ pub fn validate(config: &PipelineConfig) -> Result<Validated, BuildErrors> {
 
     let mut sinks = Vec::new();
     for c in config.sinks() {
-        let (options, sink) = match components::sink(c) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                problems.push(e.to_string());
-                continue;
-            }
-        };
+        let (options, sink, errors) = components::sink(c);
+        problems.extend(errors.iter().map(ToString::to_string));
         let buffer = options.buffer.problems();
         if !buffer.is_empty() {
             problems.push(located(c, &buffer.join("; ")));
@@ -120,6 +115,8 @@ pub fn validate(config: &PipelineConfig) -> Result<Validated, BuildErrors> {
         {
             problems.push(located(c, &e));
         }
+        // What parsed is checked too, so one run reports every problem.
+        let Some(sink) = sink else { continue };
         match sink.validate(&validate_context(data_dir, c)) {
             Ok(valid) => sinks.push((c, options, valid, sink.acknowledgements_by_default())),
             Err(e) => problems.push(located(c, &e)),
@@ -128,12 +125,13 @@ pub fn validate(config: &PipelineConfig) -> Result<Validated, BuildErrors> {
 
     let mut transforms = Vec::new();
     for c in config.transforms() {
-        match components::transform(c) {
-            Ok(t) => match t.validate(&validate_context(data_dir, c)) {
+        let (t, errors) = components::transform(c);
+        problems.extend(errors.iter().map(ToString::to_string));
+        if let Some(t) = t {
+            match t.validate(&validate_context(data_dir, c)) {
                 Ok(valid) => transforms.push((c.clone(), valid)),
                 Err(e) => problems.push(located(c, &e)),
-            },
-            Err(e) => problems.push(e.to_string()),
+            }
         }
     }
 
@@ -146,22 +144,20 @@ pub fn validate(config: &PipelineConfig) -> Result<Validated, BuildErrors> {
         .collect();
     let mut sources = Vec::new();
     for c in config.sources() {
-        match components::source(c) {
-            Ok(s) => {
-                let acks = match s.acknowledgements() {
-                    Acknowledgements::Unsupported => false,
-                    Acknowledgements::Supported(own) => {
-                        own || acknowledging
-                            .iter()
-                            .any(|sink| reaches(&inputs, &c.id, sink))
-                    }
-                };
-                match s.validate(&validate_context(data_dir, c)) {
-                    Ok(valid) => sources.push((c.clone(), valid, acks)),
-                    Err(e) => problems.push(located(c, &e)),
-                }
+        let (s, errors) = components::source(c);
+        problems.extend(errors.iter().map(ToString::to_string));
+        let Some(s) = s else { continue };
+        let acks = match s.acknowledgements() {
+            Acknowledgements::Unsupported => false,
+            Acknowledgements::Supported(own) => {
+                own || acknowledging
+                    .iter()
+                    .any(|sink| reaches(&inputs, &c.id, sink))
             }
-            Err(e) => problems.push(e.to_string()),
+        };
+        match s.validate(&validate_context(data_dir, c)) {
+            Ok(valid) => sources.push((c.clone(), valid, acks)),
+            Err(e) => problems.push(located(c, &e)),
         }
     }
 

@@ -85,8 +85,15 @@ impl FromStr for StandardEvent {
         if let Some(event) = Self::ALL.into_iter().find(|e| e.as_str() == name) {
             return Ok(event);
         }
+        // A near miss is suggested: first one differing only in case, spaces or underscores,
+        // then a misspelling (a letter dropped, swapped or mistyped).
         let wanted = squash(name);
-        match Self::ALL.into_iter().find(|e| squash(e.as_str()) == wanted) {
+        let near = Self::ALL
+            .into_iter()
+            .find(|e| squash(e.as_str()) == wanted)
+            .map(StandardEvent::as_str)
+            .or_else(|| crate::config::did_you_mean(&wanted, Self::ALL.map(StandardEvent::as_str)));
+        match near {
             Some(event) => Err(format!(
                 "{name:?} is not a Meta standard event; did you mean \"{event}\"?"
             )),
@@ -318,5 +325,12 @@ mod tests {
         assert!(err.contains("did you mean \"AddToCart\""), "{err}");
         let err = "Signup".parse::<StandardEvent>().unwrap_err();
         assert!(err.contains("one of ViewContent"), "{err}");
+        let err = "CompleteRegistraton".parse::<StandardEvent>().unwrap_err();
+        assert!(
+            err.contains("did you mean \"CompleteRegistration\""),
+            "{err}"
+        );
+        let err = "Add To Chart".parse::<StandardEvent>().unwrap_err();
+        assert!(err.contains("did you mean \"AddToCart\""), "{err}");
     }
 }

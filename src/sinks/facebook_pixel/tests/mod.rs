@@ -222,9 +222,11 @@ batch.timeout_secs = 0.05
         file: PathBuf::new(),
     };
     // The registry accepts it under its type name...
-    crate::components::sink(&component).unwrap();
+    let (_, parsed, errors) = crate::components::sink(&component);
+    assert!(parsed.is_some() && errors.is_empty(), "{errors:?}");
     // ...and these are the settings it parses.
-    let (_, own) = crate::component::SinkOptions::split(&component).unwrap();
+    let (_, own, errors) = crate::component::SinkOptions::split(&component);
+    assert!(errors.is_empty(), "{errors:?}");
     let config: FacebookPixelConfig = own.parse_options().unwrap();
     assert!(config.problems().is_empty(), "{:?}", config.problems());
     config
