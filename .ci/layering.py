@@ -7,12 +7,15 @@ defined) and fails when, inside any folder, its children import each other in a 
 
     python3 .ci/layering.py          # check; prints each cycle and exits 1
     python3 .ci/layering.py --graph  # also prints every folder's edges
+    python3 .ci/layering.py --self-test  # a made-up tree with a cycle must fail, one without pass
 """
 import os
 import re
 import sys
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+SRC = os.environ.get("LAYERING_SRC") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "src"
+)
 
 
 def module_path(rel):
@@ -248,5 +251,39 @@ def path_in(graph, comp):
     return comp
 
 
+def self_test():
+    """The check can fail: a tree whose `a` and `b` import each other (one through a re-export,
+    one through an inline test module's `super::`) is refused; without the back edge it passes."""
+    import subprocess
+    import tempfile
+
+    def run(files):
+        with tempfile.TemporaryDirectory() as root:
+            for path, text in files.items():
+                full = os.path.join(root, path)
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                with open(full, "w") as f:
+                    f.write(text)
+            env = dict(os.environ, LAYERING_SRC=root)
+            return subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True)
+
+    tree = {
+        "lib.rs": "pub mod a;\npub mod b;\n",
+        "a/mod.rs": "mod inner;\npub use inner::Thing;\n",
+        "a/inner.rs": "pub struct Thing;\n",
+        "b.rs": "use crate::a::Thing;\n",
+    }
+    ok = run(tree)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    tree["a/inner.rs"] += "#[cfg(test)]\nmod tests {\n    use super::super::super::b;\n}\n"
+    tree["b.rs"] += "pub fn f() {}\n"
+    bad = run(tree)
+    assert bad.returncode == 1 and "a, b import each other" in bad.stdout, bad.stdout + bad.stderr
+    print("layering: self-test passed")
+
+
 if __name__ == "__main__":
-    main()
+    if "--self-test" in sys.argv:
+        self_test()
+    else:
+        main()
