@@ -926,3 +926,76 @@ fn validate_reports_what_a_source_would_refuse_without_binding_its_port() {
         "validate bound a port: {stdout}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Settings every sink takes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_blackhole_sink_honours_the_buffer_acknowledgements_and_healthcheck_every_sink_takes() {
+    let (port, api_port) = (free_port(), free_port());
+    // Acknowledgements come from the sink's own `acknowledgements` (the source leaves them
+    // off); a one-event drop_newest buffer in front of a sink taking 1 event a second discards.
+    let p = serve(
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{api_port}"
+
+[sources.web]
+type = "http_server"
+address = "127.0.0.1:{port}"
+
+[sinks.slow]
+type = "blackhole"
+inputs = ["web"]
+rate = 1
+print_interval_secs = 0
+acknowledgements = true
+buffer.max_events = 1
+buffer.when_full = "drop_newest"
+healthcheck.enabled = false
+"#
+        ),
+        &[],
+        &[port, api_port],
+    );
+    let started = Instant::now();
+    let posts: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(move || post(port, &[], &events(1)).status))
+        .collect();
+    let statuses: Vec<u16> = posts.into_iter().map(|p| p.join().unwrap()).collect();
+    // The buffer holds one event while the sink takes the first: the second is taken a second
+    // later, and its sender, waiting for the acknowledgement, no sooner.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered after {:?}: the sink's acknowledgements were not honoured",
+        started.elapsed()
+    );
+    // Every request is answered after the sink took its event or the buffer discarded it (a
+    // deliberate drop is handled, so 200 too).
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let metrics = get(api_port, "/metrics").text();
+    let discarded = metric(
+        &metrics,
+        "buffer_discarded_events_total",
+        &[("component_id", "slow")],
+    )
+    .unwrap_or(0.0);
+    let sent = metric(
+        &metrics,
+        "component_sent_events_total",
+        &[("component_id", "slow")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        discarded >= 1.0,
+        "nothing discarded by a full buffer: {metrics}"
+    );
+    assert_eq!(discarded + sent, 6.0, "{metrics}");
+    assert!(
+        !p.stderr().contains("healthcheck passed"),
+        "healthcheck.enabled = false still ran it:\n{}",
+        p.stderr()
+    );
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::buffers::disk::DiskBuffer;
 use crate::component::{
     Acknowledgements, BufferConfig, BufferType, BuildContext, Healthcheck, Sink, SinkOptions,
-    Source, Transform, ValidSink, ValidSource, ValidTransform, ValidateContext, healthy,
+    Source, Transform, ValidSink, ValidSource, ValidTransform, ValidateContext,
 };
 use crate::components;
 use crate::config::{ComponentConfig, ComponentKind, PipelineConfig};
@@ -44,7 +44,8 @@ pub(super) enum SinkBuffer {
 pub struct Pieces {
     pub(super) sources: Vec<(ComponentConfig, Box<dyn Source>, bool)>,
     pub(super) transforms: Vec<(ComponentConfig, Box<dyn Transform>)>,
-    pub(super) sinks: Vec<(ComponentConfig, Box<dyn Sink>, Healthcheck)>,
+    /// Each sink with its healthcheck, unless `healthcheck.enabled = false`.
+    pub(super) sinks: Vec<(ComponentConfig, Box<dyn Sink>, Option<Healthcheck>)>,
     pub(super) inputs: HashMap<String, Vec<String>>,
     pub(super) buffers: HashMap<String, SinkBuffer>,
 }
@@ -249,11 +250,7 @@ impl Validated {
                 .await
             {
                 Ok((sink, check)) => {
-                    let check = if s.options.healthcheck.enabled {
-                        check
-                    } else {
-                        healthy()
-                    };
+                    let check = s.options.healthcheck.enabled.then_some(check);
                     sinks.push((c, sink, check));
                 }
                 Err(e) => problems.push(located(&c, &e)),

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use super::build::{Pieces, SinkBuffer, info};
 use crate::component::{
     Backlog, CHANNEL_CAPACITY, ComponentError, EventStream, Output, ShutdownTrigger, SourceContext,
-    Transform, WhenFull, healthy, shutdown_pair,
+    Transform, WhenFull, shutdown_pair,
 };
 use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
 
@@ -46,9 +46,11 @@ impl Pieces {
     /// pass (`--require-healthy`); they are not run again at start.
     pub async fn require_healthy(&mut self) -> Result<(), String> {
         for (c, _, healthcheck) in &mut self.sinks {
-            std::mem::replace(healthcheck, healthy())
-                .await
-                .map_err(|e| format!("{}: healthcheck failed: {e}", c.path()))?;
+            if let Some(check) = healthcheck.take() {
+                check
+                    .await
+                    .map_err(|e| format!("{}: healthcheck failed: {e}", c.path()))?;
+            }
         }
         Ok(())
     }
@@ -123,12 +125,15 @@ impl Pieces {
                 _ => (EventStream::new(rx, backlog, metrics), None),
             };
             let path = c.path();
-            tokio::spawn(async move {
-                match healthcheck.await {
-                    Ok(()) => tracing::info!(component = %path, "healthcheck passed"),
-                    Err(e) => tracing::error!(component = %path, "healthcheck failed: {e}"),
-                }
-            });
+            // `healthcheck.enabled = false`, or already run by --require-healthy.
+            if let Some(check) = healthcheck {
+                tokio::spawn(async move {
+                    match check.await {
+                        Ok(()) => tracing::info!(component = %path, "healthcheck passed"),
+                        Err(e) => tracing::error!(component = %path, "healthcheck failed: {e}"),
+                    }
+                });
+            }
             let task = info.clone();
             let handle = downstream.spawn(async move {
                 let mut result = sink.run(stream).await;
