@@ -59,14 +59,6 @@ impl Event {
         }
     }
 
-    /// An event from a VRL value (tests, and transforms that build events).
-    pub fn from_value(value: Value) -> Self {
-        Self {
-            data: EventData::Value(value),
-            finalizer: EventFinalizer::none(),
-        }
-    }
-
     /// Attach the finalizer of the batch this event belongs to.
     pub fn with_finalizer(mut self, finalizer: EventFinalizer) -> Self {
         self.finalizer = finalizer;

@@ -21,11 +21,17 @@ use simd_json::{Node, StaticNode};
 /// One JSON value, borrowing from the input where it can.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Json<'a> {
+    /// `null`, which lookups treat as absent.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A number, kept as written so no precision is lost.
     Number(serde_json::Number),
+    /// A string, borrowed unless it had escapes.
     String(Cow<'a, str>),
+    /// An array.
     Array(Vec<Json<'a>>),
+    /// An object, members in input order.
     Object(Object<'a>),
 }
 
@@ -33,20 +39,22 @@ pub enum Json<'a> {
 pub type Object<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 
 /// How deeply values may nest, as serde_json allows.
-pub const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Why bytes could not be read as JSON. The text never contains input values.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// Not JSON: what the parser expected and the byte offset, so senders can find the fault.
     #[error("not valid JSON: {0} (at byte {1})")]
     Syntax(&'static str, usize),
+    /// Nested deeper than serde_json allows, refused so a hostile body cannot exhaust the stack.
     #[error("nested more than {MAX_DEPTH} levels deep")]
     TooDeep,
 }
 
 /// Indexes `bytes` into simd-json's tape. Strings with escapes are unescaped in place, so the
 /// buffer is taken mutably and the nodes borrow from it.
-pub fn tape(bytes: &mut [u8]) -> Result<Vec<Node<'_>>, ParseError> {
+pub(crate) fn tape(bytes: &mut [u8]) -> Result<Vec<Node<'_>>, ParseError> {
     // simd-json's working buffers are kept per thread: allocating them for every message was a
     // tenth of the parse. A thread-local is not shared, so this is not a lock.
     thread_local! {
@@ -88,7 +96,7 @@ fn span(nodes: &[Node<'_>], at: usize) -> usize {
 
 /// The members of the object at `at`: each key with the tape index of its value. Nothing for
 /// anything that is not an object.
-pub fn members<'t, 'a>(
+pub(crate) fn members<'t, 'a>(
     nodes: &'t [Node<'a>],
     at: usize,
 ) -> impl Iterator<Item = (&'a str, usize)> + 't {
@@ -123,7 +131,7 @@ fn elements<'t>(nodes: &'t [Node<'_>], at: usize) -> impl Iterator<Item = usize>
 }
 
 /// The kind of the node at `at`, as [`Json::kind`] names it.
-pub fn kind_at(nodes: &[Node<'_>], at: usize) -> &'static str {
+pub(crate) fn kind_at(nodes: &[Node<'_>], at: usize) -> &'static str {
     match nodes.get(at) {
         Some(Node::String(_)) => "a string",
         Some(Node::Object { .. }) => "an object",
@@ -135,7 +143,11 @@ pub fn kind_at(nodes: &[Node<'_>], at: usize) -> &'static str {
 }
 
 /// The value at `at` as a tree; `depth` is how deeply it is nested already.
-pub fn value_at<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<'a>, ParseError> {
+pub(crate) fn value_at<'a>(
+    nodes: &[Node<'a>],
+    at: usize,
+    depth: usize,
+) -> Result<Json<'a>, ParseError> {
     if depth > MAX_DEPTH {
         return Err(ParseError::TooDeep);
     }
@@ -160,7 +172,7 @@ pub fn value_at<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Json<
 }
 
 /// The members of the object at `at`, in input order.
-pub fn object_at<'a>(
+pub(crate) fn object_at<'a>(
     nodes: &[Node<'a>],
     at: usize,
     depth: usize,
@@ -189,10 +201,12 @@ impl<'a> Json<'a> {
         member(self.as_object()?, key)
     }
 
+    /// Whether it is `null`, which the mapping treats as an absent field.
     pub fn is_null(&self) -> bool {
         matches!(self, Json::Null)
     }
 
+    /// The text of a string (not of a number: see [`Json::to_text`]).
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Json::String(s) => Some(s),
@@ -200,6 +214,7 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// The members of an object, for walking them in input order.
     pub fn as_object(&self) -> Option<&Object<'a>> {
         match self {
             Json::Object(members) => Some(members),
@@ -207,6 +222,7 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// The items of an array.
     pub fn as_array(&self) -> Option<&[Json<'a>]> {
         match self {
             Json::Array(items) => Some(items),
@@ -282,7 +298,7 @@ impl Serialize for Json<'_> {
 }
 
 /// The member `key` of an object's members; `None` when absent or null.
-pub fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>> {
+pub(crate) fn member<'j, 'a>(members: &'j Object<'a>, key: &str) -> Option<&'j Json<'a>> {
     // The last non-null duplicate, as for the message's own fields: a later null does not
     // erase an earlier value.
     members

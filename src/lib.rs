@@ -1,27 +1,36 @@
 //! `fbpixel`: Segment-spec events to Meta's Conversions API.
 //!
 //! The data path is the module tree: [`config`] reads a Vector-style pipeline
-//! file; [`topology`] builds and runs it; [`sources`] turn requests and lines
-//! into [`event::Event`]s; [`transforms`] run VRL on them; [`sinks`] deliver
-//! them, [`sinks::facebook_pixel`] to Meta's Conversions API; [`acks`] carry
-//! each event's fate back to its source. The `fbpixel` binary is a thin shell
-//! over [`cli`].
+//! file; [`topology`] builds and runs it; sources turn requests and lines
+//! into [`event::Event`]s; transforms run VRL on them; sinks deliver them,
+//! [`sinks::facebook_pixel`] to Meta's Conversions API; [`acks`] carry each
+//! event's fate back to its source. The `fbpixel` binary is a thin shell over
+//! [`cli`].
+//!
+//! Public are what an embedding program needs: the mapping
+//! ([`sinks::facebook_pixel::Mapper`]), loading a config ([`config`]), running a
+//! pipeline ([`topology`], [`cli`]), and the contracts a component of its own
+//! implements ([`component`], [`components`], [`event`], [`acks`],
+//! [`telemetry::ComponentMetrics`]). The built-in sources, transforms and the
+//! other sinks are internal.
+
+#![warn(missing_docs)]
 
 pub mod acks;
-pub mod api;
-pub mod backoff;
-pub mod buffers;
+mod api;
+mod backoff;
+mod buffers;
 pub mod cli;
 pub mod component;
 pub mod components;
 pub mod config;
 pub mod event;
-pub mod http;
+mod http;
 pub mod json;
-pub mod nats;
+mod nats;
 pub mod sinks;
-pub mod sources;
-pub mod state;
+mod sources;
+mod state;
 pub mod telemetry;
 pub mod topology;
-pub mod transforms;
+mod transforms;

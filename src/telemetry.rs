@@ -8,19 +8,19 @@
 use metrics::{Counter, Label, counter};
 
 /// `component_received_events_total`
-pub const RECEIVED_EVENTS: &str = "component_received_events_total";
+pub(crate) const RECEIVED_EVENTS: &str = "component_received_events_total";
 /// `component_received_event_bytes_total`
-pub const RECEIVED_EVENT_BYTES: &str = "component_received_event_bytes_total";
+pub(crate) const RECEIVED_EVENT_BYTES: &str = "component_received_event_bytes_total";
 /// `component_received_bytes_total`: bytes read from the wire by a source.
-pub const RECEIVED_BYTES: &str = "component_received_bytes_total";
+pub(crate) const RECEIVED_BYTES: &str = "component_received_bytes_total";
 /// `component_sent_events_total`
-pub const SENT_EVENTS: &str = "component_sent_events_total";
+pub(crate) const SENT_EVENTS: &str = "component_sent_events_total";
 /// `component_sent_event_bytes_total`
-pub const SENT_EVENT_BYTES: &str = "component_sent_event_bytes_total";
+pub(crate) const SENT_EVENT_BYTES: &str = "component_sent_event_bytes_total";
 /// `component_errors_total{error_type, stage}`
-pub const ERRORS: &str = "component_errors_total";
+pub(crate) const ERRORS: &str = "component_errors_total";
 /// `component_discarded_events_total{intentional}`
-pub const DISCARDED_EVENTS: &str = "component_discarded_events_total";
+pub(crate) const DISCARDED_EVENTS: &str = "component_discarded_events_total";
 
 /// Where in a component an error happened (the `stage` label).
 #[derive(Clone, Copy, Debug)]
@@ -141,7 +141,7 @@ impl ComponentMetrics {
 }
 
 /// The labels that name a component in every metric.
-pub fn component_labels(info: &ComponentInfo) -> Vec<Label> {
+pub(crate) fn component_labels(info: &ComponentInfo) -> Vec<Label> {
     labels(info)
 }
 
@@ -155,7 +155,7 @@ fn labels(info: &ComponentInfo) -> Vec<Label> {
 
 /// The format of log lines on stderr.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -165,7 +165,7 @@ pub enum LogFormat {
 
 /// Install the global `tracing` subscriber: level from `FBPIXEL_LOG` (an
 /// `EnvFilter` directive, default `info`), lines on stderr.
-pub fn init_logs(format: LogFormat) {
+pub(crate) fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FBPIXEL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -182,28 +182,28 @@ pub fn init_logs(format: LogFormat) {
 // ---- The Conversions API sink's own metrics (besides the component ones). ----
 
 /// `fbpixel_requests_total{outcome}`: Graph API requests by what their answer meant.
-pub const REQUESTS: &str = "fbpixel_requests_total";
+pub(crate) const REQUESTS: &str = "fbpixel_requests_total";
 /// `fbpixel_request_duration_seconds`: Graph API request latency (histogram).
-pub const REQUEST_DURATION: &str = "fbpixel_request_duration_seconds";
+pub(crate) const REQUEST_DURATION: &str = "fbpixel_request_duration_seconds";
 /// `fbpixel_retries_total{reason}`: attempts repeated, by why.
-pub const RETRIES: &str = "fbpixel_retries_total";
+pub(crate) const RETRIES: &str = "fbpixel_retries_total";
 /// `fbpixel_batch_events`: events per batch (histogram).
-pub const BATCH_EVENTS: &str = "fbpixel_batch_events";
+pub(crate) const BATCH_EVENTS: &str = "fbpixel_batch_events";
 /// `fbpixel_bisections_total`: rejected batches split in two.
-pub const BISECTIONS: &str = "fbpixel_bisections_total";
+pub(crate) const BISECTIONS: &str = "fbpixel_bisections_total";
 /// `fbpixel_events_unconfirmed_total`: events sent beyond Meta's `events_received`.
-pub const UNCONFIRMED: &str = "fbpixel_events_unconfirmed_total";
+pub(crate) const UNCONFIRMED: &str = "fbpixel_events_unconfirmed_total";
 /// `fbpixel_dead_lettered_events_total{stage}`: events written to the dead letter.
-pub const DEAD_LETTERED: &str = "fbpixel_dead_lettered_events_total";
+pub(crate) const DEAD_LETTERED: &str = "fbpixel_dead_lettered_events_total";
 /// `fbpixel_skipped_events_total{reason}`: messages intentionally not sent.
-pub const SKIPPED: &str = "fbpixel_skipped_events_total";
+pub(crate) const SKIPPED: &str = "fbpixel_skipped_events_total";
 /// `fbpixel_user_data_key_events_total{key}`: mapped events carrying each user_data key.
-pub const USER_DATA_KEYS: &str = "fbpixel_user_data_key_events_total";
+pub(crate) const USER_DATA_KEYS: &str = "fbpixel_user_data_key_events_total";
 /// `fbpixel_healthy`: 1 while the Graph API accepts the sink's credentials, else 0.
-pub const HEALTHY: &str = "fbpixel_healthy";
+pub(crate) const HEALTHY: &str = "fbpixel_healthy";
 
 /// Histogram buckets, set when the Prometheus recorder is installed.
-pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
+pub(crate) const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
     (
         REQUEST_DURATION,
         &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
@@ -221,7 +221,7 @@ fn with(metrics: &ComponentMetrics, key: &'static str, value: &'static str) -> V
 }
 
 /// Why the Conversions API sink repeats a request: every `reason` of `fbpixel_retries_total`.
-pub const RETRY_REASONS: [&str; 9] = [
+pub(crate) const RETRY_REASONS: [&str; 9] = [
     "connection",
     "timeout",
     "http_5xx",
@@ -235,7 +235,7 @@ pub const RETRY_REASONS: [&str; 9] = [
 
 /// Register the Conversions API sink's counters at 0 when it starts, so that alerts on
 /// `rate()` or `absent()` see them before the first retry, bisection or error.
-pub fn register_delivery_counters(metrics: &ComponentMetrics) {
+pub(crate) fn register_delivery_counters(metrics: &ComponentMetrics) {
     for reason in RETRY_REASONS {
         counter!(RETRIES, with(metrics, "reason", reason)).increment(0);
     }
@@ -257,49 +257,53 @@ pub fn register_delivery_counters(metrics: &ComponentMetrics) {
 }
 
 /// Count one Graph API request and its latency.
-pub fn request(metrics: &ComponentMetrics, outcome: &'static str, took: std::time::Duration) {
+pub(crate) fn request(
+    metrics: &ComponentMetrics,
+    outcome: &'static str,
+    took: std::time::Duration,
+) {
     counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(1);
     metrics::histogram!(REQUEST_DURATION, labels(metrics.info())).record(took.as_secs_f64());
 }
 
 /// Count one retry.
-pub fn retry(metrics: &ComponentMetrics, reason: &'static str) {
+pub(crate) fn retry(metrics: &ComponentMetrics, reason: &'static str) {
     counter!(RETRIES, with(metrics, "reason", reason)).increment(1);
 }
 
 /// Record a batch's size.
-pub fn batch_size(metrics: &ComponentMetrics, events: usize) {
+pub(crate) fn batch_size(metrics: &ComponentMetrics, events: usize) {
     metrics::histogram!(BATCH_EVENTS, labels(metrics.info())).record(events as f64);
 }
 
 /// Count one bisection.
-pub fn bisection(metrics: &ComponentMetrics) {
+pub(crate) fn bisection(metrics: &ComponentMetrics) {
     counter!(BISECTIONS, labels(metrics.info())).increment(1);
 }
 
 /// Count events Meta did not confirm.
-pub fn unconfirmed(metrics: &ComponentMetrics, events: u64) {
+pub(crate) fn unconfirmed(metrics: &ComponentMetrics, events: u64) {
     counter!(UNCONFIRMED, labels(metrics.info())).increment(events);
 }
 
 /// Count dead-lettered events.
-pub fn dead_lettered(metrics: &ComponentMetrics, stage: &'static str, events: usize) {
+pub(crate) fn dead_lettered(metrics: &ComponentMetrics, stage: &'static str, events: usize) {
     counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(events as u64);
 }
 
 /// Count one skipped message.
-pub fn skipped(metrics: &ComponentMetrics, reason: &'static str) {
+pub(crate) fn skipped(metrics: &ComponentMetrics, reason: &'static str) {
     counter!(SKIPPED, with(metrics, "reason", reason)).increment(1);
 }
 
 /// Set the sink's health gauge.
-pub fn healthy(metrics: &ComponentMetrics, healthy: bool) {
+pub(crate) fn healthy(metrics: &ComponentMetrics, healthy: bool) {
     metrics::gauge!(HEALTHY, labels(metrics.info())).set(if healthy { 1.0 } else { 0.0 });
 }
 
 /// Per user_data key, how many mapped events carried it; registered once,
 /// added to once per batch of input.
-pub struct KeyCoverage {
+pub(crate) struct KeyCoverage {
     counters: Vec<Counter>,
 }
 
@@ -325,19 +329,19 @@ impl KeyCoverage {
 }
 
 /// Events in a sink's buffer (gauge).
-pub const BUFFER_EVENTS: &str = "buffer_events";
+pub(crate) const BUFFER_EVENTS: &str = "buffer_events";
 /// Bytes in a sink's buffer (gauge).
-pub const BUFFER_BYTES: &str = "buffer_byte_size";
+pub(crate) const BUFFER_BYTES: &str = "buffer_byte_size";
 /// Events written into a sink's buffer.
-pub const BUFFER_RECEIVED: &str = "buffer_received_events_total";
+pub(crate) const BUFFER_RECEIVED: &str = "buffer_received_events_total";
 /// Events read from a sink's buffer by the sink.
-pub const BUFFER_SENT: &str = "buffer_sent_events_total";
+pub(crate) const BUFFER_SENT: &str = "buffer_sent_events_total";
 /// Events a full buffer discarded (`when_full = "drop_newest"`).
-pub const BUFFER_DISCARDED: &str = "buffer_discarded_events_total";
+pub(crate) const BUFFER_DISCARDED: &str = "buffer_discarded_events_total";
 
 /// The buffer counters of one sink, registered once (Vector's names).
 #[derive(Clone)]
-pub struct BufferMetrics {
+pub(crate) struct BufferMetrics {
     events: metrics::Gauge,
     bytes: metrics::Gauge,
     received: Counter,
@@ -383,7 +387,7 @@ impl BufferMetrics {
 /// At most one log line per interval for a condition that repeats (a full buffer, a store or
 /// server that is down), so an outage is reported without flooding the log. Lock-free: many
 /// tasks may ask at once, and one of them wins each interval.
-pub struct Throttle {
+pub(crate) struct Throttle {
     interval_secs: u64,
     /// Unix seconds of the last line; 0: never.
     last: std::sync::atomic::AtomicU64,

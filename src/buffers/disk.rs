@@ -216,6 +216,7 @@ impl DiskBuffer {
     }
 
     /// Whether nothing is stored.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

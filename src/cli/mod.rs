@@ -1,11 +1,11 @@
 //! The command line: one file per subcommand.
 
-pub mod enrichment;
-pub mod map;
-pub mod replay;
-pub mod run;
+mod enrichment;
+mod map;
+mod replay;
+mod run;
 mod sink;
-pub mod validate;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -25,13 +25,13 @@ use clap::{Parser, Subcommand};
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    command: Option<Command>,
     #[command(flatten)]
-    pub run: run::RunArgs,
+    run: run::RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Run a pipeline (the default when no subcommand is given).
     Run(run::RunArgs),
     /// Check a config: graph, settings, VRL and, unless --no-environment, healthchecks.
@@ -47,6 +47,7 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Run the parsed command; the exit code tells scripts and supervisors how it ended.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             None => run::run(self.run),

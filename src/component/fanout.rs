@@ -26,14 +26,6 @@ impl Output {
         Self { senders, unread }
     }
 
-    /// An output connected to nothing (its events are dropped as failed).
-    pub fn detached() -> Self {
-        Self {
-            senders: Vec::new(),
-            unread: false,
-        }
-    }
-
     /// Send a batch to every reader: copies to all but the last, the batch
     /// itself to the last. A reader that has stopped is removed; its copy is
     /// dropped, which fails the events' acknowledgements.

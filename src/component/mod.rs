@@ -18,6 +18,8 @@ pub use self::fanout::{Closed, Output};
 pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
 pub use self::sink_options::{HealthcheckConfig, SinkOptions};
 pub use self::stream::{Backlog, CHANNEL_CAPACITY, EventStream};
+/// What a component does with a state file other users can open; [`BuildContext`] carries it.
+pub use crate::state::Permissions;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,7 +28,6 @@ use std::pin::Pin;
 use async_trait::async_trait;
 
 use crate::event::EventArray;
-use crate::state::Permissions;
 use crate::telemetry::ComponentMetrics;
 
 /// A component could not be built from its settings; the message says what

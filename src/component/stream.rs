@@ -35,7 +35,7 @@ impl Backlog {
     /// A backlog that holds at most `max_events` events (a larger batch
     /// waits until the queue is empty). With `drop_newest`, a batch that does
     /// not fit is discarded instead of waiting.
-    pub fn bounded(max_events: usize, drop_newest: Option<BufferMetrics>) -> Self {
+    pub(crate) fn bounded(max_events: usize, drop_newest: Option<BufferMetrics>) -> Self {
         Self {
             queued: Arc::default(),
             limit: Some((Arc::new(Semaphore::new(max_events)), max_events)),

@@ -18,6 +18,10 @@ pub struct ConsoleConfig {
     pub target: Target,
     /// Accepted for Vector compatibility; always JSON.
     #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for Vector compatibility; JSON is the only codec"
+    )]
     pub encoding: EncodingConfig,
 }
 

@@ -19,6 +19,10 @@ pub struct FileConfig {
     pub path: PathBuf,
     /// Accepted for Vector compatibility; always JSON.
     #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for Vector compatibility; JSON is the only codec"
+    )]
     pub encoding: EncodingConfig,
 }
 

@@ -1,10 +1,10 @@
 //! Where events leave the pipeline: one module per sink type.
 
-pub mod blackhole;
-pub mod console;
+pub(crate) mod blackhole;
+pub(crate) mod console;
 pub mod facebook_pixel;
-pub mod file;
-pub mod nats;
+pub(crate) mod file;
+pub(crate) mod nats;
 
 use serde::Deserialize;
 
@@ -18,15 +18,19 @@ use crate::telemetry::{ComponentMetrics, Stage};
 /// accepted so configs written for Vector (which requires it) load unchanged.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EncodingConfig {
-    /// Must be `json`.
-    pub codec: Codec,
+pub(crate) struct EncodingConfig {
+    /// Must be `json`. Only parsed, never read: JSON is the one codec.
+    #[expect(
+        dead_code,
+        reason = "accepted for Vector compatibility; JSON is the only codec"
+    )]
+    pub(crate) codec: Codec,
 }
 
 /// The one supported codec.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Codec {
+pub(crate) enum Codec {
     /// One JSON object per line.
     #[default]
     Json,

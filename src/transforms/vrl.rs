@@ -59,11 +59,6 @@ impl Vrl {
         }
     }
 
-    /// The program (to ask whether it can fail or abort).
-    pub fn program(&self) -> &Program {
-        &self.program
-    }
-
     /// Run the program against `value`, which it may change in place.
     pub fn run(&mut self, value: &mut Value) -> Result<Value, Terminate> {
         if let Value::Object(m) = &mut self.metadata {

@@ -47,11 +47,6 @@ impl Batch {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Where the next event's JSON starts; from [`BatchBuilder::begin`].

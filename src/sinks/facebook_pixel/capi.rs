@@ -15,17 +15,24 @@ use crate::json::Json;
 /// One element of the request's `data` array.
 #[derive(Debug, Serialize)]
 pub struct ServerEvent<'a> {
+    /// A Meta standard event (`Purchase`) or a custom event name, which Events Manager groups by.
     pub event_name: Cow<'a, str>,
     /// Unix seconds.
     pub event_time: i64,
+    /// The message id, so Meta deduplicates this event against the browser pixel's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<Cow<'a, str>>,
+    /// The page the event happened on (required by Meta for website events).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_source_url: Option<&'a str>,
+    /// Where the conversion happened.
     pub action_source: ActionSource,
+    /// The customer information Meta matches the event to a person with, hashed.
     pub user_data: UserData<'a>,
+    /// The event's business data: value, currency, contents.
     #[serde(skip_serializing_if = "CustomData::is_empty")]
     pub custom_data: CustomData<'a>,
+    /// Limited Data Use options, present only when `limited_data_use` is on.
     #[serde(flatten)]
     pub data_processing: Option<DataProcessing<'a>>,
 }

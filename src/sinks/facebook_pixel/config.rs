@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::capi::ActionSource;
-pub use super::enrichment::{EnrichmentConfig, StoreKind};
+pub(crate) use super::enrichment::{EnrichmentConfig, StoreKind};
 use super::mapping::{Mapper, MappingSettings, StandardEvent, ValueField, money};
 use super::normalize::Normalizer;
 use super::service::{GraphClient, GraphSettings, GraphTarget};
@@ -31,64 +31,64 @@ pub const SINK_TYPE: &str = "facebook_pixel_server_side";
 pub struct FacebookPixelConfig {
     /// Segment: "Pixel ID".
     #[serde(default)]
-    pub pixel_id: String,
+    pub(crate) pixel_id: String,
     /// Segment: "Access Token". Only delivery needs it; `fbpixel map` runs without one.
     #[serde(default)]
-    pub access_token: Secret,
+    pub(crate) access_token: Secret,
     /// Optional: sends `appsecret_proof`.
     #[serde(default)]
-    pub app_secret: Option<Secret>,
+    pub(crate) app_secret: Option<Secret>,
     /// Segment: "Map Your Events to Standard FB Events".
     #[serde(default)]
-    pub standard_events: BTreeMap<String, String>,
+    pub(crate) standard_events: BTreeMap<String, String>,
     /// Segment: "Map Categories to FB Content Types".
     #[serde(default)]
-    pub content_types: BTreeMap<String, String>,
+    pub(crate) content_types: BTreeMap<String, String>,
     /// Segment: "Alternative External ID Field" — a dotted path into the whole message.
     #[serde(default)]
-    pub external_id_field: Option<String>,
+    pub(crate) external_id_field: Option<String>,
     /// Segment: "Value Field Identifier".
     #[serde(default)]
-    pub value_field: ValueField,
+    pub(crate) value_field: ValueField,
     #[serde(default = "default_currency")]
-    pub default_currency: String,
+    pub(crate) default_currency: String,
     #[serde(default = "default_action_source")]
-    pub action_source: ActionSource,
+    pub(crate) action_source: ActionSource,
     /// Segment: "Limited Data Use".
     #[serde(default)]
-    pub limited_data_use: bool,
+    pub(crate) limited_data_use: bool,
     /// Send `page` calls as PageView.
     #[serde(default)]
-    pub page_view: bool,
+    pub(crate) page_view: bool,
     /// ISO 3166-1 region for phone numbers written without a country code.
     #[serde(default)]
-    pub phone_country: Option<String>,
+    pub(crate) phone_country: Option<String>,
     #[serde(default = "yes")]
-    pub hash_external_id: bool,
+    pub(crate) hash_external_id: bool,
     #[serde(default)]
-    pub allow_pii_properties: Vec<String>,
+    pub(crate) allow_pii_properties: Vec<String>,
     #[serde(default)]
-    pub hash_properties: Vec<String>,
+    pub(crate) hash_properties: Vec<String>,
     /// Events Manager → Test Events.
     #[serde(default)]
-    pub test_event_code: Option<String>,
+    pub(crate) test_event_code: Option<String>,
     #[serde(default)]
-    pub partner_agent: Option<String>,
+    pub(crate) partner_agent: Option<String>,
     #[serde(default = "default_api_version")]
-    pub api_version: String,
+    pub(crate) api_version: String,
     #[serde(default = "default_endpoint")]
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     #[serde(default = "default_max_future_secs")]
-    pub max_future_secs: u64,
+    pub(crate) max_future_secs: u64,
     #[serde(default)]
-    pub batch: BatchConfig,
+    pub(crate) batch: BatchConfig,
     #[serde(default)]
-    pub request: RequestConfig,
+    pub(crate) request: RequestConfig,
     #[serde(default)]
-    pub dead_letter: Option<DeadLetterConfig>,
+    pub(crate) dead_letter: Option<DeadLetterConfig>,
     /// Remember users' hashed keys and add them to their later events.
     #[serde(default)]
-    pub enrichment: EnrichmentConfig,
+    pub(crate) enrichment: EnrichmentConfig,
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,6 +96,7 @@ impl DeadLetter {
     }
 
     /// Append one event with why it failed; `event` is its original JSON.
+    #[cfg(test)]
     pub fn write(
         &self,
         sink: &str,

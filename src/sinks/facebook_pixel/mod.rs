@@ -5,19 +5,20 @@
 //! - [`normalize`]: Meta's normalization and SHA-256 of customer information.
 //! - [`capi`]: the typed Conversions API structs.
 
-pub mod batch;
-pub mod capi;
-pub mod config;
-pub mod dead_letter;
+pub(crate) mod batch;
+pub(crate) mod capi;
+pub(crate) mod config;
+pub(crate) mod dead_letter;
 pub mod enrichment;
-pub mod mapping;
-pub mod normalize;
-pub mod retry;
-pub mod service;
+pub(crate) mod mapping;
+pub(crate) mod normalize;
+pub(crate) mod retry;
+pub(crate) mod service;
 mod sink;
 #[cfg(test)]
 mod tests;
 
 pub use capi::ServerEvent;
-pub use config::{FacebookPixelConfig, SINK_TYPE};
-pub use mapping::{Mapper, Mapping, Notes, Outcome, Rejection, SkipReason};
+pub use config::FacebookPixelConfig;
+pub(crate) use config::SINK_TYPE;
+pub use mapping::{Mapper, Mapping, MappingSettings, Notes, Outcome, Rejection, SkipReason};

@@ -315,11 +315,6 @@ impl GraphSettings {
             timeout: target.timeout,
         })
     }
-
-    /// What follows the `data` array in a request body (`,"test_event_code":…`), without `}`.
-    pub fn body_suffix(&self) -> &[u8] {
-        &self.body_suffix
-    }
 }
 
 /// The Graph API client of one sink. Cheap to clone: clones share one connection pool.

@@ -12,9 +12,9 @@
 //! `disk` and `nats_kv` stores persist (and, for `nats_kv`, share) the same profiles behind
 //! it, written in the background; a store that fails is counted and logged, never waited on.
 
-pub mod disk;
-pub mod nats_kv;
-pub mod profile;
+pub(crate) mod disk;
+pub(crate) mod nats_kv;
+pub(crate) mod profile;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +32,7 @@ use super::mapping::{UserIds, UserMemory};
 /// The `enrichment` table of the sink.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnrichmentConfig {
+pub(crate) struct EnrichmentConfig {
     /// Off unless asked for: it keeps (hashed) personal data, which carries duties.
     #[serde(default)]
     pub enabled: bool,
@@ -59,7 +59,7 @@ pub struct EnrichmentConfig {
 /// Where profiles are kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     /// In this process only; lost at restart.
     #[default]
     Memory,
@@ -139,7 +139,7 @@ impl EnrichmentConfig {
 
 /// Where changed profiles go to be kept (and, for `nats_kv`, shared). Writing never blocks:
 /// an implementation queues the change and reports failures through its own counters.
-pub trait Persist: Send {
+pub(crate) trait Persist: Send {
     /// Keep `profile` under `key`; `None`: forget `key`.
     fn save(&mut self, key: &Key, profile: Option<&Profile>);
 
@@ -182,7 +182,7 @@ impl Identities {
     }
 
     /// Persist changes through `persist`, starting from `profiles` (oldest first).
-    pub fn with_store(
+    pub(crate) fn with_store(
         mut self,
         persist: Box<dyn Persist>,
         profiles: Vec<(Key, Profile)>,
@@ -208,7 +208,7 @@ impl Identities {
     }
 
     /// Merge what other instances wrote since the last call.
-    pub fn sync(&mut self) {
+    pub(crate) fn sync(&mut self) {
         let Some(persist) = &mut self.persist else {
             return;
         };
@@ -349,7 +349,7 @@ impl UserMemory for Identities {
 
 /// `user` and every key whose profile links to it, directly or through profiles that do
 /// (an alias's previous id, and the anonymous ids linked to that), given each key's link.
-pub fn linked_to(user: Key, links: &[(Key, Option<Key>)]) -> Vec<Key> {
+pub(crate) fn linked_to(user: Key, links: &[(Key, Option<Key>)]) -> Vec<Key> {
     let mut doomed = vec![user];
     loop {
         let before = doomed.len();
@@ -365,20 +365,20 @@ pub fn linked_to(user: Key, links: &[(Key, Option<Key>)]) -> Vec<Key> {
 }
 
 /// The enrichment counters of one sink, registered once.
-pub struct EnrichmentMetrics {
+pub(crate) struct EnrichmentMetrics {
     enriched: Counter,
     keys: Vec<Counter>,
     users: Gauge,
 }
 
 /// Events that got at least one key from enrichment.
-pub const ENRICHED_EVENTS: &str = "fbpixel_enriched_events_total";
+pub(crate) const ENRICHED_EVENTS: &str = "fbpixel_enriched_events_total";
 /// Keys added by enrichment, by user_data key.
-pub const ENRICHED_KEYS: &str = "fbpixel_enriched_keys_total";
+pub(crate) const ENRICHED_KEYS: &str = "fbpixel_enriched_keys_total";
 /// Users remembered (gauge).
-pub const ENRICHMENT_USERS: &str = "fbpixel_enrichment_users";
+pub(crate) const ENRICHMENT_USERS: &str = "fbpixel_enrichment_users";
 /// Store operations that failed (reads at start, writes, the shared bucket's updates).
-pub const ENRICHMENT_STORE_ERRORS: &str = "fbpixel_enrichment_store_errors_total";
+pub(crate) const ENRICHMENT_STORE_ERRORS: &str = "fbpixel_enrichment_store_errors_total";
 
 impl EnrichmentMetrics {
     /// Register the counters for the sink `metrics` belong to.
@@ -421,7 +421,7 @@ impl EnrichmentMetrics {
 }
 
 /// Count one failed store operation of the sink `info` names.
-pub fn store_error(info: &crate::telemetry::ComponentInfo) {
+pub(crate) fn store_error(info: &crate::telemetry::ComponentInfo) {
     metrics::counter!(
         ENRICHMENT_STORE_ERRORS,
         crate::telemetry::component_labels(info)

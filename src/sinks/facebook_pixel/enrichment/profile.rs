@@ -197,11 +197,6 @@ impl Profile {
             .map(|l| &l.value)
     }
 
-    /// Whether this profile is linked to `key`, however long ago.
-    pub fn links_to(&self, key: &Key) -> bool {
-        self.link.as_ref().is_some_and(|l| l.value == *key)
-    }
-
     /// Add to `user` every key it lacks that this profile remembers from less than `ttl`
     /// seconds ago. Returns the keys added.
     pub fn fill<'m>(&'m self, user: &mut UserData<'m>, now: i64, ttl: i64) -> UserDataKeys {

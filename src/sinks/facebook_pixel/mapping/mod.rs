@@ -22,7 +22,9 @@ pub use settings::{MappingSettings, ValueField};
 
 use self::custom_data::CustomDataRules;
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
-pub use self::message::{DESTINATION_KEYS, Part, SegmentMessage};
+#[cfg(test)]
+pub(crate) use self::message::DESTINATION_KEYS;
+pub use self::message::SegmentMessage;
 use self::message::{check_structure, destination_settings, disabled_by_integrations, page_url};
 pub(crate) use self::outcome::quote;
 pub use self::outcome::{

@@ -11,13 +11,16 @@ use crate::sinks::facebook_pixel::normalize::HashedField;
 /// What became of one message, with the notes mapping took on the way.
 #[derive(Debug)]
 pub struct Mapping<'j> {
+    /// Whether the message is sent, and the event it is sent as.
     pub outcome: Outcome<ServerEvent<'j>>,
+    /// What was dropped or defaulted on the way, for the sink's metrics.
     pub notes: Notes,
 }
 
 /// Every message ends as exactly one of these.
 #[derive(Debug, PartialEq)]
 pub enum Outcome<T> {
+    /// Sent as `T` (the server event, or `()` once written into a request body).
     Mapped(T),
     /// Intentionally not sent; counted, never dead-lettered.
     Skipped(SkipReason),
@@ -61,11 +64,14 @@ impl fmt::Display for SkipReason {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct Rejection {
+    /// The message's field at fault (a dotted path), so the sender knows where to look.
     pub field: Cow<'static, str>,
+    /// What is wrong with it, without its value.
     pub problem: String,
 }
 
 impl Rejection {
+    /// A rejection of `field` for `problem`.
     pub fn new(field: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
         Rejection {
             field: field.into(),
