@@ -6,6 +6,7 @@ use hyper::{Method, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::component::ShutdownSignal;
+use crate::config::ApiConfig;
 use crate::http::{self, text};
 
 /// Install the global metrics recorder; its handle renders `/metrics`.
@@ -42,10 +43,19 @@ pub struct Api {
 }
 
 impl Api {
-    /// Bind `address`.
-    pub async fn bind(address: &str, handle: PrometheusHandle) -> Result<Self, String> {
-        check_address(address)?;
-        let listener = http::Listener::bind(address, None)
+    /// Bind `config.address`, with its own connection limit, so that a flood on a
+    /// source's port cannot keep `/health` from answering.
+    pub async fn bind(config: &ApiConfig, handle: PrometheusHandle) -> Result<Self, String> {
+        let limits = http::ConnectionLimits::new(
+            "api",
+            "api",
+            config.max_connections,
+            config.header_timeout_secs,
+            http::connections::API_MAX_CONNECTIONS,
+        )
+        .map_err(|e| format!("api: {e}"))?;
+        check_address(&config.address)?;
+        let listener = http::Listener::bind_with_limits(&config.address, None, limits)
             .await
             .map_err(|e| format!("api: {e}"))?;
         Ok(Self { listener, handle })

@@ -77,7 +77,7 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
         Some(api) => {
             let handle = crate::api::install_recorder().map_err(anyhow::Error::msg)?;
             Some(
-                crate::api::Api::bind(&api.address, handle)
+                crate::api::Api::bind(api, handle)
                     .await
                     .map_err(anyhow::Error::msg)?,
             )

@@ -132,6 +132,11 @@ fn listener_problems(config: &PipelineConfig) -> Vec<String> {
     let mut listeners = Vec::new();
     let api = config.api.as_ref().filter(|api| api.enabled != Some(false));
     if let Some(api) = api {
+        if let Err(e) =
+            crate::http::connections::check_settings(api.max_connections, api.header_timeout_secs)
+        {
+            problems.push(in_file(config.api_file.as_deref(), format!("api: {e}")));
+        }
         match crate::api::check_address(&api.address) {
             Ok(addr) => {
                 listeners.push(("api.address".to_owned(), config.api_file.as_deref(), addr))

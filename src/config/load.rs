@@ -447,7 +447,9 @@ path = "/var/log/fbpixel/events.ndjson"
             config.api,
             Some(ApiConfig {
                 address: "127.0.0.1:8686".into(),
-                enabled: None
+                enabled: None,
+                max_connections: None,
+                header_timeout_secs: 30,
             })
         );
         let ids: Vec<&str> = config.components.iter().map(|c| c.id.as_str()).collect();

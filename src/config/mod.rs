@@ -60,6 +60,12 @@ pub struct ApiConfig {
     pub address: String,
     /// `None` when not written, so the caller picks the default.
     pub enabled: Option<bool>,
+    /// Most connections open at once (`None`: 128, or less under a low open-file limit);
+    /// checked by `crate::http::connections`.
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request head (see `crate::http::connections`).
+    #[serde(default = "crate::http::connections::default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
 }
 
 /// The folder `kind/id` under `data_dir` where a component keeps state, or an error saying

@@ -1,5 +1,9 @@
 //! The HTTP server shared by the HTTP sources and the `[api]` endpoint:
-//! HTTP/1.1 and HTTP/2 on one port, graceful shutdown, small response helpers.
+//! HTTP/1.1 and HTTP/2 on one port, graceful shutdown, a bound on open
+//! connections and timeouts for quiet ones ([`connections`]), small response
+//! helpers.
+
+pub mod connections;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,16 +16,21 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::component::ShutdownSignal;
+use crate::telemetry::Throttle;
+pub use connections::ConnectionLimits;
+use connections::{Activity, drive};
 
-/// How long a client may take to send a request's head, its body, or a TLS handshake.
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a client may take to send a request's body (the head has its own
+/// `header_timeout_secs`, see [`connections`]).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -88,19 +97,40 @@ impl TlsConfig {
     }
 }
 
-/// A bound address, with the TLS settings to serve it with.
+/// A bound address, with the TLS and connection settings to serve it with.
 pub struct Listener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
 }
 
 impl Listener {
-    /// Load the TLS files (when given) and bind `address`.
+    /// Load the TLS files (when given) and bind `address`, with the default connection
+    /// settings of a source (for servers that have no settings of their own, such as the
+    /// tests' stand-ins).
+    #[cfg(test)]
     pub async fn bind(address: &str, tls: Option<&TlsConfig>) -> Result<Self, String> {
+        let limits = ConnectionLimits::new(
+            format!("listener {address}"),
+            "the listener's config",
+            None,
+            connections::DEFAULT_HEADER_TIMEOUT_SECS,
+            connections::SOURCE_MAX_CONNECTIONS,
+        )?;
+        Self::bind_with_limits(address, tls, limits).await
+    }
+
+    /// Load the TLS files (when given) and bind `address`, serving with `limits`.
+    pub async fn bind_with_limits(
+        address: &str,
+        tls: Option<&TlsConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Self, String> {
         let tls = tls.map(TlsConfig::acceptor).transpose()?;
         Ok(Self {
             tcp: bind(address).await?,
             tls,
+            limits,
         })
     }
 
@@ -115,76 +145,169 @@ impl Listener {
     }
 }
 
+/// The first pause after an accept error that is not about one connection (out of file
+/// descriptors, out of memory); it doubles up to [`ACCEPT_BACKOFF_MAX`] while they go on.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one "limit reached" or "cannot accept" line per listener per this many seconds.
+const LOG_INTERVAL_SECS: u64 = 10;
+
+/// Errors that concern only the connection being accepted (the client gave up before it
+/// was accepted): try the next one at once.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
 /// Serve connections until `shutdown`, then stop accepting and wait for every
 /// request already received to be answered.
-pub async fn serve<H, F>(listener: Listener, mut shutdown: ShutdownSignal, handler: H)
+///
+/// At most `max_connections` are open at once: at the limit the listener stops
+/// accepting (further clients wait in the kernel's backlog) until one closes,
+/// rather than accepting and closing in a loop. Quiet connections are closed
+/// as [`connections`] describes.
+pub async fn serve<H, F>(listener: Listener, shutdown: ShutdownSignal, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let Listener { tcp: listener, tls } = listener;
+    let Listener {
+        tcp: listener,
+        tls,
+        limits,
+    } = listener;
+    let header_timeout = limits.header_timeout;
     let handler = Arc::new(handler);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that opens a connection and stalls must not hold shutdown up.
+    // hyper arms this timer whenever an HTTP/1 connection waits for a request head (after
+    // version detection, and again after each answer), so it also ends idle keep-alive
+    // connections; `connections::drive` covers what it does not (no bytes at all, HTTP/2).
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
+        .header_read_timeout(header_timeout);
+    // A permit per open connection; at shutdown, taking them all back waits for every
+    // connection to finish.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let full_log = Throttle::new(LOG_INTERVAL_SECS);
+    let accept_log = Throttle::new(LOG_INTERVAL_SECS);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut stop = shutdown.clone();
     loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if full_log.ready() {
+                    tracing::warn!(
+                        "{}: {} connections are open, its max_connections; new clients wait until one closes (quiet ones are closed after header_timeout_secs = {}). If this is normal load, raise `max_connections` in [{}]",
+                        limits.owner,
+                        limits.max_connections,
+                        header_timeout.as_secs(),
+                        limits.table,
+                    );
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = stop.wait() => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: retrying at once would spin
+                    // on the same error; pause, longer while it lasts.
+                    if accept_log.ready() {
+                        tracing::warn!(
+                            "{}: cannot accept connections: {e}; retrying. If it says too many open files, raise the open-file limit (ulimit -n, LimitNOFILE=) or lower `max_connections` in [{}] (now {})",
+                            limits.owner,
+                            limits.table,
+                            limits.max_connections,
+                        );
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.wait() => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
-            () = shutdown.wait() => break,
+            () = stop.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let activity = Activity::new();
+        let service = {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req, peer).await) }
-        });
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req| {
+                // Called when the request head has arrived: from here the connection is busy.
+                let busy = activity.begin();
+                let response = handler(req, peer);
+                async move {
+                    let response = response.await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                tokio::spawn(watcher.watch(conn));
-            }
-            Some(acceptor) => {
-                // The handshake runs in the connection's task, so a slow
-                // client cannot stall the accept loop.
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(stream));
-                    match handshake.await.unwrap_or_else(|_| {
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "no handshake within 30 s",
-                        ))
-                    }) {
-                        Ok(stream) => {
-                            let conn = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .into_owned();
-                            let _ = watcher.watch(conn).await;
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    drive(
+                        conn,
+                        |c| c.graceful_shutdown(),
+                        activity,
+                        header_timeout,
+                        shutdown,
+                        peer,
+                    )
+                    .await;
+                }
+                Some(acceptor) => {
+                    // The handshake runs in the connection's task, so a slow client cannot
+                    // stall the accept loop; it counts against the header timeout.
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            drive(
+                                conn,
+                                |c| c.graceful_shutdown(),
+                                activity,
+                                header_timeout,
+                                shutdown,
+                                peer,
+                            )
+                            .await;
                         }
-                        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(
+                            %peer,
+                            "TLS handshake not done within {} s (header_timeout_secs)",
+                            header_timeout.as_secs()
+                        ),
                     }
-                });
+                }
             }
-        }
+        });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
 }
 
 /// A response with a plain-text body.

@@ -48,6 +48,14 @@ pub struct HttpServerConfig {
     pub acknowledgements: AcknowledgementsConfig,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsConfig>,
+    /// Most connections open at once; at the limit, new clients wait until one closes.
+    /// Default: 1024, or a quarter of the open-file limit (`ulimit -n`) when that is lower.
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a complete request head, from connecting (TLS
+    /// handshake included) and again after each answer on a kept-alive connection; a
+    /// connection that does not is closed.
+    #[serde(default = "http::connections::default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
 }
 
 /// `auth`: HTTP basic or bearer authentication.
@@ -93,6 +101,8 @@ impl SourceConfig for HttpServerConfig {
         if let Some(tls) = &self.tls {
             tls.acceptor().map_err(BuildError)?;
         }
+        http::connections::check_settings(self.max_connections, self.header_timeout_secs)
+            .map_err(BuildError)?;
         Ok(Box::new(self.clone()))
     }
 
@@ -103,8 +113,14 @@ impl SourceConfig for HttpServerConfig {
 
 #[async_trait]
 impl ValidSource for HttpServerConfig {
-    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let listener = http::Listener::bind(&self.address, self.tls.as_ref())
+    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let limits = http::ConnectionLimits::source(
+            &cx.metrics.info().id,
+            self.max_connections,
+            self.header_timeout_secs,
+        )
+        .map_err(BuildError)?;
+        let listener = http::Listener::bind_with_limits(&self.address, self.tls.as_ref(), limits)
             .await
             .map_err(BuildError)?;
         Ok(Box::new(HttpServerSource {

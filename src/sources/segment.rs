@@ -58,6 +58,14 @@ pub struct SegmentConfig {
     pub acknowledgements: AcknowledgementsConfig,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<TlsConfig>,
+    /// Most connections open at once; at the limit, new clients wait until one closes.
+    /// Default: 1024, or a quarter of the open-file limit (`ulimit -n`) when that is lower.
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a complete request head, from connecting (TLS
+    /// handshake included) and again after each answer on a kept-alive connection; a
+    /// connection that does not is closed.
+    #[serde(default = "http::connections::default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
 }
 
 impl SegmentConfig {
@@ -82,6 +90,8 @@ impl SourceConfig for SegmentConfig {
         if let Some(tls) = &self.tls {
             tls.acceptor().map_err(BuildError)?;
         }
+        http::connections::check_settings(self.max_connections, self.header_timeout_secs)
+            .map_err(BuildError)?;
         Ok(Box::new(self.clone()))
     }
 
@@ -92,9 +102,15 @@ impl SourceConfig for SegmentConfig {
 
 #[async_trait]
 impl ValidSource for SegmentConfig {
-    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let keys = self.keys();
-        let listener = http::Listener::bind(&self.address, self.tls.as_ref())
+        let limits = http::ConnectionLimits::source(
+            &cx.metrics.info().id,
+            self.max_connections,
+            self.header_timeout_secs,
+        )
+        .map_err(BuildError)?;
+        let listener = http::Listener::bind_with_limits(&self.address, self.tls.as_ref(), limits)
             .await
             .map_err(BuildError)?;
         Ok(Box::new(SegmentSource {

@@ -139,7 +139,33 @@ impl Proc {
     /// Starts the binary with `args` and `env`; `stdin` is written and then closed (`None`:
     /// stdin is /dev/null).
     pub fn spawn(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fbpixel"))
+        Self::spawn_command(
+            Command::new(env!("CARGO_BIN_EXE_fbpixel")),
+            args,
+            env,
+            stdin,
+        )
+    }
+
+    /// Like [`Proc::spawn`], under an open-file limit (`ulimit -n open_files`, set by `sh`
+    /// before it execs the binary).
+    pub fn spawn_with_open_file_limit(args: &[&str], open_files: u64) -> Proc {
+        let mut command = Command::new("/bin/sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {open_files} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_fbpixel"),
+        ]);
+        Self::spawn_command(command, args, &[], None)
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Proc {
+        let mut child = command
             .args(args)
             .env_clear()
             .env("NO_COLOR", "1")
