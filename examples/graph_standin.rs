@@ -6,23 +6,19 @@
 //! ```text
 //! cargo run --release --example graph_standin -- --address 127.0.0.1:18090 [--delay-ms 0]
 //! ```
+//!
+//! The stand-in itself is the tests' (`tests/support/graph.rs`), here without recording.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+// Shared with the integration tests and the sink's unit tests, which use other parts of it.
+#[allow(dead_code)]
+#[path = "../tests/support/graph.rs"]
+mod graph;
 
-/// When the first and the latest events request arrived.
-static FIRST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-static LATEST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+use graph::{GraphStandin, Reply};
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let mut address = "127.0.0.1:18090".to_string();
     let mut delay = Duration::ZERO;
     let mut args = std::env::args().skip(1);
@@ -36,73 +32,35 @@ async fn main() {
             other => panic!("unknown flag {other}"),
         }
     }
-    let listener = tokio::net::TcpListener::bind(&address).await.expect("bind");
-    let events = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(AtomicU64::new(0));
-    {
-        let (events, requests) = (events.clone(), requests.clone());
-        tokio::spawn(async move {
-            let mut last = 0;
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let now = events.load(Ordering::Relaxed);
-                if now != last {
-                    let span = match (*FIRST.lock().unwrap(), *LATEST.lock().unwrap()) {
-                        (Some(first), Some(latest)) => (latest - first).as_secs_f64(),
-                        _ => 0.0,
-                    };
-                    eprintln!(
-                        "graph_standin: {now} events in {} requests over {span:.3} s",
-                        requests.load(Ordering::Relaxed)
-                    );
-                    last = now;
-                }
+    let standin = GraphStandin::builder()
+        .address(&address)
+        .delay(delay)
+        .record(false)
+        .start(|_, request| {
+            if request.is_events() {
+                Reply::Json(
+                    200,
+                    format!(
+                        "{{\"events_received\":{},\"fbtrace_id\":\"standin\"}}",
+                        request.events
+                    ),
+                )
+            } else {
+                Reply::Json(200, "{\"id\":\"standin\"}".to_string())
             }
         });
-    }
+    let mut last = 0;
     loop {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let (events, requests) = (events.clone(), requests.clone());
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (events, requests) = (events.clone(), requests.clone());
-                    async move {
-                        let is_events = req.uri().path().ends_with("/events");
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        let answer = if is_events {
-                            // Each server event has exactly one "event_id" key.
-                            let n =
-                                body.windows(11).filter(|w| w == b"\"event_id\":").count() as u64;
-                            let at = std::time::Instant::now();
-                            FIRST.lock().unwrap().get_or_insert(at);
-                            *LATEST.lock().unwrap() = Some(at);
-                            events.fetch_add(n, Ordering::Relaxed);
-                            requests.fetch_add(1, Ordering::Relaxed);
-                            format!("{{\"events_received\":{n},\"fbtrace_id\":\"standin\"}}")
-                        } else {
-                            "{\"id\":\"standin\"}".to_string()
-                        };
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .status(StatusCode::OK)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(answer)))
-                                .unwrap(),
-                        )
-                    }
-                });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        std::thread::sleep(Duration::from_secs(1));
+        let counts = standin.counts();
+        if counts.events != last {
+            eprintln!(
+                "graph_standin: {} events in {} requests over {:.3} s",
+                counts.events,
+                counts.requests,
+                counts.span().as_secs_f64()
+            );
+            last = counts.events;
+        }
     }
 }

@@ -1,13 +1,14 @@
 //! The Conversions API sink through the whole binary, against a Graph API stand-in on 127.0.0.1:
 //! what reaches the logs, and replaying the dead letter.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{GraphStandin, Proc, temp_dir, track_event};
+use crate::support::graph::GraphStandin;
+use crate::support::{Proc, temp_dir, track_event};
 
 const TOKEN: &str = "SECRET-TOKEN-8c1f";
 const APP_SECRET: &str = "APP-SECRET-77aa";
@@ -271,8 +272,8 @@ request.retry_max_duration_secs = 0.3
 
 /// Answers that are not the Graph API's success object, as a proxy, a captive portal or a broken
 /// network gives them.
-fn lying_answers() -> Vec<(&'static str, support::Reply)> {
-    use support::Reply;
+fn lying_answers() -> Vec<(&'static str, support::graph::Reply)> {
+    use support::graph::Reply;
     vec![
         (
             "html",
@@ -311,9 +312,9 @@ fn a_2xx_that_is_not_the_graph_apis_answer_delivers_nothing_until_the_graph_api_
         let honest = Arc::new(AtomicBool::new(false));
         let delivered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let (is_honest, confirmed) = (honest.clone(), delivered.clone());
-        let graph = GraphStandin::start_with(move |_, r| {
+        let graph = GraphStandin::start(move |_, r| {
             if r.method != "POST" {
-                return support::Reply::Json(200, r#"{"id":"123"}"#.to_owned());
+                return support::graph::Reply::Json(200, r#"{"id":"123"}"#.to_owned());
             }
             if !is_honest.load(Ordering::SeqCst) {
                 return lie.clone();
@@ -321,7 +322,7 @@ fn a_2xx_that_is_not_the_graph_apis_answer_delivers_nothing_until_the_graph_api_
             let ids = r.event_ids();
             let n = ids.len();
             confirmed.lock().unwrap().extend(ids);
-            support::Reply::Json(200, format!(r#"{{"events_received":{n}}}"#))
+            support::graph::Reply::Json(200, format!(r#"{{"events_received":{n}}}"#))
         });
         let (port, api_port) = (support::free_port(), support::free_port());
         let config = format!(

@@ -1,6 +1,6 @@
 //! The disk buffer through the whole binary: what a source acknowledged survives `kill -9`.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{GraphStandin, Proc, free_port, temp_dir, temp_file, track_event, wait_until};
+use crate::support::graph::GraphStandin;
+use crate::support::{Proc, free_port, temp_dir, temp_file, track_event, wait_until};
 
 fn config(port: u16, data_dir: &Path, endpoint: &str) -> String {
     format!(

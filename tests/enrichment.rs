@@ -2,15 +2,16 @@
 //! disk store survives a restart and `fbpixel enrichment forget` erases a user, and two
 //! instances share what they learn through a NATS key-value bucket.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::graph::GraphStandin;
+use crate::support::nats::NatsServer;
+use crate::support::{Proc, free_port, post, temp_dir, temp_file, wait_until};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::nats::NatsServer;
-use support::{GraphStandin, Proc, free_port, post, temp_dir, temp_file, wait_until};
 
 const EMAIL: &str = "Jane.Doe@Example.com";
 

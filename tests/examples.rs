@@ -1,8 +1,6 @@
 //! Every config the documentation points to is valid, so the docs match the behaviour.
 
-mod support;
-
-use support::{fbpixel, root};
+use crate::support::{fbpixel, root};
 
 #[test]
 fn every_example_config_validates() {

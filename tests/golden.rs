@@ -2,9 +2,9 @@
 //!
 //! Each case under `tests/golden/<case>/` holds `config.toml` and `input.ndjson`, and the
 //! expected `stdout.ndjson` and `stderr.txt`. Regenerate with `UPDATE_GOLDEN=1 cargo test
-//! --test golden`, then read the diff: these files are the contract.
+//! --test integration golden::`, then read the diff: these files are the contract.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `fbpixel map` as a user meets it: config problems, sink selection, the environment.
 
-mod support;
+use crate::support;
 
 const EVENT: &str = r#"{"type":"track","event":"Signed Up","userId":"u1","timestamp":"2024-06-15T11:00:00Z","properties":{"action_source":"system_generated"}}"#;
 

@@ -3,13 +3,14 @@
 //! instances sharing one durable consumer (`nats` source → Conversions API sink → the Graph API
 //! stand-in) deliver them. Skipped without `FBPIXEL_NATS_SERVER` (see `support/nats.rs`).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::nats::NatsServer;
-use support::{GraphStandin, Proc, free_port, post, temp_dir, temp_file, track_event, wait_until};
+use crate::support::graph::GraphStandin;
+use crate::support::nats::NatsServer;
+use crate::support::{Proc, free_port, post, temp_dir, temp_file, track_event, wait_until};
 
 const STREAM: &str = "SEGMENT";
 const SUBJECT: &str = "segment.events";

@@ -3,12 +3,11 @@
 //! one other users can open is reported, and `--strict-permissions` refuses to start on it.
 #![cfg(unix)]
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use support::{GraphStandin, fbpixel, temp_dir, temp_file, track_event};
+use crate::support::graph::GraphStandin;
+use crate::support::{fbpixel, temp_dir, temp_file, track_event};
 
 /// A stdin pipeline to a sink with a disk buffer, a disk enrichment store and a dead letter
 /// under `data_dir`.

@@ -1,13 +1,11 @@
 //! The pipeline runtime as a user meets it: the real binary, real configs, real pipes, files,
 //! signals and HTTP on 127.0.0.1.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use support::{Proc, free_port, get, gzip, metric, post, temp_dir, temp_file, wait_until};
+use crate::support::{Proc, free_port, get, gzip, metric, post, temp_dir, temp_file, wait_until};
 
 /// How long a pipeline fed from stdin may take to finish.
 const EXIT_LIMIT: Duration = Duration::from_secs(30);

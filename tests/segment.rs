@@ -4,14 +4,15 @@
 //! Without the client libraries the client tests say so and pass, unless
 //! `FBPIXEL_REQUIRE_CLIENTS=1` (set by `.ci/run`) makes their absence a failure.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{GraphStandin, Proc, free_port, http_request, root, temp_dir, wait_until};
+use crate::support::graph::GraphStandin;
+use crate::support::{Proc, free_port, http_request, root, temp_dir, wait_until};
 
 const KEY: &str = "write-key-1";
 

@@ -13,8 +13,6 @@ use super::{free_port, temp_dir, wait_until};
 /// A running `nats-server -js`; killed when dropped.
 pub struct NatsServer {
     child: Child,
-    /// Its client port on 127.0.0.1.
-    pub port: u16,
     /// `nats://127.0.0.1:PORT`.
     pub url: String,
     log: PathBuf,
@@ -68,7 +66,6 @@ impl NatsServer {
             .expect("nats-server starts");
         let mut server = NatsServer {
             child,
-            port,
             url: format!("nats://127.0.0.1:{port}"),
             log,
         };

@@ -8,21 +8,16 @@ mod mapping;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{FacebookPixelConfig, SINK_TYPE};
 use crate::acks::{BatchNotifier, BatchStatus};
-use crate::component::{
-    Backlog, BuildContext, EventStream, ShutdownTrigger, SinkConfig, ValidateContext, shutdown_pair,
-};
+use crate::component::{Backlog, BuildContext, EventStream, SinkConfig, ValidateContext};
 use crate::config::{ComponentConfig, ComponentKind};
 use crate::event::Event;
 use crate::telemetry::{ComponentInfo, ComponentMetrics};
@@ -36,132 +31,25 @@ const LIMIT: Duration = Duration::from_secs(20);
 // The stand-in for the Graph API.
 // ---------------------------------------------------------------------------
 
-/// One request the stand-in received, and what it answered.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    /// Path and query.
-    uri: String,
-    headers: Vec<(String, String)>,
-    /// The body as received.
-    raw: String,
-    /// The body parsed as JSON (`Null` when empty or not JSON).
-    body: Value,
-    /// The status the stand-in answered with.
-    status: u16,
-}
+// The stand-in shared with the integration tests and examples/graph_standin.rs, which use
+// other parts of it: plain threads, so awaiting the sink here never blocks it.
+#[allow(dead_code)]
+#[path = "../../../../tests/support/graph.rs"]
+mod graph;
 
-impl Recorded {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+use graph::{GraphStandin, Recorded};
 
-    /// The `event_id`s of the request's `data`.
-    fn event_ids(&self) -> Vec<String> {
-        self.body["data"]
-            .as_array()
-            .map(|data| {
-                data.iter()
-                    .map(|e| e["event_id"].as_str().unwrap_or("<none>").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// `(request number from 0, parsed body) → (status, JSON body)`.
-type Script = Arc<dyn Fn(usize, &Value) -> (u16, Value) + Send + Sync>;
-
-struct StandIn {
-    port: u16,
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    trigger: ShutdownTrigger,
-}
-
-impl StandIn {
-    async fn start(script: impl Fn(usize, &Value) -> (u16, Value) + Send + Sync + 'static) -> Self {
-        let script: Script = Arc::new(script);
-        let listener = crate::http::Listener::bind("127.0.0.1:0", None)
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::<Recorded>::new()));
-        let (trigger, signal) = shutdown_pair();
-        let counter = Arc::new(AtomicUsize::new(0));
-        let recorded = requests.clone();
-        tokio::spawn(crate::http::serve(listener, signal, move |req, _peer| {
-            let script = script.clone();
-            let recorded = recorded.clone();
-            let counter = counter.clone();
-            async move {
-                let method = req.method().to_string();
-                let uri = req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_default();
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.as_str().to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect();
-                let bytes = req.into_body().collect().await.unwrap().to_bytes();
-                let raw = String::from_utf8_lossy(&bytes).into_owned();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                let (status, answer) = script(n, &body);
-                recorded.lock().unwrap().push(Recorded {
-                    method,
-                    uri,
-                    headers,
-                    raw,
-                    body,
-                    status,
-                });
-                Response::builder()
-                    .status(StatusCode::from_u16(status).unwrap())
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(answer.to_string())))
-                    .unwrap()
-            }
-        }));
-        StandIn {
-            port,
-            requests,
-            trigger,
-        }
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    /// How many times each event_id was in a request answered with 2xx.
-    fn delivered(&self) -> BTreeMap<String, usize> {
-        let mut counts = BTreeMap::new();
-        for r in self.requests() {
-            if (200..300).contains(&r.status) {
-                for id in r.event_ids() {
-                    *counts.entry(id).or_insert(0) += 1;
-                }
+/// How many times each event_id was in a request answered with 2xx.
+fn delivered(graph: &GraphStandin) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in graph.requests() {
+        if (200..300).contains(&r.status) {
+            for id in r.event_ids() {
+                *counts.entry(id).or_insert(0) += 1;
             }
         }
-        counts
     }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.trigger.trigger();
-    }
+    counts
 }
 
 fn ok(body: &Value) -> (u16, Value) {
@@ -384,7 +272,7 @@ fn dead_letter_lines(path: &Path) -> Vec<Value> {
 fn assert_events_requests(requests: &[Recorded]) {
     for r in requests {
         assert_eq!(r.method, "POST", "{r:?}");
-        assert_eq!(r.uri, EVENTS_PATH, "{r:?}");
+        assert_eq!(r.target, EVENTS_PATH, "{r:?}");
     }
 }
 
@@ -394,7 +282,7 @@ fn assert_events_requests(requests: &[Recorded]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_events_are_delivered_once_in_batches_with_the_token_only_in_the_header() {
-    let graph = StandIn::start(|_, body| ok(body)).await;
+    let graph = GraphStandin::start(|_, r| ok(&r.json()));
     let dir = temp_dir("ok");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "batch.max_events = 4\n");
@@ -403,7 +291,7 @@ async fn accepted_events_are_delivered_once_in_batches_with_the_token_only_in_th
 
     assert_eq!(statuses, [BatchStatus::Delivered]);
     let requests = graph.requests();
-    assert_each_once(&graph.delivered(), &ids);
+    assert_each_once(&delivered(&graph), &ids);
     assert_events_requests(&requests);
     let sizes: Vec<usize> = requests.iter().map(|r| r.event_ids().len()).collect();
     assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
@@ -415,11 +303,11 @@ async fn accepted_events_are_delivered_once_in_batches_with_the_token_only_in_th
             "{r:?}"
         );
         assert_eq!(r.header("content-type"), Some("application/json"));
-        assert!(!r.uri.contains(TOKEN), "token in the URL: {}", r.uri);
-        assert!(!r.uri.contains("access_token"), "{}", r.uri);
-        assert!(!r.raw.contains(TOKEN), "token in the body");
-        assert!(r.body["data"].is_array(), "{}", r.raw);
-        for event in r.body["data"].as_array().unwrap() {
+        assert!(!r.target.contains(TOKEN), "token in the URL: {}", r.target);
+        assert!(!r.target.contains("access_token"), "{}", r.target);
+        assert!(!r.body.contains(TOKEN), "token in the body");
+        assert!(r.json()["data"].is_array(), "{}", r.body);
+        for event in r.json()["data"].as_array().unwrap() {
             assert_eq!(event["event_name"], "ViewContent", "{event}");
             assert_eq!(event["action_source"], "website");
         }
@@ -429,7 +317,13 @@ async fn accepted_events_are_delivered_once_in_batches_with_the_token_only_in_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_is_retried_and_the_events_delivered_once() {
-    let graph = StandIn::start(|n, body| if n == 0 { (500, json!({})) } else { ok(body) }).await;
+    let graph = GraphStandin::start(|n, r| {
+        if n == 0 {
+            (500, json!({}))
+        } else {
+            ok(&r.json())
+        }
+    });
     let dir = temp_dir("5xx");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "");
@@ -441,24 +335,25 @@ async fn a_5xx_is_retried_and_the_events_delivered_once() {
     assert_events_requests(&requests);
     assert_eq!(requests[0].status, 500);
     assert_eq!(
-        requests[0].body, requests[1].body,
+        requests[0].json(),
+        requests[1].json(),
         "the retry resends the batch"
     );
-    assert_each_once(&graph.delivered(), &ids);
+    assert_each_once(&delivered(&graph), &ids);
     assert_eq!(statuses, [BatchStatus::Delivered]);
     assert!(dead_letter_lines(&dead_letter).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_code_17_is_retried_and_the_events_delivered_once() {
-    let graph = StandIn::start(|n, body| {
+    let graph = GraphStandin::start(|n, r| {
+        let body = &r.json();
         if n == 0 {
             graph_error(400, 17, "User request limit reached")
         } else {
             ok(body)
         }
-    })
-    .await;
+    });
     let dir = temp_dir("throttled");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "");
@@ -468,14 +363,15 @@ async fn throttling_code_17_is_retried_and_the_events_delivered_once() {
     let requests = graph.requests();
     assert_eq!(requests.len(), 2, "one throttled, one retry");
     assert_events_requests(&requests);
-    assert_each_once(&graph.delivered(), &ids);
+    assert_each_once(&delivered(&graph), &ids);
     assert_eq!(statuses, [BatchStatus::Delivered]);
     assert!(dead_letter_lines(&dead_letter).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_holds_the_events_until_accepted_without_dead_lettering() {
-    let graph = StandIn::start(|n, body| {
+    let graph = GraphStandin::start(|n, r| {
+        let body = &r.json();
         if n < 3 {
             graph_error(
                 400,
@@ -485,8 +381,7 @@ async fn a_bad_token_holds_the_events_until_accepted_without_dead_lettering() {
         } else {
             ok(body)
         }
-    })
-    .await;
+    });
     let dir = temp_dir("token");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "");
@@ -499,7 +394,7 @@ async fn a_bad_token_holds_the_events_until_accepted_without_dead_lettering() {
     for r in &requests {
         assert_eq!(r.event_ids(), ids, "the whole batch is held and resent");
     }
-    assert_each_once(&graph.delivered(), &ids);
+    assert_each_once(&delivered(&graph), &ids);
     assert!(
         dead_letter_lines(&dead_letter).is_empty(),
         "a credentials error must not dead-letter events"
@@ -512,10 +407,14 @@ async fn a_rejected_batch_is_bisected_until_each_bad_event_is_alone_in_the_dead_
     let ids = ids("bis", 10);
     let bad: HashSet<String> = [ids[2].clone(), ids[7].clone()].into();
     let bad_in_script = bad.clone();
-    let graph = StandIn::start(move |_, body| {
+    let graph = GraphStandin::start(move |_, r| {
+        let body = &r.json();
         let has_bad = body["data"].as_array().is_some_and(|data| {
-            data.iter()
-                .any(|e| e["event_id"].as_str().is_some_and(|id| bad_in_script.contains(id)))
+            data.iter().any(|e| {
+                e["event_id"]
+                    .as_str()
+                    .is_some_and(|id| bad_in_script.contains(id))
+            })
         });
         if has_bad {
             (
@@ -525,8 +424,7 @@ async fn a_rejected_batch_is_bisected_until_each_bad_event_is_alone_in_the_dead_
         } else {
             ok(body)
         }
-    })
-    .await;
+    });
     let dir = temp_dir("bisect");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "");
@@ -544,7 +442,7 @@ async fn a_rejected_batch_is_bisected_until_each_bad_event_is_alone_in_the_dead_
         .filter(|id| !bad.contains(*id))
         .cloned()
         .collect();
-    assert_each_once(&graph.delivered(), &good);
+    assert_each_once(&delivered(&graph), &good);
     for id in &bad {
         assert!(
             requests.iter().any(|r| r.event_ids() == [id.clone()]),
@@ -603,7 +501,7 @@ fn mapping_rejects() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_rejections_go_to_the_dead_letter_and_count_as_handled() {
-    let graph = StandIn::start(|_, body| ok(body)).await;
+    let graph = GraphStandin::start(|_, r| ok(&r.json()));
     let dir = temp_dir("mapping");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(graph.port, Some(&dead_letter), "");
@@ -615,7 +513,7 @@ async fn mapping_rejections_go_to_the_dead_letter_and_count_as_handled() {
         [BatchStatus::Delivered, BatchStatus::Delivered],
         "dead-lettered counts as handled"
     );
-    assert_each_once(&graph.delivered(), &good);
+    assert_each_once(&delivered(&graph), &good);
     let lines = dead_letter_lines(&dead_letter);
     assert_eq!(lines.len(), 2, "{lines:?}");
     let by_id: BTreeMap<&str, &Value> = lines
@@ -647,7 +545,7 @@ async fn mapping_rejections_go_to_the_dead_letter_and_count_as_handled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_rejections_without_a_dead_letter_are_rejected() {
-    let graph = StandIn::start(|_, body| ok(body)).await;
+    let graph = GraphStandin::start(|_, r| ok(&r.json()));
     let config = config(graph.port, None, "");
     let statuses = run(&config, vec![mapping_rejects()]).await;
 
@@ -657,7 +555,7 @@ async fn mapping_rejections_without_a_dead_letter_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_retry_attempts_a_failing_batch_ends_in_the_dead_letter() {
-    let graph = StandIn::start(|_, _| (500, json!({}))).await;
+    let graph = GraphStandin::start(|_, _| (500, json!({})));
     let dir = temp_dir("give-up");
     let dead_letter = dir.join("dead.ndjson");
     let config = config(
@@ -669,7 +567,7 @@ async fn with_retry_attempts_a_failing_batch_ends_in_the_dead_letter() {
     let statuses = run(&config, vec![tracks(&ids)]).await;
 
     assert_eq!(graph.requests().len(), 2, "two attempts, no more");
-    assert!(graph.delivered().is_empty());
+    assert!(delivered(&graph).is_empty());
     let lines = dead_letter_lines(&dead_letter);
     assert_eq!(lines.len(), 3, "{lines:?}");
     let mut dead: Vec<String> = lines
@@ -686,7 +584,7 @@ async fn with_retry_attempts_a_failing_batch_ends_in_the_dead_letter() {
     assert_eq!(statuses, [BatchStatus::Delivered]);
 }
 
-async fn healthcheck(graph: &StandIn) -> Result<(), String> {
+async fn healthcheck(graph: &GraphStandin) -> Result<(), String> {
     let config = config(graph.port, None, "");
     let (_sink, healthcheck) = build(&config, metrics())
         .await
@@ -698,12 +596,12 @@ async fn healthcheck(graph: &StandIn) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_passes_when_the_graph_api_returns_the_pixel() {
-    let graph = StandIn::start(|_, _| (200, json!({ "id": "123" }))).await;
+    let graph = GraphStandin::start(|_, _| (200, json!({ "id": "123" })));
     assert_eq!(healthcheck(&graph).await, Ok(()));
     let requests = graph.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "GET");
-    assert_eq!(requests[0].uri, "/v25.0/123?fields=id");
+    assert_eq!(requests[0].target, "/v25.0/123?fields=id");
     assert_eq!(
         requests[0].header("authorization"),
         Some(format!("Bearer {TOKEN}").as_str())
@@ -712,19 +610,18 @@ async fn healthcheck_passes_when_the_graph_api_returns_the_pixel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_names_access_token_on_a_bad_token_without_printing_it() {
-    let graph = StandIn::start(|_, _| {
+    let graph = GraphStandin::start(|_, _| {
         graph_error(
             400,
             190,
             "Invalid OAuth access token - Cannot parse access token",
         )
-    })
-    .await;
+    });
     let error = healthcheck(&graph).await.unwrap_err();
     assert!(error.contains("`access_token`"), "{error}");
     assert!(!error.contains(TOKEN), "{error}");
     let requests = graph.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "GET");
-    assert_eq!(requests[0].uri, "/v25.0/123?fields=id");
+    assert_eq!(requests[0].target, "/v25.0/123?fields=id");
 }
