@@ -3,14 +3,12 @@
 //! (saying so in its log), keep serving real clients and `/health` on the API's own port,
 //! and survive a low open-file limit.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{Proc, free_port, http_request, temp_file, wait_until};
+use crate::support::{Proc, free_port, http_request, temp_file, wait_until};
 
 /// Generous: the machine running the tests may be loaded; each wait polls and ends early.
 const LIMIT: Duration = Duration::from_secs(45);

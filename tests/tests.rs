@@ -5,6 +5,7 @@
 
 mod support;
 
+mod connections;
 mod delivery;
 mod durability;
 mod enrichment;

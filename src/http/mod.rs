@@ -105,21 +105,6 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Load the TLS files (when given) and bind `address`, with the default connection
-    /// settings of a source (for servers that have no settings of their own, such as the
-    /// tests' stand-ins).
-    #[cfg(test)]
-    pub async fn bind(address: &str, tls: Option<&TlsConfig>) -> Result<Self, String> {
-        let limits = ConnectionLimits::new(
-            format!("listener {address}"),
-            "the listener's config",
-            None,
-            connections::DEFAULT_HEADER_TIMEOUT_SECS,
-            connections::SOURCE_MAX_CONNECTIONS,
-        )?;
-        Self::bind_with_limits(address, tls, limits).await
-    }
-
     /// Load the TLS files (when given) and bind `address`, serving with `limits`.
     pub async fn bind_with_limits(
         address: &str,
