@@ -55,7 +55,9 @@ impl Api {
         )
         .map_err(|e| format!("api: {e}"))?;
         check_address(&config.address)?;
-        let listener = http::Listener::bind_with_limits(&config.address, None, limits)
+        let listener = http::ListenerSettings::new(&config.address, None, limits)
+            .map_err(|e| format!("api: {e}"))?
+            .bind()
             .await
             .map_err(|e| format!("api: {e}"))?;
         Ok(Self { listener, handle })

@@ -42,9 +42,8 @@ pub fn parse_address(address: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Bind `address`, with an error message that says what to change.
-pub async fn bind(address: &str) -> Result<TcpListener, String> {
-    let addr = parse_address(address)?;
+/// Bind `addr`, with an error message that says what to change.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e} (is another process using the port?)"))
@@ -104,21 +103,52 @@ pub struct Listener {
     limits: ConnectionLimits,
 }
 
-impl Listener {
-    /// Load the TLS files (when given) and bind `address`, serving with `limits`.
-    pub async fn bind_with_limits(
+/// A listener's settings, checked without binding: the address parsed, the TLS files
+/// loaded, the connection limits set. What `validate` checks and `build` binds.
+pub struct ListenerSettings {
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
+}
+
+impl ListenerSettings {
+    /// Check `address` and load the TLS files (when given), to serve with `limits`.
+    pub fn new(
         address: &str,
         tls: Option<&TlsConfig>,
         limits: ConnectionLimits,
     ) -> Result<Self, String> {
-        let tls = tls.map(TlsConfig::acceptor).transpose()?;
         Ok(Self {
-            tcp: bind(address).await?,
-            tls,
+            addr: parse_address(address)?,
+            tls: tls.map(TlsConfig::acceptor).transpose()?,
             limits,
         })
     }
 
+    /// The settings of source `id`'s listener (`address`, `tls`, `max_connections`,
+    /// `header_timeout_secs`).
+    pub fn source(
+        id: &str,
+        address: &str,
+        tls: Option<&TlsConfig>,
+        max_connections: Option<usize>,
+        header_timeout_secs: u64,
+    ) -> Result<Self, String> {
+        let limits = ConnectionLimits::source(id, max_connections, header_timeout_secs)?;
+        Self::new(address, tls, limits)
+    }
+
+    /// Bind the address.
+    pub async fn bind(self) -> Result<Listener, String> {
+        Ok(Listener {
+            tcp: bind(self.addr).await?,
+            tls: self.tls,
+            limits: self.limits,
+        })
+    }
+}
+
+impl Listener {
     /// The address actually bound.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp.local_addr().ok()
@@ -249,35 +279,21 @@ where
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let served = Served {
+                activity,
+                header_timeout,
+                shutdown,
+                peer,
+            };
             match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    drive(
-                        conn,
-                        |c| c.graceful_shutdown(),
-                        activity,
-                        header_timeout,
-                        shutdown,
-                        peer,
-                    )
-                    .await;
-                }
+                None => served.run(&builder, TokioIo::new(stream), service).await,
                 Some(acceptor) => {
                     // The handshake runs in the connection's task, so a slow client cannot
                     // stall the accept loop; it counts against the header timeout.
                     let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            drive(
-                                conn,
-                                |c| c.graceful_shutdown(),
-                                activity,
-                                header_timeout,
-                                shutdown,
-                                peer,
-                            )
-                            .await;
+                            served.run(&builder, TokioIo::new(stream), service).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(
@@ -311,4 +327,40 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
 /// Compare secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One accepted connection, served until it ends or stays quiet too long.
+struct Served {
+    activity: Arc<Activity>,
+    header_timeout: std::time::Duration,
+    shutdown: ShutdownSignal,
+    peer: SocketAddr,
+}
+
+impl Served {
+    /// Serve HTTP/1.1 or HTTP/2 over `io` (plain TCP or TLS) with `service`.
+    async fn run<I, S, B>(self, builder: &auto::Builder<TokioExecutor>, io: I, service: S)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let conn = builder.serve_connection(io, service);
+        drive(
+            conn,
+            |c| c.graceful_shutdown(),
+            self.activity,
+            self.header_timeout,
+            self.shutdown,
+            self.peer,
+        )
+        .await;
+    }
 }

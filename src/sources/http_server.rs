@@ -87,8 +87,15 @@ fn default_max_body_bytes() -> usize {
 }
 
 impl SourceConfig for HttpServerConfig {
-    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
-        http::parse_address(&self.address).map_err(BuildError)?;
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
+        let listener = http::ListenerSettings::source(
+            &cx.id,
+            &self.address,
+            self.tls.as_ref(),
+            self.max_connections,
+            self.header_timeout_secs,
+        )
+        .map_err(BuildError)?;
         if !self.path.starts_with('/') {
             return Err(BuildError(format!(
                 "`path` {:?} must start with `/`",
@@ -98,12 +105,10 @@ impl SourceConfig for HttpServerConfig {
         if self.max_body_bytes == 0 {
             return Err(BuildError("`max_body_bytes` must be at least 1".into()));
         }
-        if let Some(tls) = &self.tls {
-            tls.acceptor().map_err(BuildError)?;
-        }
-        http::connections::check_settings(self.max_connections, self.header_timeout_secs)
-            .map_err(BuildError)?;
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(ValidHttpServer {
+            listener,
+            config: self.clone(),
+        }))
     }
 
     fn acknowledgements(&self) -> Acknowledgements {
@@ -111,21 +116,19 @@ impl SourceConfig for HttpServerConfig {
     }
 }
 
+/// Checked settings: the listener's, ready to bind.
+struct ValidHttpServer {
+    listener: http::ListenerSettings,
+    config: HttpServerConfig,
+}
+
 #[async_trait]
-impl ValidSource for HttpServerConfig {
-    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let limits = http::ConnectionLimits::source(
-            &cx.metrics.info().id,
-            self.max_connections,
-            self.header_timeout_secs,
-        )
-        .map_err(BuildError)?;
-        let listener = http::Listener::bind_with_limits(&self.address, self.tls.as_ref(), limits)
-            .await
-            .map_err(BuildError)?;
+impl ValidSource for ValidHttpServer {
+    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let listener = self.listener.bind().await.map_err(BuildError)?;
         Ok(Box::new(HttpServerSource {
             listener,
-            config: *self,
+            config: self.config,
         }))
     }
 }

@@ -80,19 +80,25 @@ impl SegmentConfig {
 }
 
 impl SourceConfig for SegmentConfig {
-    fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
-        http::parse_address(&self.address).map_err(BuildError)?;
+    fn validate(&self, cx: &ValidateContext) -> Result<Box<dyn ValidSource>, BuildError> {
+        let listener = http::ListenerSettings::source(
+            &cx.id,
+            &self.address,
+            self.tls.as_ref(),
+            self.max_connections,
+            self.header_timeout_secs,
+        )
+        .map_err(BuildError)?;
         if self.keys().is_empty() {
             return Err(BuildError(
                 "write_keys: list at least one write key (Segment → your source → Settings → API Keys)".into(),
             ));
         }
-        if let Some(tls) = &self.tls {
-            tls.acceptor().map_err(BuildError)?;
-        }
-        http::connections::check_settings(self.max_connections, self.header_timeout_secs)
-            .map_err(BuildError)?;
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(ValidSegment {
+            listener,
+            keys: self.keys(),
+            config: self.clone(),
+        }))
     }
 
     fn acknowledgements(&self) -> Acknowledgements {
@@ -100,23 +106,21 @@ impl SourceConfig for SegmentConfig {
     }
 }
 
+/// Checked settings: the listener's, ready to bind, and the write keys.
+struct ValidSegment {
+    listener: http::ListenerSettings,
+    keys: Vec<Secret>,
+    config: SegmentConfig,
+}
+
 #[async_trait]
-impl ValidSource for SegmentConfig {
-    async fn build(self: Box<Self>, cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let keys = self.keys();
-        let limits = http::ConnectionLimits::source(
-            &cx.metrics.info().id,
-            self.max_connections,
-            self.header_timeout_secs,
-        )
-        .map_err(BuildError)?;
-        let listener = http::Listener::bind_with_limits(&self.address, self.tls.as_ref(), limits)
-            .await
-            .map_err(BuildError)?;
+impl ValidSource for ValidSegment {
+    async fn build(self: Box<Self>, _cx: BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        let listener = self.listener.bind().await.map_err(BuildError)?;
         Ok(Box::new(SegmentSource {
             listener,
-            keys,
-            config: *self,
+            keys: self.keys,
+            config: self.config,
         }))
     }
 }
