@@ -11,7 +11,6 @@
 //! process runs out of file descriptors.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -205,7 +204,6 @@ pub async fn drive<C, E>(
     activity: Arc<Activity>,
     header_timeout: Duration,
     mut shutdown: ShutdownSignal,
-    peer: SocketAddr,
 ) where
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -217,7 +215,7 @@ pub async fn drive<C, E>(
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(%peer, "connection ended: {e}");
+                    tracing::debug!("connection ended: {e}");
                 }
                 return;
             }
@@ -232,18 +230,18 @@ pub async fn drive<C, E>(
                 // Slow handlers (acknowledgements) are bounded elsewhere; look again later.
                 State::Busy => deadline = Instant::now() + header_timeout,
                 State::Fresh => {
-                    tracing::debug!(%peer, "closed: no request within {} s (header_timeout_secs)", header_timeout.as_secs());
+                    tracing::debug!("closed: no request within {} s (header_timeout_secs)", header_timeout.as_secs());
                     return;
                 }
                 State::IdleSince(since) if since + header_timeout > Instant::now() => {
                     deadline = since + header_timeout;
                 }
                 State::IdleSince(_) if finishing => {
-                    tracing::debug!(%peer, "closed: still open one header timeout after being asked to finish");
+                    tracing::debug!("closed: still open one header timeout after being asked to finish");
                     return;
                 }
                 State::IdleSince(_) => {
-                    tracing::debug!(%peer, "closing: no new request within {} s (header_timeout_secs)", header_timeout.as_secs());
+                    tracing::debug!("closing: no new request within {} s (header_timeout_secs)", header_timeout.as_secs());
                     graceful_shutdown(conn.as_mut());
                     finishing = true;
                     deadline = Instant::now() + header_timeout;

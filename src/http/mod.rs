@@ -283,7 +283,6 @@ where
                 activity,
                 header_timeout,
                 shutdown,
-                peer,
             };
             match tls {
                 None => served.run(&builder, TokioIo::new(stream), service).await,
@@ -295,9 +294,9 @@ where
                         Ok(Ok(stream)) => {
                             served.run(&builder, TokioIo::new(stream), service).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        // No peer address: a client's IP is personal data.
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(
-                            %peer,
                             "TLS handshake not done within {} s (header_timeout_secs)",
                             header_timeout.as_secs()
                         ),
@@ -334,7 +333,6 @@ struct Served {
     activity: Arc<Activity>,
     header_timeout: std::time::Duration,
     shutdown: ShutdownSignal,
-    peer: SocketAddr,
 }
 
 impl Served {
@@ -359,7 +357,6 @@ impl Served {
             self.activity,
             self.header_timeout,
             self.shutdown,
-            self.peer,
         )
         .await;
     }
