@@ -257,6 +257,11 @@ impl FacebookPixelConfig {
     /// adds), apart from the access token and `data_dir`, which [`SinkConfig::validate`] adds.
     /// Checks what can be known without the network; the healthcheck does the rest.
     pub fn problems(&self) -> Vec<String> {
+        self.checked().1
+    }
+
+    /// The mapping settings when they are valid, and every problem [`Self::problems`] names.
+    fn checked(&self) -> (Option<MappingSettings>, Vec<String>) {
         let mut problems = Vec::new();
         if !self.pixel_id.chars().all(|c| c.is_ascii_digit()) {
             problems.push(
@@ -264,9 +269,10 @@ impl FacebookPixelConfig {
                     .to_string(),
             );
         }
-        if let Err(mapping) = self.mapping_settings() {
-            problems.extend(mapping);
-        }
+        let mapping = self
+            .mapping_settings()
+            .map_err(|mapping| problems.extend(mapping))
+            .ok();
         if self.batch.max_events == 0 || self.batch.max_events > MAX_EVENTS_PER_REQUEST {
             problems.push(format!(
                 "batch.max_events: {} is outside 1..={MAX_EVENTS_PER_REQUEST} (Meta accepts at most {MAX_EVENTS_PER_REQUEST} events a request)",
@@ -311,7 +317,7 @@ impl FacebookPixelConfig {
                 self.api_version
             ));
         }
-        problems
+        (mapping, problems)
     }
 }
 
@@ -373,14 +379,13 @@ impl SinkConfig for FacebookPixelConfig {
 impl FacebookPixelConfig {
     /// Every check of the sink's settings, in one place; the validated settings on success.
     pub fn validated(&self, cx: &ValidateContext) -> Result<ValidFacebookPixel, BuildError> {
-        let mut problems = self.problems();
+        let (mapping, mut problems) = self.checked();
         let graph = GraphSettings::new(&self.graph_target()).map_err(|e| problems.push(e));
         if let Err(e) = self.check_enrichment(cx) {
             problems.push(e);
         }
-        let mapping = self.mapping_settings();
         match (mapping, graph) {
-            (Ok(mapping), Ok(graph)) if problems.is_empty() => Ok(ValidFacebookPixel {
+            (Some(mapping), Ok(graph)) if problems.is_empty() => Ok(ValidFacebookPixel {
                 mapping,
                 graph,
                 batch_max_events: self.batch.max_events,
