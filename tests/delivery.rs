@@ -462,10 +462,9 @@ request.retry_max_duration_secs = 0.2
             lines >= 1,
             "{kind}: no log line names the bad answer:\n{logs}"
         );
-        // Throttled: one line per 10 s, however many requests met the lie (a broken connection
-        // is logged per retry, as every transient failure is).
+        // Throttled: one line per 10 s, however many requests met the lie.
         assert!(
-            kind == "truncated" || lines <= 2,
+            lines <= 2,
             "{kind}: {lines} lines for one kind of lie:\n{logs}"
         );
         if kind == "html" {

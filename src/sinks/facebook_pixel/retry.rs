@@ -33,15 +33,16 @@ pub struct Delivery {
     pub healthy: AtomicBool,
     /// Unix seconds of the last credentials error logged (one per interval).
     credentials_log: Throttle,
-    /// The same for answers that are not the Graph API's (a proxy's page, an endless body).
-    invalid_answer_log: Throttle,
+    /// The same for transient failures: a storm of 5xx answers, or a proxy answering every
+    /// request with its own page, is one line per interval, not one per request.
+    transient_log: Throttle,
 }
 
 /// How often a persisting credentials error is logged again.
 const CREDENTIALS_LOG_INTERVAL_SECS: u64 = 60;
 
-/// How often answers that are not the Graph API's are logged again.
-const INVALID_ANSWER_LOG_INTERVAL_SECS: u64 = 10;
+/// How often transient failures are logged again (every retry is counted).
+const TRANSIENT_LOG_INTERVAL_SECS: u64 = 10;
 
 enum Final {
     Delivered,
@@ -68,7 +69,7 @@ impl Delivery {
             max_attempts,
             healthy: AtomicBool::new(true),
             credentials_log: Throttle::new(CREDENTIALS_LOG_INTERVAL_SECS),
-            invalid_answer_log: Throttle::new(INVALID_ANSWER_LOG_INTERVAL_SECS),
+            transient_log: Throttle::new(TRANSIENT_LOG_INTERVAL_SECS),
         }
     }
 
@@ -167,13 +168,8 @@ impl Delivery {
                     }
                     telemetry::retry(&self.metrics, reason);
                     let wait = backoff.next_wait();
-                    if matches!(reason, "invalid_answer" | "oversized_answer") {
-                        // Every request meets the same proxy: one line per interval, not per request.
-                        if self.invalid_answer_log.ready() {
-                            tracing::error!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, "{detail}; the events are held and retried (fbpixel_retries_total{{reason=\"{reason}\"}} counts these answers)");
-                        }
-                    } else {
-                        tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); retrying");
+                    if self.transient_log.ready() {
+                        tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); the events are held and retried (logged at most every {TRANSIENT_LOG_INTERVAL_SECS} s; fbpixel_retries_total{{reason=\"{reason}\"}} counts every retry)");
                     }
                     tokio::time::sleep(wait).await;
                 }
