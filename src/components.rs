@@ -125,12 +125,13 @@ fn with_shared_keys(e: ConfigError, sink_path: &str) -> ConfigError {
             if path == sink_path && message.starts_with("unknown field") =>
         {
             let note = " (or `acknowledgements`, `buffer`, `healthcheck`, which every sink takes)";
+            // The sink's own names were suggested from already; the shared ones are
+            // suggested from only when none of those was close.
             let message = match message.find("; did you mean") {
                 Some(at) => format!("{}{note}{}", &message[..at], &message[at..]),
                 None => {
-                    // A near miss of a key every sink takes (`acknowledgement`).
-                    let key = message.split('`').nth(1).unwrap_or_default();
-                    let near = crate::config::did_you_mean(key, SinkOptions::KEYS)
+                    let near = crate::config::unknown_name(&message)
+                        .and_then(|(key, _)| crate::config::did_you_mean(key, SinkOptions::KEYS))
                         .map(|near| format!("; did you mean `{near}`?"))
                         .unwrap_or_default();
                     format!("{message}{note}{near}")

@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use self::error::{ConfigError, ConfigErrors};
 pub use self::interpolate::{MissingVars, PLACEHOLDER, interpolate};
 pub use self::secret::Secret;
-pub use self::suggest::did_you_mean;
+pub use self::suggest::{did_you_mean, unknown_name};
 
 /// The three kinds of pipeline component, named after their top-level table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -35,7 +35,7 @@ pub(super) fn expected_names(expected: &str) -> Vec<&str> {
 
 /// What serde's `unknown field` or `unknown variant` message says: the name written and the
 /// names expected, or `None` for any other message.
-pub(super) fn unknown_name(message: &str) -> Option<(&str, Vec<&str>)> {
+pub fn unknown_name(message: &str) -> Option<(&str, Vec<&str>)> {
     let rest = message
         .strip_prefix("unknown field `")
         .or_else(|| message.strip_prefix("unknown variant `"))?;
