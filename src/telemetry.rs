@@ -58,6 +58,9 @@ pub struct ComponentInfo {
 #[derive(Clone)]
 pub struct ComponentMetrics {
     info: ComponentInfo,
+    /// Labels this component's own (`fbpixel_*`) metrics carry besides its name, such as the
+    /// Conversions API sink's `pixel`. Vector's `component_*` metrics never do.
+    extra: Vec<Label>,
     received_events: Counter,
     received_event_bytes: Counter,
     sent_events: Counter,
@@ -85,7 +88,24 @@ impl ComponentMetrics {
             discarded_unintentional: counter!(DISCARDED_EVENTS, with(("intentional", "false"))),
             received_bytes: counter!(RECEIVED_BYTES, labels.clone()),
             info,
+            extra: Vec::new(),
         }
+    }
+
+    /// The same component's counters, with `key = value` on its own metrics (see
+    /// [`ComponentMetrics::labels`]).
+    pub fn with_label(&self, key: &'static str, value: impl Into<String>) -> Self {
+        let mut this = self.clone();
+        this.extra.push(Label::new(key, value.into()));
+        this
+    }
+
+    /// The labels of this component's own metrics: its name, and any added with
+    /// [`ComponentMetrics::with_label`].
+    pub(crate) fn labels(&self) -> Vec<Label> {
+        let mut l = labels(&self.info);
+        l.extend(self.extra.iter().cloned());
+        l
     }
 
     /// The component these counters belong to.
@@ -215,7 +235,7 @@ pub(crate) const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
 ];
 
 fn with(metrics: &ComponentMetrics, key: &'static str, value: &'static str) -> Vec<Label> {
-    let mut l = labels(metrics.info());
+    let mut l = metrics.labels();
     l.push(Label::new(key, value));
     l
 }
@@ -234,19 +254,10 @@ pub(crate) const RETRY_REASONS: [&str; 9] = [
 ];
 
 /// Register the Conversions API sink's counters at 0 when it starts, so that alerts on
-/// `rate()` or `absent()` see them before the first retry, bisection or error.
+/// `rate()` or `absent()` see them before the first retry, bisection or error: those of the
+/// sink itself here, those of each pixel with [`register_pixel_counters`].
 pub(crate) fn register_delivery_counters(metrics: &ComponentMetrics) {
-    for reason in RETRY_REASONS {
-        counter!(RETRIES, with(metrics, "reason", reason)).increment(0);
-    }
-    for outcome in ["accepted", "transient", "credentials", "rejected"] {
-        counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(0);
-    }
-    for stage in ["mapping", "delivery"] {
-        counter!(DEAD_LETTERED, with(metrics, "stage", stage)).increment(0);
-    }
-    counter!(BISECTIONS, labels(metrics.info())).increment(0);
-    counter!(UNCONFIRMED, labels(metrics.info())).increment(0);
+    counter!(DEAD_LETTERED, with(metrics, "stage", "mapping")).increment(0);
     for (error_type, stage) in [
         ("mapping_rejected", Stage::Processing),
         ("delivery_rejected", Stage::Processing),
@@ -256,6 +267,19 @@ pub(crate) fn register_delivery_counters(metrics: &ComponentMetrics) {
     }
 }
 
+/// Register one pixel's delivery counters at 0; `metrics` carries its `pixel` label.
+pub(crate) fn register_pixel_counters(metrics: &ComponentMetrics) {
+    for reason in RETRY_REASONS {
+        counter!(RETRIES, with(metrics, "reason", reason)).increment(0);
+    }
+    for outcome in ["accepted", "transient", "credentials", "rejected"] {
+        counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(0);
+    }
+    counter!(DEAD_LETTERED, with(metrics, "stage", "delivery")).increment(0);
+    counter!(BISECTIONS, metrics.labels()).increment(0);
+    counter!(UNCONFIRMED, metrics.labels()).increment(0);
+}
+
 /// Count one Graph API request and its latency.
 pub(crate) fn request(
     metrics: &ComponentMetrics,
@@ -263,7 +287,7 @@ pub(crate) fn request(
     took: std::time::Duration,
 ) {
     counter!(REQUESTS, with(metrics, "outcome", outcome)).increment(1);
-    metrics::histogram!(REQUEST_DURATION, labels(metrics.info())).record(took.as_secs_f64());
+    metrics::histogram!(REQUEST_DURATION, metrics.labels()).record(took.as_secs_f64());
 }
 
 /// Count one retry.
@@ -273,17 +297,17 @@ pub(crate) fn retry(metrics: &ComponentMetrics, reason: &'static str) {
 
 /// Record a batch's size.
 pub(crate) fn batch_size(metrics: &ComponentMetrics, events: usize) {
-    metrics::histogram!(BATCH_EVENTS, labels(metrics.info())).record(events as f64);
+    metrics::histogram!(BATCH_EVENTS, metrics.labels()).record(events as f64);
 }
 
 /// Count one bisection.
 pub(crate) fn bisection(metrics: &ComponentMetrics) {
-    counter!(BISECTIONS, labels(metrics.info())).increment(1);
+    counter!(BISECTIONS, metrics.labels()).increment(1);
 }
 
 /// Count events Meta did not confirm.
 pub(crate) fn unconfirmed(metrics: &ComponentMetrics, events: u64) {
-    counter!(UNCONFIRMED, labels(metrics.info())).increment(events);
+    counter!(UNCONFIRMED, metrics.labels()).increment(events);
 }
 
 /// Count dead-lettered events.
@@ -298,7 +322,7 @@ pub(crate) fn skipped(metrics: &ComponentMetrics, reason: &'static str) {
 
 /// Set the sink's health gauge.
 pub(crate) fn healthy(metrics: &ComponentMetrics, healthy: bool) {
-    metrics::gauge!(HEALTHY, labels(metrics.info())).set(if healthy { 1.0 } else { 0.0 });
+    metrics::gauge!(HEALTHY, metrics.labels()).set(if healthy { 1.0 } else { 0.0 });
 }
 
 /// Per user_data key, how many mapped events carried it; registered once,
@@ -352,7 +376,7 @@ pub(crate) struct BufferMetrics {
 impl BufferMetrics {
     /// Register the buffer counters of the sink `metrics` belong to.
     pub fn new(metrics: &ComponentMetrics) -> Self {
-        let labels = labels(metrics.info());
+        let labels = metrics.labels();
         Self {
             events: metrics::gauge!(BUFFER_EVENTS, labels.clone()),
             bytes: metrics::gauge!(BUFFER_BYTES, labels.clone()),

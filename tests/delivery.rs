@@ -101,7 +101,7 @@ fn a_bad_token_holds_the_events_and_neither_secrets_nor_personal_data_reach_the_
         }
         let posts: Vec<_> = requests.iter().filter(|r| r.method == "POST").collect();
         assert!(posts.len() >= 3, "{posts:?}");
-        assert!(posts.iter().all(|r| r.target == "/v25.0/123/events"));
+        assert!(posts.iter().all(|r| r.target == "/v26.0/123/events"));
         assert!(
             posts
                 .iter()

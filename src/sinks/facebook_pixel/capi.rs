@@ -25,6 +25,13 @@ pub struct ServerEvent<'a> {
     /// The page the event happened on (required by Meta for website events).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_source_url: Option<&'a str>,
+    /// The page the visitor came from (`context.page.referrer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer_url: Option<&'a str>,
+    /// Use the event for attribution only, not for ad delivery optimisation. Sent only when
+    /// true: Meta's default is false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub opt_out: bool,
     /// Where the conversion happened.
     pub action_source: ActionSource,
     /// The customer information Meta matches the event to a person with, hashed.
@@ -35,6 +42,10 @@ pub struct ServerEvent<'a> {
     /// Limited Data Use options, present only when `limited_data_use` is on.
     #[serde(flatten)]
     pub data_processing: Option<DataProcessing<'a>>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Where the conversion happened (Meta's `action_source`).
@@ -135,15 +146,28 @@ pub struct UserData<'a> {
     pub fbc: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fbp: Option<&'a str>,
+    /// The ids below are sent unhashed, as Meta requires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fb_login_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<Cow<'a, str>>,
+    /// The app's install id (app events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anon_id: Option<Cow<'a, str>>,
+    /// The mobile advertiser id, IDFA or AAID (app events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub madid: Option<&'a str>,
 }
 
 /// Which user_data keys an event carries, as bits in [`UserDataKeys::NAMES`] order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct UserDataKeys(u16);
+pub struct UserDataKeys(u32);
 
 impl UserDataKeys {
     /// The CAPI user_data keys, in bit order.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 20] = [
         "em",
         "ph",
         "fn",
@@ -159,6 +183,11 @@ impl UserDataKeys {
         "client_user_agent",
         "fbc",
         "fbp",
+        "subscription_id",
+        "fb_login_id",
+        "lead_id",
+        "anon_id",
+        "madid",
     ];
 
     /// The names of the keys present.
@@ -176,8 +205,8 @@ impl UserDataKeys {
     }
 
     /// The keys whose bits are set in `bits`.
-    pub fn from_bits(bits: u16) -> Self {
-        Self(bits & ((1 << Self::NAMES.len()) - 1))
+    pub fn from_bits(bits: impl Into<u32>) -> Self {
+        Self(bits.into() & ((1 << Self::NAMES.len()) - 1))
     }
 }
 
@@ -207,12 +236,17 @@ impl UserData<'_> {
             self.client_user_agent.is_some(),
             self.fbc.is_some(),
             self.fbp.is_some(),
+            self.subscription_id.is_some(),
+            self.fb_login_id.is_some(),
+            self.lead_id.is_some(),
+            self.anon_id.is_some(),
+            self.madid.is_some(),
         ];
         UserDataKeys(
             present
                 .iter()
                 .enumerate()
-                .fold(0, |bits, (i, &p)| bits | (u16::from(p) << i)),
+                .fold(0, |bits, (i, &p)| bits | (u32::from(p) << i)),
         )
     }
 
@@ -224,6 +258,11 @@ impl UserData<'_> {
             || self.fbp.is_some()
             || self.fbc.is_some()
             || (self.client_ip_address.is_some() && self.client_user_agent.is_some())
+            || self.lead_id.is_some()
+            || self.subscription_id.is_some()
+            || self.fb_login_id.is_some()
+            || self.anon_id.is_some()
+            || self.madid.is_some()
     }
 }
 

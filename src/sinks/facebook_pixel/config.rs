@@ -12,10 +12,11 @@ use serde::Deserialize;
 
 use super::capi::ActionSource;
 pub(crate) use super::enrichment::{EnrichmentConfig, StoreKind};
-use super::mapping::{Mapper, MappingSettings, StandardEvent, ValueField, money};
+use super::mapping::consent::ConsentRules;
+use super::mapping::{Mapper, MappingSettings, Paths, StandardEvent, ValueField, money};
 use super::normalize::Normalizer;
 use super::service::{GraphClient, GraphSettings, GraphTarget};
-use super::sink::{Delivering, FacebookPixelSink};
+use super::sink::{Delivering, FacebookPixelSink, Pixel};
 use crate::component::{
     BuildContext, BuildError, Healthcheck, Sink, SinkConfig, ValidSink, ValidateContext,
 };
@@ -57,6 +58,24 @@ pub struct FacebookPixelConfig {
     /// Segment: "Limited Data Use".
     #[serde(default)]
     pub(crate) limited_data_use: bool,
+    /// With `limited_data_use`: Meta's country code (1 = USA; 0 = let Meta geolocate).
+    #[serde(default)]
+    pub(crate) ldu_country: i64,
+    /// With `limited_data_use`: Meta's state code (1000 = California …; 0 = geolocate).
+    #[serde(default)]
+    pub(crate) ldu_state: i64,
+    /// Every event is for attribution only, never for ad delivery optimisation.
+    #[serde(default)]
+    pub(crate) opt_out: bool,
+    /// Send only events whose visitor granted these consent categories.
+    #[serde(default)]
+    pub(crate) consent: ConsentRules,
+    /// A dotted path to a per-event pixel ID (`context.pixel_id`); `pixel_id` when absent.
+    #[serde(default)]
+    pub(crate) pixel_id_field: Option<String>,
+    /// The other pixels `pixel_id_field` may name: pixel ID → its access token.
+    #[serde(default)]
+    pub(crate) pixels: BTreeMap<String, Secret>,
     /// Send `page` calls as PageView.
     #[serde(default)]
     pub(crate) page_view: bool,
@@ -127,6 +146,46 @@ pub struct DeadLetterConfig {
     pub path: PathBuf,
 }
 
+fn split_path(path: Option<&str>) -> Option<Vec<String>> {
+    path.map(|path| path.split('.').map(String::from).collect())
+}
+
+/// Meta's Limited Data Use state codes ("Data Processing Options for US Users"): 1000
+/// California through 1013 Rhode Island.
+const LDU_STATES: std::ops::RangeInclusive<i64> = 1000..=1013;
+
+/// What is wrong with `ldu_country` / `ldu_state`: Meta knows country 1 (USA) and the states
+/// in [`LDU_STATES`], 0 meaning "geolocate"; a country needs its state.
+fn ldu_problems(on: bool, country: i64, state: i64) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !on && (country, state) != (0, 0) {
+        problems.push(
+            "ldu_country / ldu_state: only used with limited_data_use = true; turn it on or remove them"
+                .to_string(),
+        );
+    }
+    if country != 0 && country != 1 {
+        problems.push(format!(
+            "ldu_country: {country} is not one of Meta's codes (1 = USA, or 0 to let Meta geolocate)"
+        ));
+    }
+    if state != 0 && !LDU_STATES.contains(&state) {
+        problems.push(format!(
+            "ldu_state: {state} is not one of Meta's state codes (1000 California, 1001 Colorado, 1002 Connecticut, 1003 Florida, 1004 Oregon, 1005 Texas, 1006 Montana, 1007 Delaware, 1008 Nebraska, 1009 New Hampshire, 1010 New Jersey, 1011 Minnesota, 1012 Maryland, 1013 Rhode Island; or 0 to let Meta geolocate)"
+        ));
+    } else if country == 1 && state == 0 {
+        problems.push(
+            "ldu_state: Meta needs a state with ldu_country = 1 (e.g. 1000 for California), or set both to 0 to let Meta geolocate"
+                .to_string(),
+        );
+    } else if country == 0 && state != 0 {
+        problems.push(format!(
+            "ldu_country: a state ({state}) needs its country: set ldu_country = 1"
+        ));
+    }
+    problems
+}
+
 /// Meta's limit of events per request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
@@ -139,8 +198,10 @@ fn default_currency() -> String {
 fn default_action_source() -> ActionSource {
     ActionSource::Website
 }
+/// The Graph API version of Meta's newest Business SDK on the registries: facebook_business
+/// 26.0.3 on PyPI (`apiconfig.py`: `API_VERSION = 'v26.0'`).
 fn default_api_version() -> String {
-    "v25.0".into()
+    "v26.0".into()
 }
 fn default_endpoint() -> String {
     "https://graph.facebook.com".into()
@@ -223,19 +284,57 @@ impl FacebookPixelConfig {
                 "external_id_field: {path:?} is not a dotted path such as \"context.traits.customer_id\""
             ));
         }
+        if let Some(path) = &self.pixel_id_field
+            && (path.is_empty() || path.split('.').any(str::is_empty))
+        {
+            problems.push(format!(
+                "pixel_id_field: {path:?} is not a dotted path such as \"context.pixel_id\""
+            ));
+        }
+        for (id, _) in &self.pixels {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push(format!(
+                    "pixels.{id:?}: a pixel ID is all digits (Events Manager → Data sources → your pixel)"
+                ));
+            } else if *id == self.pixel_id {
+                problems.push(format!(
+                    "pixels.{id:?}: is the sink's pixel_id, whose token is access_token; remove it from `pixels`"
+                ));
+            }
+        }
+        match (&self.pixel_id_field, self.pixels.is_empty()) {
+            (Some(_), true) => problems.push(
+                "pixel_id_field: set, but `pixels` is empty: add each other pixel with its token (pixels = { \"123\" = \"${TOKEN_123}\" })"
+                    .to_string(),
+            ),
+            (None, false) => problems.push(
+                "pixels: no event can reach these pixels without pixel_id_field (e.g. \"context.pixel_id\")"
+                    .to_string(),
+            ),
+            _ => {}
+        }
+        problems.extend(self.consent.problems());
+        problems.extend(ldu_problems(self.limited_data_use, self.ldu_country, self.ldu_state));
         match (default_currency, normalizer) {
             (Some(default_currency), Some(normalizer)) if problems.is_empty() => {
                 Ok(MappingSettings {
                     standard_events,
                     content_types: self.content_types.clone(),
-                    external_id_path: self
-                        .external_id_field
-                        .as_ref()
-                        .map(|path| path.split('.').map(String::from).collect()),
+                    paths: Paths {
+                        external_id: split_path(self.external_id_field.as_deref()),
+                        pixel_id: split_path(self.pixel_id_field.as_deref()),
+                    },
+                    pixels: std::iter::once(self.pixel_id.clone())
+                        .chain(self.pixels.keys().cloned())
+                        .collect(),
                     value_field: self.value_field,
                     default_currency,
                     action_source: self.action_source,
                     limited_data_use: self.limited_data_use,
+                    ldu_country: self.ldu_country,
+                    ldu_state: self.ldu_state,
+                    opt_out: self.opt_out,
+                    consent: self.consent.clone(),
                     page_view: self.page_view,
                     normalizer,
                     hash_external_id: self.hash_external_id,
@@ -313,7 +412,7 @@ impl FacebookPixelConfig {
         }
         if !self.api_version.starts_with('v') || self.api_version.len() < 2 {
             problems.push(format!(
-                "api_version: {:?} is not a Graph API version such as \"v25.0\"",
+                "api_version: {:?} is not a Graph API version such as \"v26.0\"",
                 self.api_version
             ));
         }
@@ -322,17 +421,54 @@ impl FacebookPixelConfig {
 }
 
 impl FacebookPixelConfig {
-    /// The Graph API target of these settings.
-    fn graph_target(&self) -> GraphTarget<'_> {
+    /// The Graph API target of one pixel: `pixel_id` with `access_token`, or an entry of
+    /// `pixels`.
+    fn graph_target<'a>(
+        &'a self,
+        pixel_id: &'a str,
+        token: &'a Secret,
+        token_key: &'a str,
+    ) -> GraphTarget<'a> {
         GraphTarget {
             endpoint: &self.endpoint,
             api_version: &self.api_version,
-            pixel_id: &self.pixel_id,
-            access_token: self.access_token.expose(),
+            pixel_id,
+            access_token: token.expose(),
+            token_key,
             app_secret: self.app_secret.as_ref().map(|s| s.expose()),
             test_event_code: self.test_event_code.as_deref(),
             partner_agent: self.partner_agent.as_deref(),
             timeout: Duration::from_secs_f64(self.request.timeout_secs),
+        }
+    }
+
+    /// Every pixel's Graph API settings, in the mapping's pixel order (`pixel_id` first), or
+    /// what is wrong with each.
+    fn graph_settings(&self) -> Result<Vec<GraphSettings>, Vec<String>> {
+        let keys: Vec<String> = self.pixels.keys().map(|id| format!("pixels.{id:?}")).collect();
+        let targets = std::iter::once(self.graph_target(
+            &self.pixel_id,
+            &self.access_token,
+            "access_token",
+        ))
+        .chain(
+            self.pixels
+                .iter()
+                .zip(&keys)
+                .map(|((id, token), key)| self.graph_target(id, token, key)),
+        );
+        let mut problems = Vec::new();
+        let settings: Vec<GraphSettings> = targets
+            .filter_map(|target| {
+                GraphSettings::new(&target)
+                    .map_err(|e| problems.push(e))
+                    .ok()
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(problems)
         }
     }
 
@@ -354,7 +490,8 @@ impl FacebookPixelConfig {
 /// The sink's settings, every one checked: what the sink is built from.
 pub struct ValidFacebookPixel {
     mapping: MappingSettings,
-    graph: GraphSettings,
+    /// One per pixel, in the mapping's pixel order.
+    graph: Vec<GraphSettings>,
     batch_max_events: usize,
     batch_max_bytes: usize,
     batch_timeout: Duration,
@@ -380,7 +517,9 @@ impl FacebookPixelConfig {
     /// Every check of the sink's settings, in one place; the validated settings on success.
     pub fn validated(&self, cx: &ValidateContext) -> Result<ValidFacebookPixel, BuildError> {
         let (mapping, mut problems) = self.checked();
-        let graph = GraphSettings::new(&self.graph_target()).map_err(|e| problems.push(e));
+        let graph = self
+            .graph_settings()
+            .map_err(|graph| problems.extend(graph));
         if let Err(e) = self.check_enrichment(cx) {
             problems.push(e);
         }
@@ -439,20 +578,44 @@ impl ValidSink for ValidFacebookPixel {
     ) -> Result<(Box<dyn Sink>, Healthcheck), BuildError> {
         let this = *self;
         this.check_state_files(&cx).map_err(BuildError)?;
-        // One client: the healthcheck and the deliveries share its connection pool.
-        let client = GraphClient::new(this.graph).map_err(|e| BuildError(e.to_string()))?;
-        let check = client.clone();
-        let healthcheck: Healthcheck = Box::pin(async move { check.healthcheck().await });
-        let batches = super::batch::BatchBuilder::new(
-            this.batch_max_events,
-            this.batch_max_bytes,
-            this.batch_timeout,
-            client.body_suffix(),
-        );
+        // One connection pool: every pixel's deliveries and healthcheck share it.
+        let mut settings = this.graph.into_iter();
+        let first = GraphClient::new(settings.next().expect("pixel_id's settings"))
+            .map_err(|e| BuildError(e.to_string()))?;
+        let mut clients = vec![first.clone()];
+        clients.extend(settings.map(|s| first.for_pixel(s)));
+        let pixels: Vec<Pixel> = this
+            .mapping
+            .pixels
+            .iter()
+            .zip(clients)
+            .map(|(id, client)| Pixel {
+                id: id.clone(),
+                batches: super::batch::BatchBuilder::new(
+                    this.batch_max_events,
+                    this.batch_max_bytes,
+                    this.batch_timeout,
+                    client.body_suffix(),
+                ),
+                client,
+            })
+            .collect();
+        let checks: Vec<(String, GraphClient)> = pixels
+            .iter()
+            .map(|p| (p.id.clone(), p.client.clone()))
+            .collect();
+        let healthcheck: Healthcheck = Box::pin(async move {
+            let several = checks.len() > 1;
+            for (id, client) in &checks {
+                client.healthcheck().await.map_err(|e| {
+                    if several { format!("pixel {id}: {e}") } else { e }
+                })?;
+            }
+            Ok(())
+        });
         let sink = FacebookPixelSink::new(
             Mapper::new(this.mapping),
-            client,
-            batches,
+            pixels,
             this.delivering,
             this.dead_letter,
             this.enrichment,
@@ -479,7 +642,7 @@ mod tests {
         assert!(!config.limited_data_use);
         assert!(!config.page_view);
         assert!(config.hash_external_id);
-        assert_eq!(config.api_version, "v25.0");
+        assert_eq!(config.api_version, "v26.0");
         assert_eq!(config.endpoint, "https://graph.facebook.com");
         assert_eq!(config.max_future_secs, 60);
         assert_eq!(config.batch.max_events, 1000);

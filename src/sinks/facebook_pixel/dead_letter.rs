@@ -43,6 +43,9 @@ struct Record<'a> {
     time: String,
     sink: &'a str,
     stage: Stage,
+    /// The pixel it was for, when it got as far as having one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pixel: Option<&'a str>,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a GraphError>,
@@ -109,6 +112,7 @@ impl DeadLetter {
             sink,
             stage,
             &[Failed {
+                pixel: None,
                 reason,
                 error,
                 event,
@@ -134,6 +138,7 @@ impl DeadLetter {
                 time: time.clone(),
                 sink,
                 stage,
+                pixel: failed.pixel,
                 reason: failed.reason,
                 error: failed.error,
             };
@@ -155,6 +160,8 @@ impl DeadLetter {
 
 /// One event for the dead letter.
 pub struct Failed<'a> {
+    /// The pixel it was for (`None`: rejected before it had one).
+    pub pixel: Option<&'a str>,
     /// Why it failed.
     pub reason: &'a str,
     /// Meta's error, when Meta gave one.

@@ -15,13 +15,15 @@ use crate::acks::EventStatus;
 use crate::backoff::Backoff;
 use crate::telemetry::{self, ComponentMetrics, Throttle};
 
-/// What every delivery task of one sink shares.
+/// What every delivery task of one pixel shares.
 pub struct Delivery {
-    /// The Graph API client.
+    /// The pixel's ID.
+    pub pixel: String,
+    /// The Graph API client of the pixel.
     pub client: GraphClient,
-    /// The sink's dead letter, if configured.
-    pub dead_letter: Option<DeadLetter>,
-    /// The sink's counters.
+    /// The sink's dead letter, if configured (shared by its pixels).
+    pub dead_letter: Option<Arc<DeadLetter>>,
+    /// The sink's counters, labelled with the pixel.
     pub metrics: ComponentMetrics,
     /// First wait between attempts.
     pub initial_backoff: Duration,
@@ -53,14 +55,16 @@ enum Final {
 impl Delivery {
     /// Shared delivery state; healthy until told otherwise.
     pub fn new(
+        pixel: String,
         client: GraphClient,
-        dead_letter: Option<DeadLetter>,
+        dead_letter: Option<Arc<DeadLetter>>,
         metrics: ComponentMetrics,
         initial_backoff: Duration,
         max_backoff: Duration,
         max_attempts: Option<u32>,
     ) -> Self {
         Self {
+            pixel,
             client,
             dead_letter,
             metrics,
@@ -93,7 +97,7 @@ impl Delivery {
                 Final::Rejected(error) if range.len() > 1 => {
                     telemetry::bisection(&self.metrics);
                     let mid = range.start + range.len() / 2;
-                    tracing::debug!(component = %self.metrics.info().id, events = range.len(), "Meta rejected a batch ({error}); bisecting to find the bad events");
+                    tracing::debug!(component = %self.metrics.info().id, pixel = %self.pixel, events = range.len(), "Meta rejected a batch ({error}); bisecting to find the bad events");
                     pending.push(mid..range.end);
                     pending.push(range.start..mid);
                 }
@@ -125,12 +129,18 @@ impl Delivery {
     ) -> EventStatus {
         let events: Vec<Failed<'_>> = range
             .map(|i| Failed {
+                pixel: Some(&self.pixel),
                 reason,
                 error,
                 event: &batch.entries[i].original,
             })
             .collect();
-        dead_letter_events(&self.dead_letter, &self.metrics, Stage::Delivery, &events)
+        dead_letter_events(
+            self.dead_letter.as_deref(),
+            &self.metrics,
+            Stage::Delivery,
+            &events,
+        )
     }
 
     /// Send `range` of the batch until it is delivered, rejected, or (with an
@@ -151,11 +161,11 @@ impl Delivery {
                 Answer::Accepted { events_received } => {
                     if !self.healthy.swap(true, Ordering::Relaxed) {
                         telemetry::healthy(&self.metrics, true);
-                        tracing::info!(component = %self.metrics.info().id, "the Graph API accepts requests again");
+                        tracing::info!(component = %self.metrics.info().id, pixel = %self.pixel, "the Graph API accepts requests again");
                     }
                     if let Some(received) = events_received.filter(|&n| n < range.len() as u64) {
                         telemetry::unconfirmed(&self.metrics, range.len() as u64 - received);
-                        tracing::warn!(component = %self.metrics.info().id, sent = range.len(), received, "Meta confirmed fewer events than were sent");
+                        tracing::warn!(component = %self.metrics.info().id, pixel = %self.pixel, sent = range.len(), received, "Meta confirmed fewer events than were sent");
                     }
                     return Final::Delivered;
                 }
@@ -169,7 +179,7 @@ impl Delivery {
                     telemetry::retry(&self.metrics, reason);
                     let wait = backoff.next_wait();
                     if self.transient_log.ready() {
-                        tracing::warn!(component = %self.metrics.info().id, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); the events are held and retried (logged at most every {TRANSIENT_LOG_INTERVAL_SECS} s; fbpixel_retries_total{{reason=\"{reason}\"}} counts every retry)");
+                        tracing::warn!(component = %self.metrics.info().id, pixel = %self.pixel, events = range.len(), attempt = attempts, wait_ms = wait.as_millis() as u64, "transient failure ({detail}); the events are held and retried (logged at most every {TRANSIENT_LOG_INTERVAL_SECS} s; fbpixel_retries_total{{reason=\"{reason}\"}} counts every retry)");
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -187,7 +197,7 @@ impl Delivery {
 
     fn log_credentials(&self, error: &GraphError) {
         if self.credentials_log.ready() {
-            tracing::error!(component = %self.metrics.info().id, "{}; events are held and retried until this is fixed", advice(error));
+            tracing::error!(component = %self.metrics.info().id, pixel = %self.pixel, "{}; events are held and retried until this is fixed", advice(error));
         }
     }
 }
@@ -195,7 +205,7 @@ impl Delivery {
 /// Write events to the dead letter (or, without one, log and count them),
 /// returning the status to report for each of them.
 pub fn dead_letter_events(
-    dead_letter: &Option<DeadLetter>,
+    dead_letter: Option<&DeadLetter>,
     metrics: &ComponentMetrics,
     stage: Stage,
     events: &[Failed<'_>],

@@ -236,8 +236,10 @@ pub struct GraphTarget<'a> {
     pub api_version: &'a str,
     /// `pixel_id`.
     pub pixel_id: &'a str,
-    /// `access_token`.
+    /// `access_token`, or the pixel's token in `pixels`.
     pub access_token: &'a str,
+    /// The setting the token comes from, as errors name it (`access_token`, `pixels."123"`).
+    pub token_key: &'a str,
     /// `app_secret`, when set.
     pub app_secret: Option<&'a str>,
     /// `test_event_code`, when set.
@@ -278,13 +280,14 @@ impl GraphSettings {
                 .map_err(|_| format!("endpoint: {:?} does not make a valid URL", target.endpoint))
         };
         let token = target.access_token;
+        let key = target.token_key;
         if token.is_empty() {
-            return Err(
-                "access_token: missing; create one in Events Manager → your pixel → Settings → Conversions API".into(),
-            );
+            return Err(format!(
+                "{key}: missing; create one in Events Manager → your pixel → Settings → Conversions API"
+            ));
         }
         let mut authorization = header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| "access_token: contains characters a token cannot have".to_owned())?;
+            .map_err(|_| format!("{key}: contains characters a token cannot have"))?;
         authorization.set_sensitive(true);
 
         let mut suffix = serde_json::Map::new();
@@ -334,6 +337,18 @@ pub struct GraphClient {
 pub struct ClientError(String);
 
 impl GraphClient {
+    /// A client for another pixel's settings that shares this one's connection pool.
+    pub fn for_pixel(&self, settings: GraphSettings) -> Self {
+        Self {
+            client: self.client.clone(),
+            events_url: settings.events_url,
+            health_url: settings.health_url,
+            authorization: settings.authorization,
+            body_suffix: settings.body_suffix,
+            timeout: settings.timeout,
+        }
+    }
+
     /// A client for checked settings; reads the system's root certificates.
     pub fn new(settings: GraphSettings) -> Result<Self, ClientError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -1,4 +1,4 @@
-//! The sink as a pipeline component: events in → mapping → batches →
+//! The sink as a pipeline component: events in → mapping → batches per pixel →
 //! concurrent, retried requests to the Graph API.
 
 use std::sync::Arc;
@@ -9,13 +9,13 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::batch::{Batch, BatchBuilder};
+use super::batch::{Batch, BatchBuilder, Mark};
 use super::capi::UserDataKeys;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
-use super::mapping::{Mapper, Outcome, SkipReason};
+use super::mapping::{Buffers, Mapper, Outcome, SkipReason, UserMemory};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
@@ -67,16 +67,57 @@ pub struct Delivering {
     pub max_attempts: Option<u32>,
 }
 
-/// The running sink: maps what arrives, batches it, and delivers the batches.
+/// One pixel the sink delivers to: its ID, its Graph API client and its batches.
+pub struct Pixel {
+    /// The pixel's ID.
+    pub id: String,
+    /// Its client (token, URL, request tail).
+    pub client: GraphClient,
+    /// Its batches: a request carries one pixel's events.
+    pub batches: BatchBuilder,
+}
+
+/// A pixel while the sink runs: its batches, its delivery and its share of
+/// `request.concurrency`.
+struct Lane {
+    batches: BatchBuilder,
+    delivery: Arc<Delivery>,
+    permits: Arc<Semaphore>,
+}
+
+/// Every pixel's batches, as the mapping writes into them: it asks for the buffer of the
+/// event's pixel once the event is mapped, and the event is begun there.
+struct Lanes {
+    lanes: Vec<Lane>,
+    /// The lane the current event was begun in.
+    begun: Option<(usize, Mark)>,
+}
+
+impl Buffers for Lanes {
+    fn buffer(&mut self, pixel: usize) -> &mut Vec<u8> {
+        let lane = &mut self.lanes[pixel];
+        self.begun = Some((pixel, lane.batches.begin()));
+        lane.batches.json()
+    }
+}
+
+impl Lanes {
+    /// The earliest batch deadline.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.lanes.iter().filter_map(|l| l.batches.deadline()).min()
+    }
+}
+
+/// The running sink: maps what arrives, batches it per pixel, and delivers the batches.
 pub struct FacebookPixelSink {
     mapper: Mapper,
     /// `enrichment`, when enabled: its store is opened when the sink starts.
     enrichment: Option<EnrichmentConfig>,
     /// The users remembered, once opened.
     identities: Option<Identities>,
-    client: Option<GraphClient>,
+    /// The pixels, in the mapping's pixel order, until the sink runs.
+    pixels: Vec<Pixel>,
     dead_letter_path: Option<std::path::PathBuf>,
-    builder: BatchBuilder,
     delivering: Delivering,
     cx: BuildContext,
 }
@@ -85,8 +126,7 @@ impl FacebookPixelSink {
     /// A sink from validated settings; nothing is opened until it runs.
     pub fn new(
         mapper: Mapper,
-        client: GraphClient,
-        builder: BatchBuilder,
+        pixels: Vec<Pixel>,
         delivering: Delivering,
         dead_letter_path: Option<std::path::PathBuf>,
         enrichment: Option<EnrichmentConfig>,
@@ -96,9 +136,8 @@ impl FacebookPixelSink {
             mapper,
             enrichment,
             identities: None,
-            client: Some(client),
+            pixels,
             dead_letter_path,
-            builder,
             delivering,
             cx,
         }
@@ -110,20 +149,32 @@ impl Sink for FacebookPixelSink {
     async fn run(mut self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
         let metrics = self.cx.metrics.clone();
         let dead_letter = match &self.dead_letter_path {
-            Some(path) => Some(DeadLetter::open(path).map_err(ComponentError)?),
+            Some(path) => Some(Arc::new(DeadLetter::open(path).map_err(ComponentError)?)),
             None => None,
         };
-        let client = self.client.take().expect("built with a client");
-        let delivery = Arc::new(Delivery::new(
-            client,
-            dead_letter,
-            metrics.clone(),
-            self.delivering.initial_backoff,
-            self.delivering.max_backoff,
-            self.delivering.max_attempts,
-        ));
-        telemetry::healthy(&metrics, true);
         telemetry::register_delivery_counters(&metrics);
+        let lanes = std::mem::take(&mut self.pixels)
+            .into_iter()
+            .map(|pixel| {
+                let pixel_metrics = metrics.with_label("pixel", pixel.id.clone());
+                telemetry::healthy(&pixel_metrics, true);
+                telemetry::register_pixel_counters(&pixel_metrics);
+                Lane {
+                    batches: pixel.batches,
+                    delivery: Arc::new(Delivery::new(
+                        pixel.id,
+                        pixel.client,
+                        dead_letter.clone(),
+                        pixel_metrics,
+                        self.delivering.initial_backoff,
+                        self.delivering.max_backoff,
+                        self.delivering.max_attempts,
+                    )),
+                    permits: Arc::new(Semaphore::new(self.delivering.concurrency)),
+                }
+            })
+            .collect();
+        let mut lanes = Lanes { lanes, begun: None };
         let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
         self.identities = self
             .enrichment
@@ -133,17 +184,21 @@ impl Sink for FacebookPixelSink {
             .identities
             .as_ref()
             .map(|_| EnrichmentMetrics::new(&metrics));
-        let permits = Arc::new(Semaphore::new(self.delivering.concurrency));
         let mut tasks = JoinSet::new();
         let mut scratch = Vec::new();
         let rejection_log = Throttle::new(REJECTION_LOG_INTERVAL_SECS);
         loop {
-            let deadline = self.builder.deadline();
+            let deadline = lanes.deadline();
             let events = tokio::select! {
                 events = input.next() => events,
                 () = sleep_until(deadline), if deadline.is_some() => {
-                    if let Some(batch) = self.builder.take() {
-                        dispatch(&delivery, &permits, &mut tasks, batch).await;
+                    let now = tokio::time::Instant::now();
+                    for lane in &mut lanes.lanes {
+                        if lane.batches.deadline().is_some_and(|d| d <= now)
+                            && let Some(batch) = lane.batches.take()
+                        {
+                            dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
+                        }
                     }
                     continue;
                 }
@@ -163,35 +218,38 @@ impl Sink for FacebookPixelSink {
                 // stay whole for the dead letter: map a copy.
                 scratch.clear();
                 scratch.extend_from_slice(&original);
-                let mark = self.builder.begin();
-                let out = self.builder.json();
-                let (outcome, notes) = match &mut self.identities {
-                    Some(memory) => {
-                        self.mapper
-                            .map_json_remembering(&mut scratch, now, out, memory)
-                    }
-                    None => self.mapper.map_json(&mut scratch, now, out),
-                };
+                let memory = self
+                    .identities
+                    .as_mut()
+                    .map(|memory| memory as &mut dyn UserMemory);
+                let (outcome, notes) =
+                    self.mapper
+                        .map_json_into(&mut scratch, now, &mut lanes, memory);
+                let begun = lanes.begun.take();
                 if let Some(enrichment) = &enrichment {
                     enrichment.enriched(notes.enriched);
                 }
-                match outcome {
-                    Outcome::Mapped(()) => {
+                match (outcome, begun) {
+                    (Outcome::Mapped(()), Some((pixel, mark))) => {
                         for (i, count) in counts.iter_mut().enumerate() {
                             *count += u64::from(notes.user_data_keys.has(i));
                         }
-                        if let Some(batch) = self.builder.commit(mark, original, finalizer) {
-                            dispatch(&delivery, &permits, &mut tasks, batch).await;
+                        let lane = &mut lanes.lanes[pixel];
+                        if let Some(batch) = lane.batches.commit(mark, original, finalizer) {
+                            dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
                         }
                     }
-                    Outcome::Skipped(reason) => {
-                        self.builder.abandon(mark);
+                    (Outcome::Mapped(()), None) => {
+                        unreachable!("a mapped event is written to its pixel's buffer")
+                    }
+                    (Outcome::Skipped(reason), begun) => {
+                        abandon(&mut lanes, begun);
                         telemetry::skipped(&metrics, skip_label(&reason));
                         metrics.discarded(1, true);
                         finalizer.update(EventStatus::Dropped);
                     }
-                    Outcome::Rejected(rejection) => {
-                        self.builder.abandon(mark);
+                    (Outcome::Rejected(rejection), begun) => {
+                        abandon(&mut lanes, begun);
                         let reason = format!("{}: {}", rejection.field, rejection.problem);
                         rejected.push((reason, original, finalizer));
                     }
@@ -205,15 +263,16 @@ impl Sink for FacebookPixelSink {
                 let failed: Vec<Failed<'_>> = rejected
                     .iter()
                     .map(|(reason, original, _)| Failed {
+                        pixel: None,
                         reason,
                         error: None,
                         event: original,
                     })
                     .collect();
                 let status =
-                    dead_letter_events(&delivery.dead_letter, &metrics, Stage::Mapping, &failed);
+                    dead_letter_events(dead_letter.as_deref(), &metrics, Stage::Mapping, &failed);
                 if status == EventStatus::DeadLettered && rejection_log.ready() {
-                    log_dead_lettered_rejections(&delivery, &metrics, &failed);
+                    log_dead_lettered_rejections(dead_letter.as_deref(), &metrics, &failed);
                 }
                 drop(failed);
                 for (_, _, mut finalizer) in rejected {
@@ -221,11 +280,20 @@ impl Sink for FacebookPixelSink {
                 }
             }
         }
-        if let Some(batch) = self.builder.take() {
-            dispatch(&delivery, &permits, &mut tasks, batch).await;
+        for lane in &mut lanes.lanes {
+            if let Some(batch) = lane.batches.take() {
+                dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
+            }
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Forget an event begun in a lane but not mapped after all.
+fn abandon(lanes: &mut Lanes, begun: Option<(usize, Mark)>) {
+    if let Some((pixel, mark)) = begun {
+        lanes.lanes[pixel].batches.abandon(mark);
     }
 }
 
@@ -236,7 +304,7 @@ const REJECTION_LOG_INTERVAL_SECS: u64 = 10;
 /// where, and the first one's messageId and reason. Reasons name a field and a problem, never a
 /// value (see `Rejection`), and a messageId is Segment's random id, so no personal data is logged.
 fn log_dead_lettered_rejections(
-    delivery: &Delivery,
+    dead_letter: Option<&DeadLetter>,
     metrics: &telemetry::ComponentMetrics,
     failed: &[Failed<'_>],
 ) {
@@ -254,9 +322,7 @@ fn log_dead_lettered_rejections(
             || "(no messageId)".to_owned(),
             |id| id.chars().take(128).collect(),
         );
-    let path = delivery
-        .dead_letter
-        .as_ref()
+    let path = dead_letter
         .map(|d| d.path().display().to_string())
         .unwrap_or_default();
     tracing::warn!(
@@ -275,7 +341,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Start delivering a batch once fewer than `request.concurrency` are in
+/// Start delivering a batch once fewer than `request.concurrency` of its pixel's are in
 /// flight; waiting here is the sink's backpressure.
 async fn dispatch(
     delivery: &Arc<Delivery>,
@@ -300,5 +366,6 @@ fn skip_label(reason: &SkipReason) -> &'static str {
         SkipReason::NotSent(_) => "not_sent",
         SkipReason::PageViewOff => "page_view_off",
         SkipReason::DisabledByIntegrations => "disabled_by_integrations",
+        SkipReason::Consent => "consent",
     }
 }

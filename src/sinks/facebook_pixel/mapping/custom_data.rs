@@ -23,6 +23,9 @@ pub struct CustomDataRules {
     pub allow_pii: Vec<String>,
     /// Squashed names from `hash_properties`.
     pub hash: Vec<String>,
+    /// The property `pixel_id_field` names, when it is one (`properties.pixel_id`): it picks
+    /// the pixel, and is not event data.
+    pub pixel_property: Option<String>,
 }
 
 /// Properties read for standard fields of each event, so not repeated (SPEC §5).
@@ -53,7 +56,23 @@ fn read_for_standard_fields(kind: Option<EcommerceEvent>) -> &'static [&'static 
 }
 
 /// Never passed through: they are read for user_data or the event itself.
-const NEVER_PASSED: [&str; 5] = ["fbp", "fbc", "action_source", "actionSource", "url"];
+const NEVER_PASSED: [&str; 15] = [
+    "fbp",
+    "fbc",
+    "action_source",
+    "actionSource",
+    "url",
+    "referrer",
+    "opt_out",
+    "subscription_id",
+    "subscriptionId",
+    "lead_id",
+    "leadId",
+    "fb_login_id",
+    "fbLoginId",
+    "anon_id",
+    "anonId",
+];
 
 /// Property names that are personal data, squashed.
 const PII_NAMES: [&str; 13] = [
@@ -228,6 +247,7 @@ fn pass_through<'j>(
         let key: &'j str = key;
         if read.contains(&key)
             || NEVER_PASSED.contains(&key)
+            || rules.pixel_property.as_deref() == Some(key)
             || data.has_computed(key)
             // A later duplicate wins, as in every lookup.
             || props[i + 1..].iter().any(|(k, _)| k == key)

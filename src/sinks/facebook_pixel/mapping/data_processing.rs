@@ -9,18 +9,19 @@ use crate::sinks::facebook_pixel::capi::DataProcessing;
 /// [[options], country, state]`, applies whether the setting is on or off: the sender asked for
 /// it explicitly. A malformed override falls back to the setting.
 /// `destination` is the message's `integrations` entry for this destination.
+/// `limited_data_use` is the setting's `(ldu_country, ldu_state)` when it is on.
 pub fn options<'j>(
     destination: Option<&'j Json<'_>>,
-    limited_data_use: bool,
+    limited_data_use: Option<(i64, i64)>,
 ) -> Option<DataProcessing<'j>> {
     destination
         .and_then(|settings| settings.get("dataProcessingOptions"))
         .and_then(parse_override)
         .or_else(|| {
-            limited_data_use.then(|| DataProcessing {
+            limited_data_use.map(|(country, state)| DataProcessing {
                 data_processing_options: vec![Cow::Borrowed("LDU")],
-                data_processing_options_country: 0,
-                data_processing_options_state: 0,
+                data_processing_options_country: country,
+                data_processing_options_state: state,
             })
         })
 }

@@ -231,14 +231,14 @@ mod tests {
         let mut text =
             br#"{"timestamp":null,"originalTimestamp":"nope","sentAt":"2024-06-15T11:00:00Z"}"#
                 .to_vec();
-        let message = SegmentMessage::parse(&mut text, None).unwrap();
+        let message = SegmentMessage::parse(&mut text, &Default::default()).unwrap();
         let err = read(&message, now()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "originalTimestamp: \"nope\" is not an ISO-8601 time or a Unix timestamp"
         );
         let mut text = br#"{"sentAt":"2024-06-15T11:00:00Z"}"#.to_vec();
-        let message = SegmentMessage::parse(&mut text, None).unwrap();
+        let message = SegmentMessage::parse(&mut text, &Default::default()).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {
@@ -247,7 +247,7 @@ mod tests {
             })
         );
         let mut text = b"{}".to_vec();
-        let message = SegmentMessage::parse(&mut text, None).unwrap();
+        let message = SegmentMessage::parse(&mut text, &Default::default()).unwrap();
         assert_eq!(
             read(&message, now()),
             Ok(EventTime {

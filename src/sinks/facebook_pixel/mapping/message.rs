@@ -46,9 +46,14 @@ pub enum Trait {
     Zip,
     ZipCode,
     Country,
+    /// The ids Meta takes unhashed.
+    SubscriptionId,
+    LeadId,
+    FbLoginId,
+    AnonId,
 }
 
-const TRAIT_COUNT: usize = 13;
+const TRAIT_COUNT: usize = 17;
 
 /// Trait values of one object; `null` counts as absent, a later duplicate wins.
 #[derive(Debug, Default)]
@@ -73,6 +78,15 @@ pub struct Context<'a> {
     pub fbc: Option<Json<'a>>,
     /// `context.page.url`.
     pub page_url: Option<Json<'a>>,
+    /// `context.page.referrer`.
+    pub page_referrer: Option<Json<'a>>,
+    pub opt_out: Option<Json<'a>>,
+    /// `context.consent.categoryPreferences` (Segment's consent management).
+    pub consent: Part<Object<'a>>,
+    /// `context.device.advertisingId`.
+    pub advertising_id: Option<Json<'a>>,
+    /// `context.device.adTrackingEnabled`.
+    pub ad_tracking_enabled: Option<Json<'a>>,
     pub traits: Part<Box<Traits<'a>>>,
 }
 
@@ -96,6 +110,17 @@ pub struct SegmentMessage<'a> {
     pub integrations: Part<Object<'a>>,
     /// The value at `external_id_field`, when the caller asked for one.
     pub external_id: Option<Json<'a>>,
+    /// The value at `pixel_id_field`, when the caller asked for one.
+    pub pixel_id: Option<Json<'a>>,
+}
+
+/// Dotted paths the sink's settings point into the message with, each split at its dots.
+#[derive(Debug, Default)]
+pub struct Paths {
+    /// `external_id_field`.
+    pub external_id: Option<Vec<String>>,
+    /// `pixel_id_field`.
+    pub pixel_id: Option<Vec<String>>,
 }
 
 /// The keys under `integrations` that address this destination (Segment renamed it twice).
@@ -118,13 +143,10 @@ pub enum MessageError {
 }
 
 impl<'a> SegmentMessage<'a> {
-    /// Reads a message; `external_id_path` (a dotted path) is looked up in the whole message.
-    /// `bytes` is the JSON text; strings with escapes are unescaped in place, so it is taken
-    /// mutably, and the message borrows from it.
-    pub fn parse(
-        bytes: &'a mut [u8],
-        external_id_path: Option<&[String]>,
-    ) -> Result<Self, MessageError> {
+    /// Reads a message; the `paths` are looked up in the whole message. `bytes` is the JSON
+    /// text; strings with escapes are unescaped in place, so it is taken mutably, and the
+    /// message borrows from it.
+    pub fn parse(bytes: &'a mut [u8], paths: &Paths) -> Result<Self, MessageError> {
         let nodes = json::tape(bytes)?;
         let nodes = nodes.as_slice();
         if !matches!(nodes.first(), Some(Node::Object { .. })) {
@@ -160,8 +182,11 @@ impl<'a> SegmentMessage<'a> {
                 _ => {}
             }
         }
-        if let Some(path) = external_id_path {
+        if let Some(path) = &paths.external_id {
             m.external_id = find(nodes, 0, path)?;
+        }
+        if let Some(path) = &paths.pixel_id {
+            m.pixel_id = find(nodes, 0, path)?;
         }
         Ok(m)
     }
@@ -237,6 +262,17 @@ pub(super) fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
         .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
 }
 
+/// `context.page.referrer`, else `properties.referrer`.
+pub(super) fn referrer_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
+    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
+    message
+        .context
+        .as_object()
+        .and_then(|c| c.page_referrer.as_ref())
+        .and_then(usable)
+        .or_else(|| member(message.properties.as_object()?, "referrer").and_then(usable))
+}
+
 /// The value at `at`, with null as absent.
 fn value<'a>(nodes: &[Node<'a>], at: usize, depth: usize) -> Result<Option<Json<'a>>, ParseError> {
     Ok(Some(json::value_at(nodes, at, depth)?).filter(|v| !v.is_null()))
@@ -283,8 +319,32 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseE
             ),
             "page" => {
                 for (key, j) in members(nodes, i) {
-                    if key == "url" {
-                        set(&mut c.page_url, value(nodes, j, 3)?);
+                    match key {
+                        "url" => set(&mut c.page_url, value(nodes, j, 3)?),
+                        "referrer" => set(&mut c.page_referrer, value(nodes, j, 3)?),
+                        _ => {}
+                    }
+                }
+            }
+            "opt_out" => set(&mut c.opt_out, value(nodes, i, 2)?),
+            "consent" => {
+                for (key, j) in members(nodes, i) {
+                    if key == "categoryPreferences" {
+                        set_part(
+                            &mut c.consent,
+                            part(nodes, j, |n, k| json::object_at(n, k, 3))?,
+                        );
+                    }
+                }
+            }
+            "device" => {
+                for (key, j) in members(nodes, i) {
+                    match key {
+                        "advertisingId" => set(&mut c.advertising_id, value(nodes, j, 3)?),
+                        "adTrackingEnabled" => {
+                            set(&mut c.ad_tracking_enabled, value(nodes, j, 3)?)
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -335,7 +395,7 @@ enum Slot {
 
 /// Trait keys match ignoring case and `_`: `firstName` = `first_name` = `firstname`.
 fn classify(key: &str) -> Option<Slot> {
-    let mut buf = [0u8; 12];
+    let mut buf = [0u8; 14];
     let mut len = 0;
     for b in key.bytes() {
         if b == b'_' {
@@ -362,6 +422,10 @@ fn classify(key: &str) -> Option<Slot> {
         b"zip" => Trait::Zip,
         b"zipcode" => Trait::ZipCode,
         b"country" => Trait::Country,
+        b"subscriptionid" => Trait::SubscriptionId,
+        b"leadid" => Trait::LeadId,
+        b"fbloginid" => Trait::FbLoginId,
+        b"anonid" => Trait::AnonId,
         b"address" => return Some(Slot::Address),
         _ => return None,
     }))
@@ -373,7 +437,7 @@ mod tests {
 
     fn parse(text: &str) -> SegmentMessage<'static> {
         let bytes: &'static mut [u8] = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
-        SegmentMessage::parse(bytes, None).unwrap()
+        SegmentMessage::parse(bytes, &Paths::default()).unwrap()
     }
 
     #[test]
@@ -431,12 +495,12 @@ mod tests {
 
     #[test]
     fn root_must_be_an_object() {
-        let err = SegmentMessage::parse(&mut b"[1]".to_vec(), None).unwrap_err();
+        let err = SegmentMessage::parse(&mut b"[1]".to_vec(), &Paths::default()).unwrap_err();
         assert_eq!(err.to_string(), "expected a JSON object, got an array");
-        let err = SegmentMessage::parse(&mut b"{} x".to_vec(), None).unwrap_err();
+        let err = SegmentMessage::parse(&mut b"{} x".to_vec(), &Paths::default()).unwrap_err();
         assert!(err.to_string().starts_with("not valid JSON"), "{err}");
         let err =
-            SegmentMessage::parse(&mut br#"{"email":"secret@x.com""#.to_vec(), None).unwrap_err();
+            SegmentMessage::parse(&mut br#"{"email":"secret@x.com""#.to_vec(), &Paths::default()).unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
         for depth in [200, 100_000] {
             let deep = format!(
@@ -444,24 +508,27 @@ mod tests {
                 "[".repeat(depth),
                 "]".repeat(depth)
             );
-            let err = SegmentMessage::parse(&mut deep.into_bytes(), None).unwrap_err();
+            let err = SegmentMessage::parse(&mut deep.into_bytes(), &Paths::default()).unwrap_err();
             assert!(matches!(err, MessageError::Json(_)), "{err}");
         }
     }
 
     #[test]
     fn external_id_path_reaches_anywhere() {
-        let path: Vec<String> = ["context", "device", "id"].map(String::from).to_vec();
+        let path = Paths {
+            external_id: Some(["context", "device", "id"].map(String::from).to_vec()),
+            pixel_id: None,
+        };
         let mut text =
             br#"{"context":{"device":{"id":"D-1","x":[1]},"ip":"1"},"context2":{}}"#.to_vec();
-        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
+        let m = SegmentMessage::parse(&mut text, &path).unwrap();
         assert_eq!(m.external_id.as_ref().and_then(Json::as_str), Some("D-1"));
         let mut text = br#"{"context":{"device":"flat"}}"#.to_vec();
-        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
+        let m = SegmentMessage::parse(&mut text, &path).unwrap();
         assert_eq!(m.external_id, None);
         let mut text =
             br#"{"context":{"device":{"id":"A"}},"context":{"device":{"id":null}}}"#.to_vec();
-        let m = SegmentMessage::parse(&mut text, Some(&path)).unwrap();
+        let m = SegmentMessage::parse(&mut text, &path).unwrap();
         assert_eq!(m.external_id.as_ref().and_then(Json::as_str), Some("A"));
     }
 

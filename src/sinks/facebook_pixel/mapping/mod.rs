@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock (the caller passes `now`), no globals. Every message ends as exactly
 //! one of [`Outcome::Mapped`], [`Outcome::Skipped`] or [`Outcome::Rejected`].
 
+pub mod consent;
 pub mod custom_data;
 mod data_processing;
 pub mod event_name;
@@ -18,14 +19,17 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Utc};
 
 pub use event_name::StandardEvent;
-pub use settings::{MappingSettings, ValueField};
+pub use settings::{MappingSettings, Paths, ValueField};
 
 use self::custom_data::CustomDataRules;
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
 #[cfg(test)]
 pub(crate) use self::message::DESTINATION_KEYS;
 pub use self::message::SegmentMessage;
-use self::message::{check_structure, destination_settings, disabled_by_integrations, page_url};
+use self::consent::ConsentRules;
+use self::message::{
+    check_structure, destination_settings, disabled_by_integrations, page_url, referrer_url,
+};
 pub(crate) use self::outcome::quote;
 pub use self::outcome::{
     DroppedValues, Mapping, Notes, Outcome, Rejection, SkipReason, UserDataField,
@@ -41,9 +45,17 @@ pub struct Mapper {
     action_source: ActionSource,
     page_view: bool,
     limited_data_use: bool,
+    ldu_country: i64,
+    ldu_state: i64,
+    opt_out: bool,
+    consent: ConsentRules,
     max_future_secs: u64,
-    /// `external_id_field`, split at its dots.
-    external_id_path: Option<Vec<String>>,
+    /// `external_id_field` and `pixel_id_field`, split at their dots.
+    paths: Paths,
+    /// `pixel_id_field` as written, for rejections.
+    pixel_field: Option<String>,
+    /// `pixel_id` then the keys of `pixels`; an event's pixel is its index.
+    pixels: Vec<String>,
     user_data: UserDataRules,
     custom_data: CustomDataRules,
 }
@@ -58,13 +70,24 @@ impl Mapper {
     /// one).
     pub fn new(settings: MappingSettings) -> Mapper {
         let config = settings;
+        let pixel_path = config.paths.pixel_id.as_deref();
+        let pixel_property = match pixel_path {
+            Some([first, property]) if first == "properties" => Some(property.clone()),
+            _ => None,
+        };
         Mapper {
             standard_events: StandardEventMap::new(&config.standard_events),
             action_source: config.action_source,
             page_view: config.page_view,
             limited_data_use: config.limited_data_use,
+            ldu_country: config.ldu_country,
+            ldu_state: config.ldu_state,
+            opt_out: config.opt_out,
+            consent: config.consent,
             max_future_secs: config.max_future_secs,
-            external_id_path: config.external_id_path,
+            pixel_field: pixel_path.map(|path| path.join(".")),
+            paths: config.paths,
+            pixels: config.pixels,
             user_data: UserDataRules {
                 normalizer: config.normalizer,
                 hash_external_id: config.hash_external_id,
@@ -79,6 +102,7 @@ impl Mapper {
                     .map(|p| squash(p))
                     .collect(),
                 hash: config.hash_properties.iter().map(|p| squash(p)).collect(),
+                pixel_property,
             },
         }
     }
@@ -86,7 +110,7 @@ impl Mapper {
     /// Reads a message for [`Mapper::map`]; not a JSON object is a rejection like any other.
     /// Strings with escapes are unescaped in place in `bytes`, which the message borrows.
     pub fn parse<'a>(&self, bytes: &'a mut [u8]) -> Result<SegmentMessage<'a>, Rejection> {
-        SegmentMessage::parse(bytes, self.external_id_path.as_deref())
+        SegmentMessage::parse(bytes, &self.paths)
             .map_err(|e| Rejection::new("message", e.to_string()))
     }
 
@@ -106,7 +130,7 @@ impl Mapper {
         now: DateTime<Utc>,
         out: &mut Vec<u8>,
     ) -> (Outcome<()>, Notes) {
-        self.map_json_with(bytes, now, out, None)
+        self.map_json_into(bytes, now, out, None)
     }
 
     /// [`Mapper::map_json`] with enrichment: the message teaches `memory` about its user
@@ -119,14 +143,16 @@ impl Mapper {
         out: &mut Vec<u8>,
         memory: &mut dyn UserMemory,
     ) -> (Outcome<()>, Notes) {
-        self.map_json_with(bytes, now, out, Some(memory))
+        self.map_json_into(bytes, now, out, Some(memory))
     }
 
-    fn map_json_with(
+    /// [`Mapper::map_json`] into the buffer of the event's pixel ([`Notes::pixel`]), asked
+    /// for only once the event is mapped, with enrichment when `memory` is given.
+    pub fn map_json_into(
         &self,
         bytes: &mut [u8],
         now: DateTime<Utc>,
-        out: &mut Vec<u8>,
+        buffers: &mut dyn Buffers,
         memory: Option<&mut dyn UserMemory>,
     ) -> (Outcome<()>, Notes) {
         let message = match self.parse(bytes) {
@@ -136,10 +162,11 @@ impl Mapper {
         // Not through `map`: a server event is over a kilobyte, and wrapping it in an `Outcome`
         // only to unwrap it again copied it twice.
         let mut notes = Notes::default();
-        let start = out.len();
         let written = self
             .map_inner(&message, now, &mut notes, memory)
             .and_then(|event| {
+                let out = buffers.buffer(notes.pixel);
+                let start = out.len();
                 // sonic-rs serializes the same serde structs as serde_json would, with SIMD string
                 // escaping: serialization is a quarter of the time to map an event.
                 sonic_rs::to_writer(&mut *out, &event).map_err(|e| {
@@ -162,6 +189,10 @@ impl Mapper {
         // what it carries. A message switched off for this destination teaches nothing either.
         if disabled_by_integrations(message) {
             return Err(Stop::Skip(SkipReason::DisabledByIntegrations));
+        }
+        // Nor does a message whose sender did not consent: it is neither sent nor learned.
+        if !self.consent.allows(message) {
+            return Err(Stop::Skip(SkipReason::Consent));
         }
         let call = match call_type(message) {
             Err(Stop::Skip(SkipReason::NotSent(kind))) => {
@@ -209,17 +240,25 @@ impl Mapper {
         }
         .filter(|id| !id.trim().is_empty());
 
+        notes.pixel = self.pixel(message)?;
+        let opt_out = self.opt_out(message)?;
         let current_year = now.year();
-        let fbc_millis = time.millis.min(now.timestamp_millis());
         let page_url = page_url(message);
+        // The click's own time, even when event_time was clamped to now: Meta reads fbc's
+        // creation time as when the click was first seen.
         let (mut user_data, facts) = user_data::build(
             message,
             page_url,
             &self.user_data,
-            fbc_millis,
+            time.millis,
             current_year,
             &mut notes.dropped,
         );
+        if action_source != ActionSource::App {
+            // Meta: "This parameter is for app events only".
+            user_data.anon_id = None;
+            user_data.madid = None;
+        }
         if let Some(memory) = memory.take() {
             let ids = UserIds::of(message);
             notes.enriched = memory.learn_and_recall(&ids, &mut user_data, now.timestamp());
@@ -265,12 +304,14 @@ impl Mapper {
             event_time,
             event_id,
             event_source_url: page_url,
+            referrer_url: referrer_url(message),
+            opt_out,
             action_source,
             user_data,
             custom_data,
             data_processing: data_processing::options(
                 destination_settings(message),
-                self.limited_data_use,
+                self.limited_data_use.then_some((self.ldu_country, self.ldu_state)),
             ),
         })
     }
@@ -282,7 +323,7 @@ impl Mapper {
             message,
             page_url(message),
             &self.user_data,
-            millis.min(now.timestamp_millis()),
+            millis,
             now.year(),
             &mut DroppedValues::default(),
         );
@@ -327,6 +368,56 @@ impl Mapper {
         Ok((name, naming))
     }
 
+    /// The pixel the message goes to: the one `pixel_id_field` names, else `pixel_id`.
+    fn pixel(&self, message: &SegmentMessage<'_>) -> Result<usize, Rejection> {
+        let (Some(field), Some(value)) = (&self.pixel_field, &message.pixel_id) else {
+            return Ok(0);
+        };
+        let reject = |problem: String| Rejection::new(field.clone(), problem);
+        let id = match value {
+            Json::String(text) => Cow::Borrowed(text.trim()),
+            Json::Number(_) => value.to_text().unwrap_or_default(),
+            other => return Err(reject(format!("expected a pixel ID, got {}", other.kind()))),
+        };
+        if id.is_empty() {
+            return Ok(0);
+        }
+        // Only digits are quoted back: whatever else sits at that path may be personal data.
+        if id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(reject(
+                "is not a pixel ID (all digits, Events Manager → Data sources)".to_string(),
+            ));
+        }
+        self.pixels.iter().position(|p| *p == *id).ok_or_else(|| {
+            reject(format!(
+                "pixel {id} has no access token: add it to the sink's `pixels` table (pixel ID = token), or fix the event"
+            ))
+        })
+    }
+
+    /// `properties.opt_out`, else `context.opt_out`; the setting turns it on for every event.
+    fn opt_out(&self, message: &SegmentMessage<'_>) -> Result<bool, Rejection> {
+        let given = message
+            .properties
+            .as_object()
+            .and_then(|p| member(p, "opt_out"))
+            .filter(|v| !v.is_null())
+            .map(|v| (v, "properties.opt_out"))
+            .or_else(|| {
+                let context = message.context.as_object()?;
+                Some((context.opt_out.as_ref()?, "context.opt_out"))
+            });
+        match given {
+            None => Ok(self.opt_out),
+            Some((Json::Bool(flag), _)) => Ok(self.opt_out || *flag),
+            // Guessing would either drop an opt-out or invent one.
+            Some((other, path)) => Err(Rejection::new(
+                path,
+                format!("expected true or false, got {}", other.kind()),
+            )),
+        }
+    }
+
     fn action_source(&self, message: &SegmentMessage<'_>) -> Result<ActionSource, Rejection> {
         let properties = message.properties.as_object();
         let given = [
@@ -351,6 +442,19 @@ impl Mapper {
                 ),
             )
         })
+    }
+}
+
+/// Where mapped events are serialized: a buffer per pixel.
+pub trait Buffers {
+    /// The buffer for an event to `pixel` (an index in [`MappingSettings::pixels`]).
+    fn buffer(&mut self, pixel: usize) -> &mut Vec<u8>;
+}
+
+impl Buffers for Vec<u8> {
+    /// One buffer for every pixel.
+    fn buffer(&mut self, _pixel: usize) -> &mut Vec<u8> {
+        self
     }
 }
 

@@ -37,6 +37,8 @@ pub enum SkipReason {
     PageViewOff,
     /// The message's `integrations` switch this destination off.
     DisabledByIntegrations,
+    /// The visitor did not grant the categories `consent.required_categories` names.
+    Consent,
 }
 
 impl fmt::Display for SkipReason {
@@ -55,6 +57,9 @@ impl fmt::Display for SkipReason {
             SkipReason::DisabledByIntegrations => {
                 f.write_str("the message's integrations switch this destination off")
             }
+            SkipReason::Consent => f.write_str(
+                "context.consent.categoryPreferences does not grant the categories the sink's consent.required_categories names",
+            ),
         }
     }
 }
@@ -93,6 +98,9 @@ pub struct Notes {
     pub user_data_keys: UserDataKeys,
     /// The keys of those that enrichment added.
     pub enriched: UserDataKeys,
+    /// The pixel the event goes to: its index in [`super::MappingSettings::pixels`] (0, the
+    /// sink's `pixel_id`, unless `pixel_id_field` picks another).
+    pub pixel: usize,
 }
 
 /// The user_data fields whose values can be dropped.

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::consent::ConsentRules;
 use super::event_name::StandardEvent;
+pub use super::message::Paths;
 use crate::sinks::facebook_pixel::capi::ActionSource;
 use crate::sinks::facebook_pixel::normalize::Normalizer;
 
@@ -17,8 +19,11 @@ pub struct MappingSettings {
     pub standard_events: BTreeMap<String, StandardEvent>,
     /// `content_types`: Segment category → Meta content type.
     pub content_types: BTreeMap<String, String>,
-    /// `external_id_field`, split at its dots.
-    pub external_id_path: Option<Vec<String>>,
+    /// `external_id_field` and `pixel_id_field`, split at their dots.
+    pub paths: Paths,
+    /// Every pixel an event may go to: `pixel_id` first, then the keys of `pixels`. An event's
+    /// pixel is its index here.
+    pub pixels: Vec<String>,
     /// `value_field`.
     pub value_field: ValueField,
     /// `default_currency`, as the ISO 4217 code.
@@ -27,6 +32,14 @@ pub struct MappingSettings {
     pub action_source: ActionSource,
     /// `limited_data_use`.
     pub limited_data_use: bool,
+    /// `ldu_country`: Meta's country code, 0 = let Meta geolocate.
+    pub ldu_country: i64,
+    /// `ldu_state`: Meta's state code, 0 = let Meta geolocate.
+    pub ldu_state: i64,
+    /// `opt_out`: every event is for attribution only.
+    pub opt_out: bool,
+    /// `consent`.
+    pub consent: ConsentRules,
     /// `page_view`.
     pub page_view: bool,
     /// Normalizes user_data; holds `phone_country`.
@@ -47,11 +60,16 @@ impl Default for MappingSettings {
         Self {
             standard_events: BTreeMap::new(),
             content_types: BTreeMap::new(),
-            external_id_path: None,
+            paths: Paths::default(),
+            pixels: Vec::new(),
             value_field: ValueField::default(),
             default_currency: "USD",
             action_source: ActionSource::Website,
             limited_data_use: false,
+            ldu_country: 0,
+            ldu_state: 0,
+            opt_out: false,
+            consent: ConsentRules::default(),
             page_view: false,
             normalizer: Normalizer::new(None).expect("no region is always valid"),
             hash_external_id: true,

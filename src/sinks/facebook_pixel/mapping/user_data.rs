@@ -114,7 +114,48 @@ pub fn build<'j>(
     user.fbc = from_properties_or_context("fbc", context.and_then(|c| c.fbc.as_ref()))
         .map(Cow::Borrowed)
         .or_else(|| fbc_from_click_id(page_url?, event_millis).map(Cow::Owned));
+
+    // Ids Meta takes as they are: traits first, then properties, in either spelling.
+    let plain_id = |from_traits: Option<&'j Json<'_>>, snake: &str, camel: &str| {
+        from_traits
+            .or_else(|| {
+                let properties = properties?;
+                member(properties, snake)
+                    .filter(|v| usable(v))
+                    .or_else(|| member(properties, camel).filter(|v| usable(v)))
+            })
+            .and_then(id_value)
+    };
+    user.subscription_id = plain_id(traits.subscription_id, "subscription_id", "subscriptionId");
+    user.lead_id = plain_id(traits.lead_id, "lead_id", "leadId");
+    user.fb_login_id = plain_id(traits.fb_login_id, "fb_login_id", "fbLoginId");
+    user.anon_id = plain_id(traits.anon_id, "anon_id", "anonId");
+    // The advertising id only while the person allows ad tracking (Apple's ATT, Android's
+    // "opt out of ads personalization"): a zeroed or refused id identifies no one.
+    let tracking_allowed = !matches!(
+        context.and_then(|c| c.ad_tracking_enabled.as_ref()),
+        Some(Json::Bool(false))
+    );
+    user.madid = context
+        .and_then(|c| c.advertising_id.as_ref())
+        .and_then(non_empty_str)
+        .filter(|id| tracking_allowed && !is_zeroed_advertising_id(id));
     (user, facts)
+}
+
+/// A plain id's text: a string as given, a number in its decimal form (lead ids are 15–17
+/// digit numbers, and some senders send them as JSON numbers).
+fn id_value<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
+    match value {
+        Json::String(text) => Some(Cow::Borrowed(text.trim())).filter(|t| !t.is_empty()),
+        Json::Number(_) => value.to_text(),
+        _ => None,
+    }
+}
+
+/// iOS answers `00000000-0000-0000-0000-000000000000` when tracking is not authorized.
+fn is_zeroed_advertising_id(id: &str) -> bool {
+    id.bytes().all(|b| b == b'0' || b == b'-')
 }
 
 /// The trait values of one event, each the first present of its sources.
@@ -131,6 +172,10 @@ struct TraitValues<'j, 'a> {
     state: Option<&'j Json<'a>>,
     zip: Option<&'j Json<'a>>,
     country: Option<&'j Json<'a>>,
+    subscription_id: Option<&'j Json<'a>>,
+    lead_id: Option<&'j Json<'a>>,
+    fb_login_id: Option<&'j Json<'a>>,
+    anon_id: Option<&'j Json<'a>>,
 }
 
 impl<'j, 'a> TraitValues<'j, 'a> {
@@ -167,6 +212,10 @@ impl<'j, 'a> TraitValues<'j, 'a> {
                     .find_map(|key| traits.get(key).filter(|v| usable(v)))
             }),
             country: first(&with_address, Trait::Country),
+            subscription_id: first(&plain, Trait::SubscriptionId),
+            lead_id: first(&plain, Trait::LeadId),
+            fb_login_id: first(&plain, Trait::FbLoginId),
+            anon_id: first(&plain, Trait::AnonId),
         }
     }
 }

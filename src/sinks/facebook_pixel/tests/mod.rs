@@ -23,7 +23,7 @@ use crate::event::Event;
 use crate::telemetry::{ComponentInfo, ComponentMetrics};
 
 const TOKEN: &str = "TOKEN-SECRET-abc";
-const EVENTS_PATH: &str = "/v25.0/123/events";
+const EVENTS_PATH: &str = "/v26.0/123/events";
 /// Every await on the sink is bounded by this, so a bug cannot hang the suite.
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -601,7 +601,7 @@ async fn healthcheck_passes_when_the_graph_api_returns_the_pixel() {
     let requests = graph.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "GET");
-    assert_eq!(requests[0].target, "/v25.0/123?fields=id");
+    assert_eq!(requests[0].target, "/v26.0/123?fields=id");
     assert_eq!(
         requests[0].header("authorization"),
         Some(format!("Bearer {TOKEN}").as_str())
@@ -623,5 +623,5 @@ async fn healthcheck_names_access_token_on_a_bad_token_without_printing_it() {
     let requests = graph.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].method, "GET");
-    assert_eq!(requests[0].target, "/v25.0/123?fields=id");
+    assert_eq!(requests[0].target, "/v26.0/123?fields=id");
 }
