@@ -12,7 +12,7 @@ use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::capi::UserDataKeys;
 use crate::sinks::facebook_pixel::enrichment::Identities;
 use crate::sinks::facebook_pixel::mapping::{DroppedValues, UserMemory};
-use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome};
+use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome, SkipReason};
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {
@@ -85,6 +85,10 @@ pub struct Totals {
     pub purchase_value_defaulted: u64,
     /// Events that got user_data keys from enrichment.
     pub enriched: u64,
+    /// Skipped for `consent`.
+    pub consent_skipped: u64,
+    /// Mapped events per pixel (the mapper's pixel order), shown with more than one pixel.
+    pub by_pixel: Vec<(String, u64)>,
 }
 
 impl std::fmt::Display for Totals {
@@ -101,6 +105,17 @@ impl std::fmt::Display for Totals {
                 .map(|(field, n)| format!("{field} {n}"))
                 .collect();
             write!(f, "; user_data values dropped: {}", fields.join(", "))?;
+        }
+        if self.consent_skipped > 0 {
+            write!(f, "; {} skipped for consent", self.consent_skipped)?;
+        }
+        if self.by_pixel.len() > 1 {
+            let pixels: Vec<String> = self
+                .by_pixel
+                .iter()
+                .map(|(id, n)| format!("{id} {n}"))
+                .collect();
+            write!(f, "; mapped per pixel: {}", pixels.join(", "))?;
         }
         if self.enriched > 0 {
             write!(f, "; {} enriched from earlier messages", self.enriched)?;
@@ -126,7 +141,10 @@ pub fn map_stream(
     mut errors: impl Write,
     now: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Totals> {
-    let mut totals = Totals::default();
+    let mut totals = Totals {
+        by_pixel: mapper.pixels().iter().map(|id| (id.clone(), 0)).collect(),
+        ..Totals::default()
+    };
     let mut line = Vec::with_capacity(4096);
     let mut event = Vec::with_capacity(4096);
     let mut number = 0u64;
@@ -156,10 +174,16 @@ pub fn map_stream(
         match outcome {
             Outcome::Mapped(()) => {
                 totals.mapped += 1;
+                if let Some((_, n)) = totals.by_pixel.get_mut(notes.pixel) {
+                    *n += 1;
+                }
                 event.push(b'\n');
                 output.write_all(&event).context("writing stdout")?;
             }
-            Outcome::Skipped(_) => totals.skipped += 1,
+            Outcome::Skipped(reason) => {
+                totals.skipped += 1;
+                totals.consent_skipped += u64::from(reason == SkipReason::Consent);
+            }
             Outcome::Rejected(rejection) => {
                 totals.rejected += 1;
                 writeln!(errors, "line {number}: {rejection}").context("writing stderr")?;

@@ -314,7 +314,11 @@ impl FacebookPixelConfig {
             _ => {}
         }
         problems.extend(self.consent.problems());
-        problems.extend(ldu_problems(self.limited_data_use, self.ldu_country, self.ldu_state));
+        problems.extend(ldu_problems(
+            self.limited_data_use,
+            self.ldu_country,
+            self.ldu_state,
+        ));
         match (default_currency, normalizer) {
             (Some(default_currency), Some(normalizer)) if problems.is_empty() => {
                 Ok(MappingSettings {
@@ -445,18 +449,19 @@ impl FacebookPixelConfig {
     /// Every pixel's Graph API settings, in the mapping's pixel order (`pixel_id` first), or
     /// what is wrong with each.
     fn graph_settings(&self) -> Result<Vec<GraphSettings>, Vec<String>> {
-        let keys: Vec<String> = self.pixels.keys().map(|id| format!("pixels.{id:?}")).collect();
-        let targets = std::iter::once(self.graph_target(
-            &self.pixel_id,
-            &self.access_token,
-            "access_token",
-        ))
-        .chain(
-            self.pixels
-                .iter()
-                .zip(&keys)
-                .map(|((id, token), key)| self.graph_target(id, token, key)),
-        );
+        let keys: Vec<String> = self
+            .pixels
+            .keys()
+            .map(|id| format!("pixels.{id:?}"))
+            .collect();
+        let targets =
+            std::iter::once(self.graph_target(&self.pixel_id, &self.access_token, "access_token"))
+                .chain(
+                    self.pixels
+                        .iter()
+                        .zip(&keys)
+                        .map(|((id, token), key)| self.graph_target(id, token, key)),
+                );
         let mut problems = Vec::new();
         let settings: Vec<GraphSettings> = targets
             .filter_map(|target| {
@@ -608,7 +613,11 @@ impl ValidSink for ValidFacebookPixel {
             let several = checks.len() > 1;
             for (id, client) in &checks {
                 client.healthcheck().await.map_err(|e| {
-                    if several { format!("pixel {id}: {e}") } else { e }
+                    if several {
+                        format!("pixel {id}: {e}")
+                    } else {
+                        e
+                    }
                 })?;
             }
             Ok(())
@@ -748,6 +757,87 @@ api_version = "25.0""#,
         assert!(problems[1].starts_with("api_version:"), "{problems:?}");
         let config = parse(r#"endpoint = "http://127.0.0.1:8080""#).unwrap();
         assert!(config.problems().is_empty());
+    }
+
+    #[test]
+    fn ldu_codes_are_metas() {
+        let problems = |text: &str| parse(text).unwrap().problems();
+        assert!(problems("limited_data_use = true\nldu_country = 1\nldu_state = 1013").is_empty());
+        let bad = problems("limited_data_use = true\nldu_country = 1\nldu_state = 1020");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(
+            bad[0].starts_with("ldu_state: 1020 is not one of Meta's state codes"),
+            "{bad:?}"
+        );
+        let bad = problems("limited_data_use = true\nldu_country = 2\nldu_state = 1000");
+        assert!(bad[0].starts_with("ldu_country: 2 is not"), "{bad:?}");
+        let bad = problems("limited_data_use = true\nldu_country = 1");
+        assert!(
+            bad[0].starts_with("ldu_state: Meta needs a state"),
+            "{bad:?}"
+        );
+        let bad = problems("ldu_country = 1\nldu_state = 1000");
+        assert!(
+            bad[0].contains("only used with limited_data_use = true"),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn consent_settings_are_checked() {
+        let err = parse("consent.match = \"some\"").unwrap_err();
+        assert!(err.contains("some") || err.contains("variant"), "{err}");
+        assert!(err.contains("all") && err.contains("any"), "{err}");
+        let err = parse("consent.when_missing = \"drop\"").unwrap_err();
+        assert!(err.contains("send") && err.contains("skip"), "{err}");
+        let config = parse("consent.required_categories = [\"\"]").unwrap();
+        assert!(config.problems()[0].starts_with("consent.required_categories[0]:"));
+    }
+
+    #[test]
+    fn every_pixel_needs_a_token_and_a_way_to_be_chosen() {
+        let config = parse(
+            "pixel_id = \"1\"\naccess_token = \"t\"\npixel_id_field = \"context.pixel_id\"\npixels = { \"2\" = \"\" }",
+        )
+        .unwrap();
+        let cx = ValidateContext {
+            id: "fb".into(),
+            data_dir: None,
+        };
+        let err = config
+            .validate(&cx)
+            .err()
+            .expect("a pixel without a token is refused")
+            .0;
+        assert!(err.contains("pixels.\"2\": missing"), "{err}");
+        let problems = parse("pixel_id_field = \"context.pixel_id\"")
+            .unwrap()
+            .problems();
+        assert!(
+            problems[0].starts_with("pixel_id_field: set, but `pixels` is empty"),
+            "{problems:?}"
+        );
+        let problems = parse("pixels = { \"2\" = \"t\" }").unwrap().problems();
+        assert!(
+            problems[0].starts_with("pixels: no event can reach"),
+            "{problems:?}"
+        );
+        let problems = parse(
+            "pixel_id = \"1\"\npixel_id_field = \"p\"\npixels = { \"x\" = \"t\", \"1\" = \"t\" }",
+        )
+        .unwrap()
+        .problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("pixels.\"x\": a pixel ID is all digits"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("pixels.\"1\": is the sink's pixel_id"))
+        );
     }
 
     #[test]

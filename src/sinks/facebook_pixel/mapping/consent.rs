@@ -101,7 +101,11 @@ mod tests {
         rules.allows(&message)
     }
 
-    fn rules(categories: &[&str], matching: ConsentMatch, when_missing: WhenMissing) -> ConsentRules {
+    fn rules(
+        categories: &[&str],
+        matching: ConsentMatch,
+        when_missing: WhenMissing,
+    ) -> ConsentRules {
         ConsentRules {
             required_categories: categories.iter().map(|c| c.to_string()).collect(),
             matching,
@@ -109,26 +113,45 @@ mod tests {
         }
     }
 
-    const BOTH: &str = r#"{"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}"#;
-    const ONE: &str = r#"{"context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true}}}}"#;
+    const BOTH: &str =
+        r#"{"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}"#;
+    const ONE: &str =
+        r#"{"context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true}}}}"#;
     const NONE: &str = r#"{"context":{"ip":"1.2.3.4"}}"#;
 
     #[test]
     fn no_required_category_sends_everything() {
         let open = ConsentRules::default();
-        for message in [BOTH, ONE, NONE, r#"{"context":{"consent":{"categoryPreferences":7}}}"#] {
+        for message in [
+            BOTH,
+            ONE,
+            NONE,
+            r#"{"context":{"consent":{"categoryPreferences":7}}}"#,
+        ] {
             assert!(allows(&open, message), "{message}");
         }
     }
 
     #[test]
     fn all_needs_every_category_and_any_one() {
-        let all = rules(&["Advertising", "Analytics"], ConsentMatch::All, WhenMissing::Send);
+        let all = rules(
+            &["Advertising", "Analytics"],
+            ConsentMatch::All,
+            WhenMissing::Send,
+        );
         assert!(allows(&all, BOTH));
         assert!(!allows(&all, ONE));
-        let any = rules(&["Advertising", "Analytics"], ConsentMatch::Any, WhenMissing::Send);
+        let any = rules(
+            &["Advertising", "Analytics"],
+            ConsentMatch::Any,
+            WhenMissing::Send,
+        );
         assert!(allows(&any, ONE));
-        let any = rules(&["Advertising", "Marketing"], ConsentMatch::Any, WhenMissing::Send);
+        let any = rules(
+            &["Advertising", "Marketing"],
+            ConsentMatch::Any,
+            WhenMissing::Send,
+        );
         assert!(!allows(&any, ONE), "neither granted");
     }
 
@@ -151,20 +174,27 @@ mod tests {
         let skip = rules(&["Advertising"], ConsentMatch::All, WhenMissing::Skip);
         assert!(allows(&send, NONE));
         assert!(!allows(&skip, NONE));
-        assert!(allows(&send, r#"{"context":{"consent":{}}}"#), "no categoryPreferences");
+        assert!(
+            allows(&send, r#"{"context":{"consent":{}}}"#),
+            "no categoryPreferences"
+        );
         let malformed = r#"{"context":{"consent":{"categoryPreferences":["Advertising"]}}}"#;
         assert!(!allows(&send, malformed));
     }
 
     #[test]
     fn settings_parse_and_name_an_unknown_match() {
-        let parsed: ConsentRules =
-            toml::from_str("required_categories = [\"Ads\"]\nmatch = \"any\"\nwhen_missing = \"skip\"")
-                .unwrap();
+        let parsed: ConsentRules = toml::from_str(
+            "required_categories = [\"Ads\"]\nmatch = \"any\"\nwhen_missing = \"skip\"",
+        )
+        .unwrap();
         assert_eq!(parsed.matching, ConsentMatch::Any);
         assert_eq!(parsed.when_missing, WhenMissing::Skip);
         let err = toml::from_str::<ConsentRules>("match = \"some\"").unwrap_err();
-        assert!(err.to_string().contains("`all`, `any`") || err.to_string().contains("all"), "{err}");
+        assert!(
+            err.to_string().contains("`all`, `any`") || err.to_string().contains("all"),
+            "{err}"
+        );
         let empty = rules(&["Ads", " "], ConsentMatch::All, WhenMissing::Send);
         assert_eq!(
             empty.problems(),

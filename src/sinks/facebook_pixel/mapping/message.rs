@@ -341,9 +341,7 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseE
                 for (key, j) in members(nodes, i) {
                     match key {
                         "advertisingId" => set(&mut c.advertising_id, value(nodes, j, 3)?),
-                        "adTrackingEnabled" => {
-                            set(&mut c.ad_tracking_enabled, value(nodes, j, 3)?)
-                        }
+                        "adTrackingEnabled" => set(&mut c.ad_tracking_enabled, value(nodes, j, 3)?),
                         _ => {}
                     }
                 }
@@ -499,8 +497,11 @@ mod tests {
         assert_eq!(err.to_string(), "expected a JSON object, got an array");
         let err = SegmentMessage::parse(&mut b"{} x".to_vec(), &Paths::default()).unwrap_err();
         assert!(err.to_string().starts_with("not valid JSON"), "{err}");
-        let err =
-            SegmentMessage::parse(&mut br#"{"email":"secret@x.com""#.to_vec(), &Paths::default()).unwrap_err();
+        let err = SegmentMessage::parse(
+            &mut br#"{"email":"secret@x.com""#.to_vec(),
+            &Paths::default(),
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
         for depth in [200, 100_000] {
             let deep = format!(

@@ -21,12 +21,12 @@ use chrono::{DateTime, Datelike, Utc};
 pub use event_name::StandardEvent;
 pub use settings::{MappingSettings, Paths, ValueField};
 
+use self::consent::ConsentRules;
 use self::custom_data::CustomDataRules;
 use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_event, squash};
 #[cfg(test)]
 pub(crate) use self::message::DESTINATION_KEYS;
 pub use self::message::SegmentMessage;
-use self::consent::ConsentRules;
 use self::message::{
     check_structure, destination_settings, disabled_by_integrations, page_url, referrer_url,
 };
@@ -105,6 +105,11 @@ impl Mapper {
                 pixel_property,
             },
         }
+    }
+
+    /// Every pixel an event may go to, `pixel_id` first: [`Notes::pixel`] indexes it.
+    pub fn pixels(&self) -> &[String] {
+        &self.pixels
     }
 
     /// Reads a message for [`Mapper::map`]; not a JSON object is a rejection like any other.
@@ -311,7 +316,8 @@ impl Mapper {
             custom_data,
             data_processing: data_processing::options(
                 destination_settings(message),
-                self.limited_data_use.then_some((self.ldu_country, self.ldu_state)),
+                self.limited_data_use
+                    .then_some((self.ldu_country, self.ldu_state)),
             ),
         })
     }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use chrono::{DateTime, Utc};
 
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
+use crate::sinks::facebook_pixel::capi::UserDataKeys;
 use crate::sinks::facebook_pixel::mapping::*;
 use crate::sinks::facebook_pixel::normalize::Sha256Hex;
 
@@ -229,6 +230,132 @@ fn type_and_event_must_be_strings() {
     assert!(rejected(&m, &message).starts_with("type: missing"));
 }
 
+#[test]
+fn consent_gating_skips_events_without_the_required_categories() {
+    let gated = mapper("consent.required_categories = [\"Advertising\", \"Analytics\"]");
+    let granted = |ads: bool| {
+        with(
+            track("x", json!({})),
+            "/context/consent",
+            json!({"categoryPreferences": {"Advertising": ads, "Analytics": true}}),
+        )
+    };
+    assert!(run(&gated, &granted(true)).is_ok());
+    assert!(skipped(&gated, &granted(false)).contains("consent.required_categories"));
+    let (_, notes) = run_with_notes(&gated, &granted(false));
+    assert_eq!(
+        notes.user_data_keys,
+        UserDataKeys::default(),
+        "nothing mapped"
+    );
+
+    let any = mapper(
+        "consent.required_categories = [\"Advertising\", \"Analytics\"]\nconsent.match = \"any\"",
+    );
+    assert!(run(&any, &granted(false)).is_ok(), "Analytics is enough");
+
+    // No consent object: sent by default, skipped with when_missing = "skip".
+    assert!(run(&gated, &track("x", json!({}))).is_ok());
+    let strict =
+        mapper("consent.required_categories = [\"Advertising\"]\nconsent.when_missing = \"skip\"");
+    assert!(skipped(&strict, &track("x", json!({}))).contains("consent"));
+    // Without required categories nothing is gated.
+    assert!(run(&mapper(""), &granted(false)).is_ok());
+}
+
+#[test]
+fn a_consent_denied_message_is_not_learned_by_enrichment() {
+    use crate::sinks::facebook_pixel::enrichment::Identities;
+    let gated = mapper(
+        "consent.required_categories = [\"Advertising\"]\naction_source = \"system_generated\"",
+    );
+    let mut memory = Identities::new(100, 3600);
+    let denied = json!({
+        "type": "identify", "userId": "u-1", "timestamp": NOW,
+        "traits": {"email": "ada@example.com"},
+        "context": {"consent": {"categoryPreferences": {"Advertising": false}}}
+    });
+    let later = json!({
+        "type": "track", "event": "x", "userId": "u-1", "timestamp": NOW,
+        "context": {"consent": {"categoryPreferences": {"Advertising": true}}}
+    });
+    let map = |message: &Value, memory: &mut Identities| {
+        let mut bytes = serde_json::to_vec(message).unwrap();
+        let mut out = Vec::new();
+        let (outcome, notes) = gated.map_json_remembering(&mut bytes, now(), &mut out, memory);
+        (outcome, notes, out)
+    };
+    let (outcome, _, _) = map(&denied, &mut memory);
+    assert_eq!(outcome, Outcome::Skipped(SkipReason::Consent));
+    let (outcome, notes, out) = map(&later, &mut memory);
+    assert_eq!(outcome, Outcome::Mapped(()));
+    let event: Value = serde_json::from_slice(&out).unwrap();
+    assert!(event["user_data"].get("em").is_none(), "{event}");
+    assert_eq!(notes.enriched, UserDataKeys::default());
+    // The same identify with consent is learned.
+    let granted = with(
+        denied,
+        "/context/consent/categoryPreferences/Advertising",
+        json!(true),
+    );
+    map(&granted, &mut memory);
+    let (_, notes, out) = map(&later, &mut memory);
+    let event: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(event["user_data"]["em"], json!([sha("ada@example.com")]));
+    assert!(notes.enriched.iter().any(|k| k == "em"));
+}
+
+#[test]
+fn pixel_id_field_picks_a_configured_pixel_per_event() {
+    let m = mapper(
+        "pixel_id = \"111\"\npixel_id_field = \"context.pixel_id\"\npixels = { \"222\" = \"t2\", \"333\" = \"t3\" }",
+    );
+    assert_eq!(m.pixels(), ["111", "222", "333"]);
+    let (_, notes) = run_with_notes(&m, &track("x", json!({})));
+    assert_eq!(
+        notes.pixel, 0,
+        "no pixel_id in the event: the sink's pixel_id"
+    );
+    for (given, index) in [
+        (json!("333"), 2),
+        (json!(222), 1),
+        (json!("111"), 0),
+        (json!(""), 0),
+    ] {
+        let message = with(track("x", json!({})), "/context/pixel_id", given.clone());
+        let (result, notes) = run_with_notes(&m, &message);
+        assert!(result.is_ok(), "{given}: {result:?}");
+        assert_eq!(notes.pixel, index, "{given}");
+    }
+    let unknown = with(track("x", json!({})), "/context/pixel_id", json!("999"));
+    assert_eq!(
+        rejected(&m, &unknown),
+        "context.pixel_id: pixel 999 has no access token: add it to the sink's `pixels` table (pixel ID = token), or fix the event"
+    );
+    let not_digits = with(
+        track("x", json!({})),
+        "/context/pixel_id",
+        json!("ada@example.com"),
+    );
+    let reason = rejected(&m, &not_digits);
+    assert!(
+        reason.starts_with("context.pixel_id: is not a pixel ID"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("ada"),
+        "values other than pixel IDs are not echoed"
+    );
+    // A pixel picked by a property is not event data.
+    let m = mapper(
+        "pixel_id = \"111\"\npixel_id_field = \"properties.pixel_id\"\npixels = { \"222\" = \"t2\" }",
+    );
+    let (result, notes) =
+        run_with_notes(&m, &track("x", json!({"pixel_id": "222", "plan": "pro"})));
+    assert_eq!(notes.pixel, 1);
+    assert_eq!(result.unwrap()["custom_data"], json!({"plan": "pro"}));
+}
+
 // ---- §2 server event ----
 
 #[test]
@@ -353,6 +480,70 @@ fn website_events_need_user_agent_and_url() {
     assert_eq!(
         mapped(&server, &message)["action_source"],
         "system_generated"
+    );
+}
+
+#[test]
+fn referrer_url_comes_from_the_page_then_properties_and_is_not_custom_data() {
+    let message = with(
+        track(
+            "x",
+            json!({"referrer": "https://b.example/", "plan": "pro"}),
+        ),
+        "/context/page/referrer",
+        json!("https://a.example/"),
+    );
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(event["referrer_url"], "https://a.example/");
+    assert_eq!(event["custom_data"], json!({"plan": "pro"}));
+    let event = mapped(
+        &mapper(""),
+        &track("x", json!({"referrer": "https://b.example/"})),
+    );
+    assert_eq!(event["referrer_url"], "https://b.example/");
+    assert!(event.get("custom_data").is_none(), "{event}");
+    let event = mapped(&mapper(""), &track("x", json!({})));
+    assert!(event.get("referrer_url").is_none());
+}
+
+#[test]
+fn opt_out_comes_from_properties_then_context_then_the_setting() {
+    let event = mapped(
+        &mapper(""),
+        &track("x", json!({"opt_out": true, "plan": "pro"})),
+    );
+    assert_eq!(event["opt_out"], true);
+    assert_eq!(
+        event["custom_data"],
+        json!({"plan": "pro"}),
+        "never custom data"
+    );
+    let message = with(track("x", json!({})), "/context/opt_out", json!(true));
+    assert_eq!(mapped(&mapper(""), &message)["opt_out"], true);
+    let message = with(
+        track("x", json!({"opt_out": false})),
+        "/context/opt_out",
+        json!(true),
+    );
+    assert!(
+        mapped(&mapper(""), &message).get("opt_out").is_none(),
+        "properties first"
+    );
+    // The setting opts every event out, whatever the event says.
+    let all = mapper("opt_out = true");
+    assert_eq!(mapped(&all, &track("x", json!({})))["opt_out"], true);
+    assert_eq!(
+        mapped(&all, &track("x", json!({"opt_out": false})))["opt_out"],
+        true
+    );
+    assert!(
+        mapped(&mapper(""), &track("x", json!({})))
+            .get("opt_out")
+            .is_none()
+    );
+    assert_eq!(
+        rejected(&mapper(""), &track("x", json!({"opt_out": "yes"}))),
+        "properties.opt_out: expected true or false, got a string"
     );
 }
 
@@ -651,6 +842,95 @@ fn an_event_without_customer_information_is_rejected() {
     assert!(rejected(&m, &message).starts_with("user_data:"));
     let message = with(message, "/context/userAgent", json!("curl"));
     assert!(run(&m, &message).is_ok());
+}
+
+#[test]
+fn fbc_keeps_the_click_time_in_milliseconds_when_event_time_is_clamped() {
+    // Stamped 123 ms ahead of the clock: event_time is clamped to now, fbc keeps …123.
+    let message = with(
+        with(
+            track("x", json!({})),
+            "/timestamp",
+            json!("2024-06-15T12:00:00.123Z"),
+        ),
+        "/context/page/url",
+        json!("https://shop.example/?fbclid=IwAR123"),
+    );
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(event["event_time"], 1718452800);
+    assert_eq!(event["user_data"]["fbc"], "fb.1.1718452800123.IwAR123");
+}
+
+#[test]
+fn unhashed_ids_come_from_traits_then_properties_in_either_spelling() {
+    let message = json!({
+        "type": "track", "event": "Lead", "timestamp": NOW, "messageId": "m",
+        "context": {"traits": {"leadId": 1234567890123456_u64}},
+        "traits": {"subscription_id": "sub-9", "lead_id": "ignored: context.traits first"},
+        "properties": {"fbLoginId": "4455", "subscriptionId": "ignored: traits first", "plan": "pro"}
+    });
+    let m = mapper("action_source = \"system_generated\"");
+    let event = mapped(&m, &message);
+    let user = &event["user_data"];
+    assert_eq!(
+        user["lead_id"], "1234567890123456",
+        "sent as text, unhashed"
+    );
+    assert_eq!(user["subscription_id"], "sub-9");
+    assert_eq!(user["fb_login_id"], "4455");
+    assert_eq!(
+        event["custom_data"],
+        json!({"plan": "pro"}),
+        "ids are not custom data"
+    );
+    // Each is enough customer information on its own.
+    for (key, value) in [
+        ("lead_id", "1"),
+        ("subscription_id", "s"),
+        ("fb_login_id", "2"),
+    ] {
+        let message =
+            json!({"type": "track", "event": "x", "timestamp": NOW, "properties": {key: value}});
+        let event = mapped(&m, &message);
+        assert_eq!(event["user_data"], json!({key: value}), "{key}");
+    }
+}
+
+#[test]
+fn madid_and_anon_id_are_sent_for_app_events_only() {
+    let message = json!({
+        "type": "track", "event": "x", "timestamp": NOW,
+        "context": {"device": {"advertisingId": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "adTrackingEnabled": true}},
+        "properties": {"anon_id": "install-1", "action_source": "app"}
+    });
+    let event = mapped(&mapper(""), &message);
+    assert_eq!(
+        event["user_data"]["madid"],
+        "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+    );
+    assert_eq!(event["user_data"]["anon_id"], "install-1");
+    assert!(event.get("custom_data").is_none(), "{event}");
+    // Tracking refused, or iOS's zeroed id: no madid.
+    for (pointer, value) in [
+        ("/context/device/adTrackingEnabled", json!(false)),
+        (
+            "/context/device/advertisingId",
+            json!("00000000-0000-0000-0000-000000000000"),
+        ),
+    ] {
+        let event = mapped(&mapper(""), &with(message.clone(), pointer, value));
+        assert!(event["user_data"].get("madid").is_none(), "{pointer}");
+    }
+    // Not an app event: neither is sent.
+    let web = with(
+        message,
+        "/properties/action_source",
+        json!("system_generated"),
+    );
+    let web = with(web, "/userId", json!("u-1"));
+    let event = mapped(&mapper(""), &web);
+    assert!(event["user_data"].get("madid").is_none());
+    assert!(event["user_data"].get("anon_id").is_none());
 }
 
 // ---- §5 custom_data ----
@@ -1041,6 +1321,15 @@ fn rejections_never_contain_trait_values() {
     for value in ["secret", "nowhere", "no-digits"] {
         assert!(!reason.contains(value), "{reason}");
     }
+}
+
+#[test]
+fn ldu_country_and_state_settings_fix_the_state() {
+    let m = mapper("limited_data_use = true\nldu_country = 1\nldu_state = 1000");
+    let out = mapped(&m, &track("x", json!({})));
+    assert_eq!(out["data_processing_options"], json!(["LDU"]));
+    assert_eq!(out["data_processing_options_country"], 1);
+    assert_eq!(out["data_processing_options_state"], 1000);
 }
 
 // ---- found in review ----

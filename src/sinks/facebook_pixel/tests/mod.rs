@@ -625,3 +625,122 @@ async fn healthcheck_names_access_token_on_a_bad_token_without_printing_it() {
     assert_eq!(requests[0].method, "GET");
     assert_eq!(requests[0].target, "/v26.0/123?fields=id");
 }
+
+// ---------------------------------------------------------------------------
+// Several pixels in one sink (`pixel_id_field`, `pixels`).
+// ---------------------------------------------------------------------------
+
+const OTHER_TOKEN: &str = "TOKEN-456-def";
+
+fn two_pixels() -> String {
+    format!(
+        "pixel_id_field = \"context.pixel_id\"\npixels = {{ \"456\" = \"{OTHER_TOKEN}\" }}\napp_secret = \"s3cret\"\n"
+    )
+}
+
+fn to_pixel(message_id: &str, pixel: Option<&str>) -> Value {
+    let mut message = track(message_id);
+    if let Some(pixel) = pixel {
+        message["context"]["pixel_id"] = json!(pixel);
+    }
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pixels_get_separate_requests_with_their_own_tokens() {
+    // Pixel 456's requests are refused one event at a time, to see its dead-letter entries.
+    let graph = GraphStandin::start(|_, r| {
+        if r.target.starts_with("/v26.0/456/") && r.event_ids().iter().any(|id| id == "p456-bad") {
+            graph_error(400, 100, "Invalid parameter")
+        } else {
+            ok(&r.json())
+        }
+    });
+    let dir = temp_dir("pixels");
+    let dead_letter = dir.join("dead.ndjson");
+    let config = config(graph.port, Some(&dead_letter), &two_pixels());
+    let mut messages = Vec::new();
+    for i in 0..3 {
+        messages.push(to_pixel(&format!("p123-{i}"), None));
+        messages.push(to_pixel(&format!("p456-{i}"), Some("456")));
+    }
+    messages.push(to_pixel("p456-bad", Some("456")));
+    messages.push(to_pixel("p999", Some("999")));
+    run(&config, vec![messages]).await;
+
+    let requests = graph.requests();
+    let accepted: Vec<&Recorded> = requests.iter().filter(|r| r.status == 200).collect();
+    let ids_to = |pixel: &str| -> HashSet<String> {
+        accepted
+            .iter()
+            .filter(|r| r.target == format!("/v26.0/{pixel}/events"))
+            .flat_map(|r| r.event_ids())
+            .collect()
+    };
+    assert_eq!(
+        ids_to("123"),
+        ["p123-0", "p123-1", "p123-2"].map(String::from).into()
+    );
+    assert_eq!(
+        ids_to("456"),
+        ["p456-0", "p456-1", "p456-2"].map(String::from).into()
+    );
+    for r in &requests {
+        let (token, proof) = if r.target.starts_with("/v26.0/456/") {
+            (
+                OTHER_TOKEN,
+                super::service::appsecret_proof(OTHER_TOKEN, "s3cret"),
+            )
+        } else {
+            assert!(r.target.starts_with("/v26.0/123/"), "{}", r.target);
+            (TOKEN, super::service::appsecret_proof(TOKEN, "s3cret"))
+        };
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {token}").as_str())
+        );
+        assert_eq!(r.json()["appsecret_proof"], proof, "each pixel's own proof");
+    }
+    let lines = dead_letter_lines(&dead_letter);
+    let by_id = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"]["messageId"] == id)
+            .unwrap_or_else(|| panic!("{id} in the dead letter: {lines:?}"))
+    };
+    let refused = by_id("p456-bad");
+    assert_eq!(refused["stage"], "delivery");
+    assert_eq!(refused["pixel"], "456");
+    let unknown = by_id("p999");
+    assert_eq!(unknown["stage"], "mapping");
+    assert!(unknown.get("pixel").is_none());
+    assert!(
+        unknown["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("context.pixel_id: pixel 999 has no access token"),
+        "{unknown}"
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_checks_every_pixel_with_its_token() {
+    let graph = GraphStandin::start(|_, r| {
+        if r.header("authorization") == Some(&format!("Bearer {OTHER_TOKEN}")) {
+            graph_error(400, 190, "Invalid OAuth access token")
+        } else {
+            (200, json!({ "id": "123" }))
+        }
+    });
+    let config = config(graph.port, None, &two_pixels());
+    let (_sink, healthcheck) = build(&config, metrics()).await.unwrap();
+    let error = tokio::time::timeout(LIMIT, healthcheck)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.starts_with("pixel 456: "), "{error}");
+    assert!(!error.contains(OTHER_TOKEN), "{error}");
+    let targets: Vec<String> = graph.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(targets, ["/v26.0/123?fields=id", "/v26.0/456?fields=id"]);
+}
