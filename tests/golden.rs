@@ -56,3 +56,8 @@ fn settings() {
 fn rejections_and_skips() {
     check_case("rejections");
 }
+
+#[test]
+fn web_event_fields() {
+    check_case("web");
+}
