@@ -420,7 +420,12 @@ request.retry_max_duration_secs = 0.2
             "truncated" => "connection",
             _ => "invalid_answer",
         };
-        let retries = of_sink("fbpixel_retries_total", &[("reason", reason)]).unwrap_or(0.0);
+        // Delivery metrics are per pixel.
+        let retries = of_sink(
+            "fbpixel_retries_total",
+            &[("reason", reason), ("pixel", "123")],
+        )
+        .unwrap_or(0.0);
         assert!(
             retries >= 3.0,
             "{kind}: {retries} retries counted: {metrics}"
