@@ -354,7 +354,7 @@ path = "{}"
     assert_eq!(lines[0]["type"], "page", "the path decides the type");
     assert_eq!(
         lines[0]["context"]["ip"], "198.51.100.4",
-        "first X-Forwarded-For hop"
+        "the public X-Forwarded-For hop (10.0.0.1 is private)"
     );
     assert_eq!(
         lines[0]["messageId"].as_str().unwrap().len(),
@@ -368,6 +368,83 @@ path = "{}"
         "an IP the message has is kept"
     );
     assert_eq!(lines[1]["messageId"], "m-1");
+}
+
+/// `trust_forwarded_for` picks the address as Meta's Parameter Builder does (a public hop, IPv6
+/// first), skips `trusted_proxies` hops, and ignores the header from a peer outside them.
+#[test]
+fn forwarded_for_gives_metas_choice_and_only_from_trusted_proxies() {
+    let (port_proxied, port_direct) = (free_port(), free_port());
+    let dir = temp_dir("segment-forwarded");
+    let out = dir.join("out.ndjson");
+    let config = format!(
+        r#"
+[sources.proxied]
+type = "segment"
+address = "127.0.0.1:{port_proxied}"
+write_keys = ["{KEY}"]
+infer_ip = true
+trust_forwarded_for = true
+trusted_proxies = ["127.0.0.1", "203.0.113.0/24"]
+
+[sources.direct]
+type = "segment"
+address = "127.0.0.1:{port_direct}"
+write_keys = ["{KEY}"]
+infer_ip = true
+trust_forwarded_for = true
+trusted_proxies = ["10.0.0.0/8"]
+
+[sinks.out]
+type = "file"
+inputs = ["proxied", "direct"]
+path = "{}"
+"#,
+        out.display()
+    );
+    let path = dir.join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut proc = Proc::spawn(&["--config", path.to_str().unwrap()], &[], None);
+    proc.wait_for_port(port_proxied);
+    proc.wait_for_port(port_direct);
+    let auth = basic(KEY);
+    for (port, forwarded_for, event) in [
+        // 10.0.0.1 is private and 203.0.113.9 one of our proxies: 2001:db8::1 is left.
+        (port_proxied, "10.0.0.1, 2001:db8::1, 203.0.113.9", "Chain"),
+        // Nothing public in the header, and the peer (loopback) is not either: no IP, as Meta.
+        (port_proxied, "10.0.0.1, 192.168.0.2", "Private"),
+        // 127.0.0.1 is not in this source's trusted_proxies: its header is not read.
+        (port_direct, "198.51.100.4", "Direct"),
+    ] {
+        let r = segment_post(
+            port,
+            "/v1/track",
+            &[("authorization", &auth), ("x-forwarded-for", forwarded_for)],
+            format!(r#"{{"event":"{event}"}}"#).as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{event}: {}", r.text());
+    }
+    proc.signal("TERM");
+    assert!(
+        proc.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        proc.stderr()
+    );
+    let ips: std::collections::BTreeMap<String, serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|m| {
+            (
+                m["event"].as_str().unwrap().to_owned(),
+                m["context"]["ip"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    assert_eq!(ips["Chain"], "2001:db8::1");
+    assert_eq!(ips["Private"], serde_json::Value::Null);
+    assert_eq!(ips["Direct"], serde_json::Value::Null);
 }
 
 #[test]

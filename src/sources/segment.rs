@@ -9,8 +9,14 @@
 //! body. Each message gets `receivedAt`, and a `messageId` when it has none.
 //! The answer is `{"success": true}`, after delivery when acknowledgements
 //! are on (5xx when it failed, so the libraries retry).
+//!
+//! With `infer_ip`, a message without `context.ip` gets the client's address: the peer's, or
+//! with `trust_forwarded_for` the one Meta's Parameter Builder library would pick from
+//! `X-Forwarded-For` (`client_ip`, where the rule and its source are).
 
-use std::net::{IpAddr, SocketAddr};
+mod client_ip;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,10 +55,16 @@ pub struct SegmentConfig {
     /// default: a server library's requests carry the server's address.
     #[serde(default)]
     pub infer_ip: bool,
-    /// With `infer_ip`, take the first `X-Forwarded-For` hop instead of the peer
-    /// (only behind a proxy you trust to set it).
+    /// With `infer_ip`, take the address from `X-Forwarded-For` as Meta's Parameter Builder
+    /// does (a public one, IPv6 first; see `client_ip`) instead of the peer. Only behind a proxy
+    /// you trust to set it.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// With `trust_forwarded_for`: the proxies (CIDRs, or single addresses) that may set
+    /// `X-Forwarded-For`. A peer outside them has its own address used (when public); their hops
+    /// in the header are skipped. Empty (the default): every peer may set it.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Whether to answer only after delivery (also on when a downstream sink asks for it).
     #[serde(default)]
     pub acknowledgements: AcknowledgementsConfig,
@@ -94,9 +106,19 @@ impl SourceConfig for SegmentConfig {
                 "write_keys: list at least one write key (Segment → your source → Settings → API Keys)".into(),
             ));
         }
+        let trusted_proxies =
+            client_ip::trusted_proxies(&self.trusted_proxies).map_err(BuildError)?;
+        let reads_header = self.infer_ip && self.trust_forwarded_for;
+        if !trusted_proxies.is_empty() && !reads_header {
+            // Otherwise the list would be silently unused: the header is not read at all.
+            return Err(BuildError(
+                "trusted_proxies: only read with `infer_ip = true` and `trust_forwarded_for = true`; set both, or remove trusted_proxies".into(),
+            ));
+        }
         Ok(Box::new(ValidSegment {
             listener,
             keys: self.keys(),
+            trusted_proxies,
             config: self.clone(),
         }))
     }
@@ -106,10 +128,11 @@ impl SourceConfig for SegmentConfig {
     }
 }
 
-/// Checked settings: the listener's, ready to bind, and the write keys.
+/// Checked settings: the listener's, ready to bind, the write keys and the trusted proxies.
 struct ValidSegment {
     listener: http::ListenerSettings,
     keys: Vec<Secret>,
+    trusted_proxies: Vec<client_ip::Cidr>,
     config: SegmentConfig,
 }
 
@@ -120,6 +143,7 @@ impl ValidSource for ValidSegment {
         Ok(Box::new(SegmentSource {
             listener,
             keys: self.keys,
+            trusted_proxies: self.trusted_proxies,
             config: self.config,
         }))
     }
@@ -128,6 +152,7 @@ impl ValidSource for ValidSegment {
 struct SegmentSource {
     listener: http::Listener,
     keys: Vec<Secret>,
+    trusted_proxies: Vec<client_ip::Cidr>,
     config: SegmentConfig,
 }
 
@@ -135,6 +160,7 @@ struct Shared {
     keys: Vec<Secret>,
     infer_ip: bool,
     trust_forwarded_for: bool,
+    trusted_proxies: Vec<client_ip::Cidr>,
     acknowledgements: bool,
     out: Output,
     shutdown: ShutdownSignal,
@@ -147,12 +173,14 @@ impl Source for SegmentSource {
         let SegmentSource {
             listener,
             keys,
+            trusted_proxies,
             config,
         } = *self;
         let shared = Arc::new(Shared {
             keys,
             infer_ip: config.infer_ip,
             trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies,
             acknowledgements: cx.acknowledgements,
             out: cx.out,
             shutdown: cx.shutdown.clone(),
@@ -250,10 +278,20 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST".into()));
     }
     let basic_key = basic_user(req.headers().get(header::AUTHORIZATION));
-    let forwarded = shared
-        .trust_forwarded_for
-        .then(|| first_forwarded_hop(req.headers().get("x-forwarded-for")))
-        .flatten();
+    // Chosen before the body is read, while the headers are at hand. Personal data: never logged.
+    let ip = match (shared.infer_ip, shared.trust_forwarded_for) {
+        (false, _) => None,
+        (true, false) => Some(peer.ip()),
+        (true, true) => client_ip::choose(
+            peer.ip(),
+            req.headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|line| line.to_str().ok()),
+            &shared.trusted_proxies,
+        ),
+    }
+    .map(|ip| ip.to_string());
     let limit = match call {
         Call::Single(_) => MAX_MESSAGE_BYTES,
         Call::Batch => MAX_BATCH_BYTES,
@@ -303,9 +341,6 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         Call::Batch => batch_messages(&mut root)?,
     };
     let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let ip = shared
-        .infer_ip
-        .then(|| forwarded.unwrap_or_else(|| peer.ip()).to_string());
     let mut events = Vec::with_capacity(messages.len());
     for (i, mut message) in messages.into_iter().enumerate() {
         message.insert("receivedAt".into(), Value::String(received_at.clone()));
@@ -422,10 +457,6 @@ fn basic_user(value: Option<&header::HeaderValue>) -> Option<String> {
     (!user.is_empty()).then(|| user.to_owned())
 }
 
-fn first_forwarded_hop(value: Option<&header::HeaderValue>) -> Option<IpAddr> {
-    value?.to_str().ok()?.split(',').next()?.trim().parse().ok()
-}
-
 /// A random UUID v4 in Segment's style, for messages without a `messageId`.
 fn new_message_id() -> String {
     let a = fastrand::u64(..);
@@ -499,6 +530,49 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST);
             assert!(message.contains(expected), "{body}: {message}");
         }
+    }
+
+    fn validate(extra: &str) -> Result<Box<dyn ValidSource>, BuildError> {
+        let config: SegmentConfig = toml::from_str(&format!(
+            "address = \"127.0.0.1:0\"\nwrite_keys = [\"k\"]\n{extra}"
+        ))
+        .unwrap();
+        config.validate(&ValidateContext {
+            id: "web".into(),
+            data_dir: None,
+        })
+    }
+
+    #[test]
+    fn trusted_proxies_are_checked_at_validate_with_the_entry_named() {
+        let on = "infer_ip = true\ntrust_forwarded_for = true\n";
+        assert!(
+            validate(&format!(
+                "{on}trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"2001:db8::/32\"]"
+            ))
+            .is_ok()
+        );
+        let err = validate(&format!(
+            "{on}trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]"
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            err.0
+                .starts_with("trusted_proxies[1]: \"10.0.0.0/33\" is not a CIDR"),
+            "{}",
+            err.0
+        );
+        // Without both switches the header is never read: say so rather than ignore the list.
+        let err = validate("infer_ip = true\ntrusted_proxies = [\"10.0.0.0/8\"]")
+            .err()
+            .unwrap();
+        assert!(
+            err.0
+                .contains("only read with `infer_ip = true` and `trust_forwarded_for = true`"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]
