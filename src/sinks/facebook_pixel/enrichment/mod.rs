@@ -6,7 +6,9 @@
 //! carry only `userId` or `anonymousId`. With `enrichment.enabled`, every message the sink
 //! reads teaches [`Identities`] what its user_data holds (after normalization and hashing,
 //! SPEC §4), filed under the message's `userId` and `anonymousId`; every event sent gets the
-//! keys it lacks from what is remembered, its own values always winning.
+//! keys it lacks from what is remembered, its own values winning, except an `fbc` or `fbp`
+//! that repeats a remembered click (or cookie) with a later creation time: that one is sent
+//! with the remembered, first time ([`profile`]), and counts as enriched.
 //!
 //! Lookups are in memory, in the sink's own task: no lock, no I/O on the event path. The
 //! `disk` and `nats_kv` stores persist (and, for `nats_kv`, share) the same profiles behind
@@ -312,6 +314,8 @@ impl Identities {
             }
         }
         let mut added = UserDataKeys::default();
+        // Each profile only fills what is missing, so the first in `order` wins; an `fbc` or
+        // `fbp` is the exception, taking the earliest time any of them has for its id.
         for p in order.into_iter().flatten() {
             added = added | p.fill(user, now, ttl);
         }

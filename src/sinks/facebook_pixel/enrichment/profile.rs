@@ -4,6 +4,11 @@
 //! Only what the mapping already normalized and hashed (SPEC §4) is kept, plus `fbp`, `fbc`,
 //! `client_ip_address` and `client_user_agent`, which Meta takes unhashed. Raw traits never
 //! reach a profile.
+//!
+//! Every key keeps its latest value, except that `fbc` and `fbp` keep their *first* creation
+//! time: Meta's `fb.{subdomain_index}.{creation_time}.{id}` dates the ad click (or the cookie),
+//! and a later page view of the same click, rebuilt from its `fbclid`, would otherwise move the
+//! click forward (see [`first_of`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -41,6 +46,15 @@ const HASHED: usize = 10;
 /// The plain keys remembered, as bits 11‥14: client_ip_address client_user_agent fbc fbp.
 const PLAIN: usize = 4;
 const FIRST_PLAIN_BIT: usize = 11;
+/// The plain slots of `fbc` and `fbp`, which keep their first creation time.
+const FBC: usize = 2;
+const FBP: usize = 3;
+
+/// The keys at bit `i`. The literal takes whatever width [`UserDataKeys`] has, so this file
+/// does not depend on it.
+fn key_at(i: usize) -> UserDataKeys {
+    UserDataKeys::from_bits(1 << i)
+}
 
 /// One remembered value and when it was last seen (Unix seconds).
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +120,41 @@ fn set_plain<'m>(user: &mut UserData<'m>, i: usize, value: &'m str) {
     }
 }
 
+/// An `fbc` or `fbp` as Meta defines it, `fb.{subdomain_index}.{creation_time}.{id}`: its
+/// creation time (Unix ms) and its id (everything after the third field: the click's `fbclid`,
+/// the cookie's random number). `None` for anything else.
+fn browser_id(value: &str) -> Option<(u64, &str)> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (index, rest) = value.strip_prefix("fb.")?.split_once('.')?;
+    let (time, id) = rest.split_once('.')?;
+    if !digits(index) || !digits(time) || id.is_empty() {
+        return None;
+    }
+    Some((time.parse().ok()?, id))
+}
+
+/// Whether `remembered` stands for `seen` in the `fbc` or `fbp` slot: the same click (or
+/// cookie), created no later. Meta asks for the time the id was *first* observed, so a later
+/// sighting of it keeps the remembered time, and an earlier one (an event delivered late, a
+/// replay, another instance) takes its place; a new id is a new click and replaces it. Values
+/// not in Meta's format are compared whole, as every other key is.
+fn first_of(remembered: &str, seen: &str) -> bool {
+    match (browser_id(remembered), browser_id(seen)) {
+        (Some((first, id)), Some((then, seen_id))) => id == seen_id && first <= then,
+        _ => remembered == seen,
+    }
+}
+
+/// Whether `a` and `b` are the same click (or cookie) in Meta's format, whatever their times.
+fn same_id(a: &str, b: &str) -> bool {
+    matches!((browser_id(a), browser_id(b)), (Some((_, a)), Some((_, b))) if a == b)
+}
+
+/// Whether `slot` keeps its first creation time rather than its latest value.
+fn keeps_first(slot: usize) -> bool {
+    slot == FBC || slot == FBP
+}
+
 /// Whether a value seen at `at` is still usable at `now`. Saturating: times come from stored
 /// profiles, which another instance (or an old version) may have written.
 fn fresh(at: i64, now: i64, ttl: i64) -> bool {
@@ -141,9 +190,10 @@ fn update<T>(
 }
 
 impl Profile {
-    /// Remember the keys `user` carries (the latest values win). Returns whether anything
-    /// changed enough to be written to a persistent store: a new value, or a value whose last
-    /// write is at least `refresh` seconds old.
+    /// Remember the keys `user` carries (the latest values win, but for the first creation time
+    /// of an `fbc` or `fbp`, see [`first_of`]). Returns whether anything changed enough to be
+    /// written to a persistent store: a new value, or a value whose last write is at least
+    /// `refresh` seconds old.
     pub fn learn(&mut self, user: &UserData<'_>, now: i64, refresh: i64) -> bool {
         let mut changed = false;
         // Compared before anything is copied: most events repeat what is remembered.
@@ -161,13 +211,16 @@ impl Profile {
         }
         for i in 0..PLAIN {
             if let Some(value) = plain(user, i) {
-                changed |= update(
-                    &mut self.plain[i],
-                    |v| &**v == value,
-                    || Arc::from(value),
-                    now,
-                    refresh,
-                );
+                // A remembered click seen again counts as seen: it stays, and its time of last
+                // sight moves on as any repeated value's does.
+                let same = |v: &Arc<str>| {
+                    if keeps_first(i) {
+                        first_of(v, value)
+                    } else {
+                        &**v == value
+                    }
+                };
+                changed |= update(&mut self.plain[i], same, || Arc::from(value), now, refresh);
             }
         }
         changed
@@ -198,27 +251,34 @@ impl Profile {
     }
 
     /// Add to `user` every key it lacks that this profile remembers from less than `ttl`
-    /// seconds ago. Returns the keys added.
+    /// seconds ago, and put the remembered `fbc` or `fbp` in place of a later sighting of the
+    /// same id (see [`first_of`]). Returns the keys it set: a replaced `fbc` or `fbp` is among
+    /// them, since what is sent came from memory.
     pub fn fill<'m>(&'m self, user: &mut UserData<'m>, now: i64, ttl: i64) -> UserDataKeys {
-        let mut added = 0u16;
+        let mut added = UserDataKeys::default();
         for (i, slot) in self.hashed.iter().enumerate() {
             if let Some(seen) = slot.as_ref().filter(|s| fresh(s.at, now, ttl)) {
                 let out = hashed_mut(user, i);
                 if out.is_empty() {
                     out.clone_from(&seen.value);
-                    added |= 1 << i;
+                    added = added | key_at(i);
                 }
             }
         }
         for (i, slot) in self.plain.iter().enumerate() {
-            if let Some(seen) = slot.as_ref().filter(|s| fresh(s.at, now, ttl))
-                && plain(user, i).is_none()
-            {
+            let Some(seen) = slot.as_ref().filter(|s| fresh(s.at, now, ttl)) else {
+                continue;
+            };
+            let fill = match plain(user, i) {
+                None => true,
+                Some(own) => keeps_first(i) && *own != *seen.value && first_of(&seen.value, own),
+            };
+            if fill {
                 set_plain(user, i, &seen.value);
-                added |= 1 << (FIRST_PLAIN_BIT + i);
+                added = added | key_at(FIRST_PLAIN_BIT + i);
             }
         }
-        UserDataKeys::from_bits(added)
+        added
     }
 
     /// The newest time anything in it was seen.
@@ -234,7 +294,10 @@ impl Profile {
         !fresh(self.last_seen(), now, ttl)
     }
 
-    /// Merge a copy written elsewhere (another instance): per key, the newer value wins.
+    /// Merge a copy written elsewhere (another instance): per key, the newer value wins, but
+    /// for `fbc` and `fbp` the first creation time of the same id is kept (the newer time of
+    /// last sight too), so that two instances that each saw one page view of a click agree on
+    /// the first, whichever wrote last.
     pub fn merge(&mut self, other: Profile) {
         fn newer<T>(mine: &mut Option<Seen<T>>, theirs: Option<Seen<T>>) {
             if let Some(theirs) = theirs
@@ -246,8 +309,21 @@ impl Profile {
         for (mine, theirs) in self.hashed.iter_mut().zip(other.hashed) {
             newer(mine, theirs);
         }
-        for (mine, theirs) in self.plain.iter_mut().zip(other.plain) {
-            newer(mine, theirs);
+        for (i, (mine, theirs)) in self.plain.iter_mut().zip(other.plain).enumerate() {
+            let Some(theirs) = theirs else {
+                continue;
+            };
+            if let Some(m) = mine
+                .as_mut()
+                .filter(|m| keeps_first(i) && same_id(&m.value, &theirs.value))
+            {
+                if !first_of(&m.value, &theirs.value) {
+                    m.value = theirs.value;
+                }
+                m.at = m.at.max(theirs.at);
+            } else {
+                newer(mine, Some(theirs));
+            }
         }
         newer(&mut self.link, other.link);
     }
@@ -287,9 +363,15 @@ impl Profile {
                     .map(|v| Sha256Hex::parse(v))
                     .collect::<Option<Hashes>>()?;
                 profile.hashed[bit] = Some(Seen { value: hashes, at });
-            } else if bit >= FIRST_PLAIN_BIT {
+            } else if let Some(slot) = bit
+                .checked_sub(FIRST_PLAIN_BIT)
+                .and_then(|i| profile.plain.get_mut(i))
+            {
+                // `get_mut`: a key listed after `fbp` in `UserDataKeys::NAMES` (one a newer
+                // version may remember, in a shared bucket) is skipped like `external_id`,
+                // instead of indexing past the slots.
                 let value = values.into_iter().next()?;
-                profile.plain[bit - FIRST_PLAIN_BIT] = Some(Seen {
+                *slot = Some(Seen {
                     value: Arc::from(value),
                     at,
                 });

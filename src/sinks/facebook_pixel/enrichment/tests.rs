@@ -21,6 +21,8 @@ fn t0() -> DateTime<Utc> {
 fn mapper() -> Mapper {
     Mapper::new(MappingSettings {
         action_source: ActionSource::SystemGenerated,
+        // Sent, so that a landing's fbc can be read off its PageView.
+        page_view: true,
         ..MappingSettings::default()
     })
 }
@@ -31,16 +33,24 @@ fn sha(text: &str) -> String {
 
 /// Map `message` at `now` through `memory`: the server event, or why there is none.
 fn map(memory: &mut Identities, message: Value, now: DateTime<Utc>) -> Result<Value, String> {
+    map_noting(memory, message, now).0
+}
+
+/// [`map`], and the names of the keys enrichment set (`notes.enriched`).
+fn map_noting(
+    memory: &mut Identities,
+    message: Value,
+    now: DateTime<Utc>,
+) -> (Result<Value, String>, Vec<&'static str>) {
     let mut bytes = serde_json::to_vec(&message).unwrap();
     let mut out = Vec::new();
-    match mapper()
-        .map_json_remembering(&mut bytes, now, &mut out, memory)
-        .0
-    {
+    let (outcome, notes) = mapper().map_json_remembering(&mut bytes, now, &mut out, memory);
+    let event = match outcome {
         Outcome::Mapped(()) => Ok(serde_json::from_slice(&out).unwrap()),
         Outcome::Skipped(reason) => Err(format!("skipped: {reason}")),
         Outcome::Rejected(r) => Err(format!("rejected: {r}")),
-    }
+    };
+    (event, notes.enriched.iter().collect())
 }
 
 fn identify(user_id: &str, anonymous_id: Option<&str>) -> Value {
@@ -67,6 +77,20 @@ fn track(ids: Value) -> Value {
 
 fn user_data(event: &Value) -> &Value {
     &event["user_data"]
+}
+
+/// A page view by `anonymous_id` landing at `at` from the ad click `fbclid` (the mapping builds
+/// the event's `fbc` from it, dated `at`).
+fn landing(anonymous_id: &str, fbclid: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "type": "page", "anonymousId": anonymous_id, "timestamp": at.to_rfc3339(),
+        "context": {"page": {"url": format!("https://shop.example/?fbclid={fbclid}")}}
+    })
+}
+
+/// The `fbc` of the click `fbclid` first seen at `at`.
+fn fbc(fbclid: &str, at: DateTime<Utc>) -> String {
+    format!("fb.1.{}.{fbclid}", at.timestamp_millis())
 }
 
 #[test]
@@ -104,6 +128,154 @@ fn the_events_own_values_win_over_remembered_ones() {
     // The newest value is remembered: a later bare event gets the new email.
     let later = map(&mut memory, track(json!({"userId": "u1"})), t0()).unwrap();
     assert_eq!(user_data(&later)["em"], json!([sha("other@example.com")]));
+}
+
+// `fbc` and `fbp` keep the creation time their id was first seen with.
+
+#[test]
+fn a_later_page_view_of_the_same_click_is_sent_with_the_first_click_time() {
+    let mut memory = Identities::new(100, 3600);
+    let (first, enriched) = map_noting(&mut memory, landing("anon-1", "AbC-1", t0()), t0());
+    assert_eq!(user_data(&first.unwrap())["fbc"], fbc("AbC-1", t0()));
+    assert!(enriched.is_empty(), "{enriched:?}");
+    // The visitor comes back to the landing URL: the mapping rebuilds the fbc, dated now.
+    let later = t0() + Duration::seconds(3000);
+    let (again, enriched) = map_noting(&mut memory, landing("anon-1", "AbC-1", later), later);
+    assert_eq!(
+        user_data(&again.unwrap())["fbc"],
+        fbc("AbC-1", t0()),
+        "the click is dated by its first sight"
+    );
+    assert_eq!(enriched, ["fbc"], "what is sent came from memory");
+    // Past the TTL of the first sight, within that of the second: seeing it again kept it alive.
+    let bare = map(
+        &mut memory,
+        track(json!({"anonymousId": "anon-1"})),
+        t0() + Duration::seconds(4000),
+    );
+    assert_eq!(
+        user_data(&bare.unwrap())["fbc"],
+        fbc("AbC-1", t0()),
+        "the profile kept the first"
+    );
+}
+
+#[test]
+fn a_new_click_replaces_the_remembered_one() {
+    let mut memory = Identities::new(100, 3600);
+    let (t1, t2) = (t0() + Duration::seconds(60), t0() + Duration::seconds(120));
+    map(&mut memory, landing("anon-1", "AbC-1", t0()), t0()).unwrap();
+    let (new, enriched) = map_noting(&mut memory, landing("anon-1", "XyZ-2", t1), t1);
+    assert_eq!(user_data(&new.unwrap())["fbc"], fbc("XyZ-2", t1));
+    assert!(enriched.is_empty(), "{enriched:?}");
+    let again = map(&mut memory, landing("anon-1", "XyZ-2", t2), t2).unwrap();
+    assert_eq!(
+        user_data(&again)["fbc"],
+        fbc("XyZ-2", t1),
+        "the new click is kept"
+    );
+    let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), t2).unwrap();
+    assert_eq!(user_data(&bare)["fbc"], fbc("XyZ-2", t1));
+}
+
+#[test]
+fn an_earlier_sighting_of_the_click_delivered_late_dates_it() {
+    let mut memory = Identities::new(100, 3600);
+    let later = t0() + Duration::seconds(600);
+    map(&mut memory, landing("anon-1", "AbC-1", later), later).unwrap();
+    // The landing itself arrives after a later page view (a retry, a replay).
+    let now = later + Duration::seconds(60);
+    let (late, enriched) = map_noting(&mut memory, landing("anon-1", "AbC-1", t0()), now);
+    assert_eq!(user_data(&late.unwrap())["fbc"], fbc("AbC-1", t0()));
+    assert!(enriched.is_empty(), "its own fbc: {enriched:?}");
+    let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), now).unwrap();
+    assert_eq!(user_data(&bare)["fbc"], fbc("AbC-1", t0()));
+}
+
+#[test]
+fn the_browser_id_keeps_its_first_creation_time_too() {
+    let mut memory = Identities::new(100, 3600);
+    let with_fbp = |fbp: &str| track(json!({"anonymousId": "anon-1", "context": {"fbp": fbp}}));
+    let first = "fb.1.1781524800000.1098115397";
+    let (sent, _) = map_noting(&mut memory, with_fbp(first), t0());
+    assert_eq!(user_data(&sent.unwrap())["fbp"], first);
+    // The same cookie, re-created with a later time (and here on another subdomain).
+    let (sent, enriched) = map_noting(&mut memory, with_fbp("fb.2.1781524900000.1098115397"), t0());
+    assert_eq!(user_data(&sent.unwrap())["fbp"], first);
+    assert_eq!(enriched, ["fbp"]);
+    // A new random number is a new browser id.
+    let new = "fb.1.1781525000000.2233445566";
+    let (sent, enriched) = map_noting(&mut memory, with_fbp(new), t0());
+    assert_eq!(user_data(&sent.unwrap())["fbp"], new);
+    assert!(enriched.is_empty(), "{enriched:?}");
+    let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), t0()).unwrap();
+    assert_eq!(user_data(&bare)["fbp"], new);
+}
+
+#[test]
+fn an_fbc_or_fbp_not_in_metas_format_is_sent_and_remembered_as_it_is() {
+    for (remembered, own) in [
+        ("fb.1.1781524800000.42", "fb.1.1781524900000"),
+        ("fb.1.1781524800000.42", "fb.1.1781524900000."),
+        ("fb.1.1781524800000.42", "fb.x.1781524900000.42"),
+        ("fb.1.1781524800000.42", "fb.1.+1781524900000.42"),
+        ("FB.1.1781524800000.42", "fb.1.1781524900000.42"),
+        ("42", "fb.1.1781524900000.42"),
+    ] {
+        for key in ["fbc", "fbp"] {
+            let mut memory = Identities::new(100, 3600);
+            let with =
+                |value: &str| track(json!({"anonymousId": "anon-1", "context": {key: value}}));
+            map(&mut memory, with(remembered), t0()).unwrap();
+            let (sent, enriched) = map_noting(&mut memory, with(own), t0());
+            assert_eq!(
+                user_data(&sent.unwrap())[key],
+                own,
+                "{key} {remembered} then {own}"
+            );
+            assert!(enriched.is_empty(), "{enriched:?}");
+            let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), t0()).unwrap();
+            assert_eq!(user_data(&bare)[key], own, "the latest is remembered");
+        }
+    }
+}
+
+/// A shared bucket as [`Identities::sync`] reads it: what other instances wrote.
+struct Bucket(Vec<(profile::Key, Option<profile::Profile>)>);
+
+impl Persist for Bucket {
+    fn save(&mut self, _: &profile::Key, _: Option<&profile::Profile>) {}
+
+    fn remote_changes(&mut self, _: usize) -> Vec<(profile::Key, Option<profile::Profile>)> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+#[test]
+fn instances_sharing_a_bucket_keep_the_first_click_time_whichever_wrote_last() {
+    let key = profile::anonymous_key("anon-1");
+    let written_by = |message: Value, now: DateTime<Utc>| {
+        let mut other = Identities::new(100, 3600);
+        map(&mut other, message, now).unwrap();
+        other.users.peek(&key).unwrap().clone()
+    };
+    let later = t0() + Duration::seconds(60);
+    // Another instance saw a later page view of the click before this one's write reached it.
+    let theirs = written_by(landing("anon-1", "AbC-1", later), later);
+    let bucket = Bucket(vec![(key, Some(theirs))]);
+    let mut memory =
+        Identities::new(100, 3600).with_store(Box::new(bucket), Vec::new(), t0().timestamp());
+    map(&mut memory, landing("anon-1", "AbC-1", t0()), t0()).unwrap();
+    memory.sync();
+    let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), later).unwrap();
+    assert_eq!(user_data(&bare)["fbc"], fbc("AbC-1", t0()));
+    // A new click written elsewhere replaces it, as any newer value does.
+    let then = later + Duration::seconds(60);
+    let theirs = written_by(landing("anon-1", "XyZ-2", then), then);
+    memory.persist = Some(Box::new(Bucket(vec![(key, Some(theirs))])));
+    memory.sync();
+    let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), then).unwrap();
+    assert_eq!(user_data(&bare)["fbc"], fbc("XyZ-2", then));
 }
 
 #[test]
@@ -203,6 +375,7 @@ fn the_disk_store_survives_a_restart_and_holds_no_raw_personal_data() {
     {
         let mut memory = open_disk(&dir, t0());
         map(&mut memory, identify("jane-user-id", Some("anon-9")), t0()).unwrap_err();
+        map(&mut memory, landing("anon-9", "AbC-1", t0()), t0()).unwrap();
     } // Dropped: the writer flushes and closes the file.
     let mut memory = open_disk(&dir, t0() + Duration::seconds(60));
     assert_eq!(memory.len(), 2, "the user and the anonymous id");
@@ -211,6 +384,10 @@ fn the_disk_store_survives_a_restart_and_holds_no_raw_personal_data() {
         user_data(&event)["em"],
         json!([sha("jane.doe@example.com")])
     );
+    // The click's first time came back from the file too.
+    let later = t0() + Duration::seconds(120);
+    let again = map(&mut memory, landing("anon-9", "AbC-1", later), later).unwrap();
+    assert_eq!(user_data(&again)["fbc"], fbc("AbC-1", t0()));
     drop(memory);
 
     let file = std::fs::read(dir.join("users.redb")).unwrap();
