@@ -1005,16 +1005,24 @@ fn validate_names_a_bad_ldu_state_an_unknown_consent_match_and_a_pixel_without_a
             "{STDIN}[sinks.fb]\ntype = \"facebook_pixel_server_side\"\ninputs = [\"in\"]\npixel_id = \"123\"\naccess_token = \"t\"\n{extra}"
         )
     };
-    let stdout = validate_fails(&[&sink("limited_data_use = true\nldu_country = 1\nldu_state = 1099\n")]);
+    let stdout = validate_fails(&[&sink(
+        "limited_data_use = true\nldu_country = 1\nldu_state = 1099\n",
+    )]);
     assert!(
         stdout.contains("sinks.fb: ldu_state: 1099 is not one of Meta's state codes"),
         "{stdout}"
     );
     let stdout = validate_fails(&[&sink("consent.match = \"most\"\n")]);
     assert!(stdout.contains("sinks.fb.consent.match"), "{stdout}");
-    assert!(stdout.contains("`all`") && stdout.contains("`any`"), "{stdout}");
+    assert!(
+        stdout.contains("`all`") && stdout.contains("`any`"),
+        "{stdout}"
+    );
     let stdout = validate_fails(&[&sink(
         "pixel_id_field = \"context.pixel_id\"\npixels = { \"456\" = \"\" }\n",
     )]);
-    assert!(stdout.contains("sinks.fb: pixels.\"456\": missing"), "{stdout}");
+    assert!(
+        stdout.contains("sinks.fb: pixels.\"456\": missing"),
+        "{stdout}"
+    );
 }

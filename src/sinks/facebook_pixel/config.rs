@@ -291,7 +291,7 @@ impl FacebookPixelConfig {
                 "pixel_id_field: {path:?} is not a dotted path such as \"context.pixel_id\""
             ));
         }
-        for (id, _) in &self.pixels {
+        for id in self.pixels.keys() {
             if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
                 problems.push(format!(
                     "pixels.{id:?}: a pixel ID is all digits (Events Manager → Data sources → your pixel)"

@@ -475,7 +475,8 @@ pub trait UserMemory {
     fn link(&mut self, previous_id: &str, user_id: &str, now: i64);
 
     /// [`UserMemory::learn`] from an event that is sent, then add to `user` the remembered keys
-    /// it lacks (its own values win); returns those added. One call, so the ids are looked up
+    /// it lacks (its own values win, except that a remembered `fbc` or `fbp` of the same click
+    /// or cookie replaces a later-dated one); returns those added. One call, so the ids are looked up
     /// once; the memory stays borrowed for as long as `user` holds values from it.
     fn learn_and_recall<'m>(
         &'m mut self,
