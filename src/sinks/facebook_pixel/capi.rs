@@ -205,8 +205,8 @@ impl UserDataKeys {
     }
 
     /// The keys whose bits are set in `bits`.
-    pub fn from_bits(bits: impl Into<u32>) -> Self {
-        Self(bits.into() & ((1 << Self::NAMES.len()) - 1))
+    pub fn from_bits(bits: u32) -> Self {
+        Self(bits & ((1 << Self::NAMES.len()) - 1))
     }
 }
 
