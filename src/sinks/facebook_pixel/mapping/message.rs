@@ -253,24 +253,27 @@ pub(super) fn disabled_by_integrations(message: &SegmentMessage<'_>) -> bool {
 
 /// `context.page.url`, else `properties.url`.
 pub(super) fn page_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
-    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
-    message
-        .context
-        .as_object()
-        .and_then(|c| c.page_url.as_ref())
-        .and_then(usable)
-        .or_else(|| member(message.properties.as_object()?, "url").and_then(usable))
+    page_field(message, |c| c.page_url.as_ref(), "url")
 }
 
 /// `context.page.referrer`, else `properties.referrer`.
 pub(super) fn referrer_url<'j>(message: &'j SegmentMessage<'_>) -> Option<&'j str> {
-    let usable = |url: &'j Json<'_>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
+    page_field(message, |c| c.page_referrer.as_ref(), "referrer")
+}
+
+/// A `context.page` field, else the property `property`: trimmed text, blank as absent.
+fn page_field<'j, 'a>(
+    message: &'j SegmentMessage<'a>,
+    in_context: impl FnOnce(&'j Context<'a>) -> Option<&'j Json<'a>>,
+    property: &str,
+) -> Option<&'j str> {
+    let usable = |url: &'j Json<'a>| url.as_str().map(str::trim).filter(|u| !u.is_empty());
     message
         .context
         .as_object()
-        .and_then(|c| c.page_referrer.as_ref())
+        .and_then(|c| in_context(c))
         .and_then(usable)
-        .or_else(|| member(message.properties.as_object()?, "referrer").and_then(usable))
+        .or_else(|| member(message.properties.as_object()?, property).and_then(usable))
 }
 
 /// The value at `at`, with null as absent.
