@@ -305,6 +305,12 @@ pub struct CustomData<'a> {
     pub order_id: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_string: Option<Cow<'a, str>>,
+    /// The margin of a purchase (value minus costs), for value optimisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net_revenue: Option<serde_json::Number>,
+    /// The customer's predicted lifetime value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_ltv: Option<serde_json::Number>,
     /// Properties passed through unchanged (or hashed), after the computed keys.
     #[serde(flatten)]
     pub properties: Properties<'a>,
@@ -322,6 +328,8 @@ impl CustomData<'_> {
             && self.num_items.is_none()
             && self.order_id.is_none()
             && self.search_string.is_none()
+            && self.net_revenue.is_none()
+            && self.predicted_ltv.is_none()
             && self.properties.0.is_empty()
     }
 
@@ -338,6 +346,8 @@ impl CustomData<'_> {
             "num_items" => self.num_items.is_some(),
             "order_id" => self.order_id.is_some(),
             "search_string" => self.search_string.is_some(),
+            "net_revenue" => self.net_revenue.is_some(),
+            "predicted_ltv" => self.predicted_ltv.is_some(),
             _ => false,
         }
     }

@@ -79,6 +79,13 @@ pub struct FacebookPixelConfig {
     /// Send `page` calls as PageView.
     #[serde(default)]
     pub(crate) page_view: bool,
+    /// Send `screen` calls as custom events named `Viewed {name} Screen`.
+    #[serde(default)]
+    pub(crate) screen_events: bool,
+    /// `action_source = "app"` for messages from Segment's mobile libraries (`context.app`)
+    /// that name no action source.
+    #[serde(default)]
+    pub(crate) app_action_source: bool,
     /// ISO 3166-1 region for phone numbers written without a country code.
     #[serde(default)]
     pub(crate) phone_country: Option<String>,
@@ -340,6 +347,8 @@ impl FacebookPixelConfig {
                     opt_out: self.opt_out,
                     consent: self.consent.clone(),
                     page_view: self.page_view,
+                    screen_events: self.screen_events,
+                    app_action_source: self.app_action_source,
                     normalizer,
                     hash_external_id: self.hash_external_id,
                     allow_pii_properties: self.allow_pii_properties.clone(),

@@ -200,6 +200,10 @@ pub fn build<'j>(
         data.currency = Some(rules.default_currency);
     }
 
+    // Meta's value-optimisation fields, on any event that has them, read as money.
+    data.net_revenue = props.amount("net_revenue")?;
+    data.predicted_ltv = props.amount("predicted_ltv")?;
+
     pass_through(
         &mut data,
         props.0,

@@ -87,7 +87,44 @@ pub struct Context<'a> {
     pub advertising_id: Option<Json<'a>>,
     /// `context.device.adTrackingEnabled`.
     pub ad_tracking_enabled: Option<Json<'a>>,
+    /// What Segment's mobile libraries say of the app and the device, when `context.app` is
+    /// an object: the message comes from an app.
+    pub app: Option<Box<AppContext<'a>>>,
+    /// The rest of the device context, kept aside until `context.app` says it is an app's.
+    device: DeviceContext<'a>,
     pub traits: Part<Box<Traits<'a>>>,
+}
+
+/// The device fields app events read (`app_data.extinfo`), wherever they sit in `context`.
+#[derive(Debug, Default)]
+pub struct DeviceContext<'a> {
+    /// `context.os.name` and `.version`.
+    pub os_name: Option<Json<'a>>,
+    pub os_version: Option<Json<'a>>,
+    /// `context.device.model` and `.manufacturer`.
+    pub model: Option<Json<'a>>,
+    pub manufacturer: Option<Json<'a>>,
+    /// `context.screen.width`, `.height`, `.density`.
+    pub screen_width: Option<Json<'a>>,
+    pub screen_height: Option<Json<'a>>,
+    pub screen_density: Option<Json<'a>>,
+    /// `context.network.carrier`.
+    pub carrier: Option<Json<'a>>,
+    /// `context.locale` (`en-US`) and `context.timezone` (`Europe/Paris`).
+    pub locale: Option<Json<'a>>,
+    pub timezone: Option<Json<'a>>,
+}
+
+/// `context.app` and the device fields of an app's message.
+#[derive(Debug, Default)]
+pub struct AppContext<'a> {
+    /// `context.app.name`, `.version`, `.build`, `.namespace` (the bundle id / package name).
+    pub name: Option<Json<'a>>,
+    pub version: Option<Json<'a>>,
+    pub build: Option<Json<'a>>,
+    pub namespace: Option<Json<'a>>,
+    /// The device it runs on.
+    pub device: DeviceContext<'a>,
 }
 
 /// The fields of a Segment message that mapping reads.
@@ -95,6 +132,8 @@ pub struct Context<'a> {
 pub struct SegmentMessage<'a> {
     pub kind: Option<Json<'a>>,
     pub event: Option<Json<'a>>,
+    /// A screen (or page) call's `name`.
+    pub name: Option<Json<'a>>,
     pub message_id: Option<Json<'a>>,
     /// `timestamp`, `originalTimestamp`, `sentAt`, `receivedAt`, in that order.
     pub times: [Option<Json<'a>>; 4],
@@ -158,6 +197,7 @@ impl<'a> SegmentMessage<'a> {
             match key {
                 "type" => set(&mut m.kind, value()?),
                 "event" => set(&mut m.event, value()?),
+                "name" => set(&mut m.name, value()?),
                 "messageId" => set(&mut m.message_id, value()?),
                 "timestamp" => set(&mut m.times[0], value()?),
                 "originalTimestamp" => set(&mut m.times[1], value()?),
@@ -345,14 +385,70 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseE
                     match key {
                         "advertisingId" => set(&mut c.advertising_id, value(nodes, j, 3)?),
                         "adTrackingEnabled" => set(&mut c.ad_tracking_enabled, value(nodes, j, 3)?),
+                        "model" => set(&mut c.device.model, value(nodes, j, 3)?),
+                        "manufacturer" => set(&mut c.device.manufacturer, value(nodes, j, 3)?),
                         _ => {}
                     }
                 }
             }
+            "app" => {
+                if let Part::Object(app) = part(nodes, i, app)? {
+                    c.app = Some(Box::new(app));
+                }
+            }
+            "os" => {
+                for (key, j) in members(nodes, i) {
+                    match key {
+                        "name" => set(&mut c.device.os_name, value(nodes, j, 3)?),
+                        "version" => set(&mut c.device.os_version, value(nodes, j, 3)?),
+                        _ => {}
+                    }
+                }
+            }
+            "screen" => {
+                for (key, j) in members(nodes, i) {
+                    let slot = match key {
+                        "width" => &mut c.device.screen_width,
+                        "height" => &mut c.device.screen_height,
+                        "density" => &mut c.device.screen_density,
+                        _ => continue,
+                    };
+                    set(slot, value(nodes, j, 3)?);
+                }
+            }
+            "network" => {
+                for (key, j) in members(nodes, i) {
+                    if key == "carrier" {
+                        set(&mut c.device.carrier, value(nodes, j, 3)?);
+                    }
+                }
+            }
+            "locale" => set(&mut c.device.locale, value(nodes, i, 2)?),
+            "timezone" => set(&mut c.device.timezone, value(nodes, i, 2)?),
             _ => {}
         }
     }
+    // The device fields matter only to an app's message.
+    if let Some(app) = &mut c.app {
+        app.device = std::mem::take(&mut c.device);
+    }
     Ok(Box::new(c))
+}
+
+/// `context.app`.
+fn app<'a>(nodes: &[Node<'a>], at: usize) -> Result<AppContext<'a>, ParseError> {
+    let mut app = AppContext::default();
+    for (key, i) in members(nodes, at) {
+        let slot = match key {
+            "name" => &mut app.name,
+            "version" => &mut app.version,
+            "build" => &mut app.build,
+            "namespace" => &mut app.namespace,
+            _ => continue,
+        };
+        set(slot, value(nodes, i, 3)?);
+    }
+    Ok(app)
 }
 
 fn traits<'a>(nodes: &[Node<'a>], at: usize) -> Result<Traits<'a>, ParseError> {

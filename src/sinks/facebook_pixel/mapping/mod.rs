@@ -28,7 +28,7 @@ use self::event_name::{MAX_CUSTOM_NAME_CHARS, Naming, StandardEventMap, name_eve
 pub(crate) use self::message::DESTINATION_KEYS;
 pub use self::message::SegmentMessage;
 use self::message::{
-    check_structure, destination_settings, disabled_by_integrations, page_url, referrer_url,
+    Part, check_structure, destination_settings, disabled_by_integrations, page_url, referrer_url,
 };
 pub(crate) use self::outcome::quote;
 pub use self::outcome::{
@@ -44,6 +44,8 @@ pub struct Mapper {
     standard_events: StandardEventMap,
     action_source: ActionSource,
     page_view: bool,
+    screen_events: bool,
+    app_action_source: bool,
     limited_data_use: bool,
     ldu_country: i64,
     ldu_state: i64,
@@ -63,6 +65,7 @@ pub struct Mapper {
 enum CallType {
     Track,
     Page,
+    Screen,
 }
 
 impl Mapper {
@@ -79,6 +82,8 @@ impl Mapper {
             standard_events: StandardEventMap::new(&config.standard_events),
             action_source: config.action_source,
             page_view: config.page_view,
+            screen_events: config.screen_events,
+            app_action_source: config.app_action_source,
             limited_data_use: config.limited_data_use,
             ldu_country: config.ldu_country,
             ldu_state: config.ldu_state,
@@ -222,6 +227,12 @@ impl Mapper {
             }
             return Err(Stop::Skip(SkipReason::PageViewOff));
         }
+        if matches!(call, CallType::Screen) && !self.screen_events {
+            if let Some(memory) = memory {
+                self.learn(message, now, memory);
+            }
+            return Err(Stop::Skip(SkipReason::NotSent("screen".to_string())));
+        }
         check_structure(message)?;
         let (event_name, naming) = match call {
             CallType::Page => (
@@ -232,6 +243,7 @@ impl Mapper {
                 },
             ),
             CallType::Track => self.name(message)?,
+            CallType::Screen => self.screen_name(message)?,
         };
 
         let action_source = self.action_source(message)?;
@@ -336,6 +348,32 @@ impl Mapper {
         memory.learn(&UserIds::of(message), &user, now.timestamp());
     }
 
+    /// A screen call as Segment names it for event destinations: `Viewed {name} Screen`
+    /// (`name`, else `properties.name`; `Viewed Screen` without one), then named as a track
+    /// call's event, so `standard_events` may map it.
+    fn screen_name<'j>(
+        &self,
+        message: &'j SegmentMessage<'_>,
+    ) -> Result<(Cow<'j, str>, Naming), Stop> {
+        let given = message
+            .name
+            .as_ref()
+            .or_else(|| member(message.properties.as_object()?, "name"))
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        let event = match given {
+            Some(name) => format!("Viewed {name} Screen"),
+            None => "Viewed Screen".to_string(),
+        };
+        let naming = name_event(&event, &self.standard_events);
+        let name = match naming.standard {
+            Some(standard) => Cow::Borrowed(standard.as_str()),
+            None => Cow::Owned(check_custom_name("name", event)?),
+        };
+        Ok((name, naming))
+    }
+
     fn name<'j>(&self, message: &'j SegmentMessage<'_>) -> Result<(Cow<'j, str>, Naming), Stop> {
         let event = match &message.event {
             Some(Json::String(name)) if !name.trim().is_empty() => name.as_ref(),
@@ -356,20 +394,7 @@ impl Mapper {
         let naming = name_event(event, &self.standard_events);
         let name = match naming.standard {
             Some(standard) => Cow::Borrowed(standard.as_str()),
-            None => {
-                let chars = event.chars().count();
-                if chars > MAX_CUSTOM_NAME_CHARS {
-                    return Err(Rejection::new(
-                        "event",
-                        format!(
-                            "custom event names are limited to {MAX_CUSTOM_NAME_CHARS} characters by Meta and this one has {chars}; \
-                             shorten it or map it with standard_events"
-                        ),
-                    )
-                    .into());
-                }
-                Cow::Borrowed(event)
-            }
+            None => Cow::Borrowed(check_custom_name("event", event)?),
         };
         Ok((name, naming))
     }
@@ -433,7 +458,15 @@ impl Mapper {
         .into_iter()
         .find_map(|(key, path)| Some((member(properties?, key)?, path)));
         let Some((value, path)) = given else {
-            return Ok(self.action_source);
+            let from_an_app = match &message.context {
+                Part::Object(context) => context.app.is_some(),
+                _ => false,
+            };
+            return Ok(if self.app_action_source && from_an_app {
+                ActionSource::App
+            } else {
+                self.action_source
+            });
         };
         value.as_str().and_then(ActionSource::parse).ok_or_else(|| {
             let shown = match value {
@@ -462,6 +495,21 @@ impl Buffers for Vec<u8> {
     fn buffer(&mut self, _pixel: usize) -> &mut Vec<u8> {
         self
     }
+}
+
+/// A custom event name within Meta's limit; `field` is where it came from.
+fn check_custom_name<T: AsRef<str>>(field: &'static str, name: T) -> Result<T, Rejection> {
+    let chars = name.as_ref().chars().count();
+    if chars > MAX_CUSTOM_NAME_CHARS {
+        return Err(Rejection::new(
+            field,
+            format!(
+                "custom event names are limited to {MAX_CUSTOM_NAME_CHARS} characters by Meta and this one has {chars}; \
+                 shorten it or map it with standard_events"
+            ),
+        ));
+    }
+    Ok(name)
 }
 
 /// Customer information remembered across events (the sink's `enrichment`): what mapping
@@ -518,6 +566,8 @@ fn call_type(message: &SegmentMessage<'_>) -> Result<CallType, Stop> {
                 Ok(CallType::Track)
             } else if kind.eq_ignore_ascii_case("page") {
                 Ok(CallType::Page)
+            } else if kind.eq_ignore_ascii_case("screen") {
+                Ok(CallType::Screen)
             } else {
                 Err(Stop::Skip(SkipReason::NotSent(kind.to_string())))
             }

@@ -42,6 +42,10 @@ pub struct MappingSettings {
     pub consent: ConsentRules,
     /// `page_view`.
     pub page_view: bool,
+    /// `screen_events`: send screen calls as `Viewed {name} Screen`.
+    pub screen_events: bool,
+    /// `app_action_source`: `app` for messages with `context.app` and no action source.
+    pub app_action_source: bool,
     /// Normalizes user_data; holds `phone_country`.
     pub normalizer: Normalizer,
     /// `hash_external_id`.
@@ -71,6 +75,8 @@ impl Default for MappingSettings {
             opt_out: false,
             consent: ConsentRules::default(),
             page_view: false,
+            screen_events: false,
+            app_action_source: false,
             normalizer: Normalizer::new(None).expect("no region is always valid"),
             hash_external_id: true,
             allow_pii_properties: Vec::new(),

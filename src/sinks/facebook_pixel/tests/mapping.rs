@@ -359,6 +359,60 @@ fn pixel_id_field_picks_a_configured_pixel_per_event() {
 // ---- §2 server event ----
 
 #[test]
+fn screen_calls_are_sent_as_viewed_name_screen_only_with_screen_events() {
+    let screen = json!({
+        "type": "screen", "name": "Home", "messageId": "s-1", "anonymousId": "a-1",
+        "timestamp": NOW, "properties": {"tab": "deals"}
+    });
+    assert!(skipped(&mapper(""), &screen).contains("screen"));
+    let m = mapper("screen_events = true\naction_source = \"app\"");
+    let event = mapped(&m, &screen);
+    assert_eq!(event["event_name"], "Viewed Home Screen");
+    assert_eq!(event["action_source"], "app");
+    assert_eq!(event["custom_data"], json!({"tab": "deals"}));
+    let unnamed = without(screen.clone(), "/name");
+    assert_eq!(mapped(&m, &unnamed)["event_name"], "Viewed Screen");
+    let from_properties = with(unnamed, "/properties/name", json!("Cart"));
+    assert_eq!(
+        mapped(&m, &from_properties)["event_name"],
+        "Viewed Cart Screen"
+    );
+    let mapped_name = mapper(
+        "screen_events = true\naction_source = \"app\"\nstandard_events = { \"Viewed Home Screen\" = \"ViewContent\" }",
+    );
+    assert_eq!(mapped(&mapped_name, &screen)["event_name"], "ViewContent");
+}
+
+#[test]
+fn app_action_source_marks_messages_from_an_app() {
+    let from_app = json!({
+        "type": "track", "event": "x", "anonymousId": "a-1", "timestamp": NOW,
+        "context": {"app": {"name": "Shop", "version": "1.2"}}
+    });
+    let m = mapper("app_action_source = true");
+    assert_eq!(
+        mapped(&m, &from_app)["action_source"],
+        "app",
+        "no user agent or URL needed"
+    );
+    let told = with(
+        from_app.clone(),
+        "/properties/action_source",
+        json!("physical_store"),
+    );
+    assert_eq!(
+        mapped(&m, &told)["action_source"],
+        "physical_store",
+        "the message wins"
+    );
+    // Off (the default): the sink's action_source, so this website event lacks its fields.
+    assert!(rejected(&mapper(""), &from_app).starts_with("action_source: website events need"));
+    // Not an app: the sink's default.
+    let web = track("x", json!({}));
+    assert_eq!(mapped(&m, &web)["action_source"], "website");
+}
+
+#[test]
 fn event_time_comes_from_the_first_present_source() {
     let m = mapper("");
     let message = without(track("x", json!({})), "/timestamp");
@@ -1257,6 +1311,28 @@ hash_properties = ["email", "FirstName", "city"]"#,
             "Email": sha("a@b.co"), "phone_number": "1", "first_name": sha("ada"),
             "city": sha("paris"), "plan": "pro"
         })
+    );
+}
+
+#[test]
+fn net_revenue_and_predicted_ltv_are_sent_on_any_event_as_amounts() {
+    let event = mapped(
+        &mapper(""),
+        &track(
+            "Order Completed",
+            json!({"revenue": 30, "net_revenue": "$12.50", "predicted_ltv": 400}),
+        ),
+    );
+    assert_eq!(event["custom_data"]["net_revenue"], 12.5);
+    assert_eq!(event["custom_data"]["predicted_ltv"], 400);
+    let event = mapped(
+        &mapper(""),
+        &track("Subscribed", json!({"predicted_ltv": 90.5})),
+    );
+    assert_eq!(event["custom_data"]["predicted_ltv"], 90.5);
+    assert_eq!(
+        rejected(&mapper(""), &track("x", json!({"net_revenue": "lots"}))),
+        "properties.net_revenue: \"lots\" is not a number"
     );
 }
 
