@@ -100,6 +100,14 @@ pub struct FacebookPixelConfig {
     pub(crate) test_event_code: Option<String>,
     #[serde(default)]
     pub(crate) partner_agent: Option<String>,
+    /// Request fields of offline and CRM uploads: a name for the upload, where it came from,
+    /// and the Meta namespace (offline event set) it belongs to.
+    #[serde(default)]
+    pub(crate) upload_tag: Option<String>,
+    #[serde(default)]
+    pub(crate) upload_source: Option<String>,
+    #[serde(default)]
+    pub(crate) namespace_id: Option<String>,
     #[serde(default = "default_api_version")]
     pub(crate) api_version: String,
     #[serde(default = "default_endpoint")]
@@ -451,6 +459,11 @@ impl FacebookPixelConfig {
             app_secret: self.app_secret.as_ref().map(|s| s.expose()),
             test_event_code: self.test_event_code.as_deref(),
             partner_agent: self.partner_agent.as_deref(),
+            upload: [
+                ("upload_tag", self.upload_tag.as_deref()),
+                ("upload_source", self.upload_source.as_deref()),
+                ("namespace_id", self.namespace_id.as_deref()),
+            ],
             timeout: Duration::from_secs_f64(self.request.timeout_secs),
         }
     }

@@ -246,6 +246,8 @@ pub struct GraphTarget<'a> {
     pub test_event_code: Option<&'a str>,
     /// `partner_agent`, when set.
     pub partner_agent: Option<&'a str>,
+    /// `upload_tag`, `upload_source` and `namespace_id` (offline and CRM uploads), when set.
+    pub upload: [(&'static str, Option<&'a str>); 3],
     /// `request.timeout_secs`.
     pub timeout: Duration,
 }
@@ -296,6 +298,11 @@ impl GraphSettings {
         }
         if let Some(agent) = target.partner_agent.filter(|a| !a.is_empty()) {
             suffix.insert("partner_agent".into(), agent.into());
+        }
+        for (key, value) in target.upload {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                suffix.insert(key.into(), value.into());
+            }
         }
         if let Some(secret) = target.app_secret.filter(|s| !s.is_empty()) {
             suffix.insert(

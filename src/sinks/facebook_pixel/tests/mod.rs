@@ -744,3 +744,22 @@ async fn the_healthcheck_checks_every_pixel_with_its_token() {
     let targets: Vec<String> = graph.requests().iter().map(|r| r.target.clone()).collect();
     assert_eq!(targets, ["/v26.0/123?fields=id", "/v26.0/456?fields=id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_fields_are_sent_with_every_request() {
+    let graph = GraphStandin::start(|_, r| ok(&r.json()));
+    let config = config(
+        graph.port,
+        None,
+        "upload_tag = \"store-2024-06\"\nupload_source = \"pos\"\nnamespace_id = \"987\"\n",
+    );
+    run(&config, vec![tracks(&ids("up", 2))]).await;
+    let requests = graph.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        let body = r.json();
+        assert_eq!(body["upload_tag"], "store-2024-06", "{}", r.body);
+        assert_eq!(body["upload_source"], "pos");
+        assert_eq!(body["namespace_id"], "987");
+    }
+}
