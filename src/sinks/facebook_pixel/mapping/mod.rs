@@ -532,6 +532,32 @@ pub trait UserMemory {
         user: &mut UserData<'m>,
         now: i64,
     ) -> UserDataKeys;
+
+    /// An event with an `order_id` was sent: remember what a later `AppendValue` of that order
+    /// needs of it (Meta's `original_event_data`). `now` is Unix seconds.
+    fn remember_order(&mut self, order_id: &str, original: OriginalEvent, now: i64) {
+        let _ = (order_id, original, now);
+    }
+
+    /// What was remembered of the event sent with `order_id`, if anything (and still fresh).
+    fn recall_order(&mut self, order_id: &str, now: i64) -> Option<OriginalEvent> {
+        let _ = (order_id, now);
+        None
+    }
+}
+
+/// What an `AppendValue` event needs of the conversion it adds value to (Meta's
+/// `original_event_data`), remembered when that conversion was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginalEvent {
+    /// Its `event_name` (`Purchase`).
+    pub event_name: String,
+    /// Its `event_time`, Unix seconds.
+    pub event_time: i64,
+    /// Its `event_id` (the message id), when it had one.
+    pub event_id: Option<String>,
+    /// When the sink sent it, Unix seconds: Meta takes an AppendValue within 7 days of that.
+    pub sent_at: i64,
 }
 
 /// The ids a message is filed under.
