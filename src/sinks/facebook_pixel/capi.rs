@@ -42,6 +42,65 @@ pub struct ServerEvent<'a> {
     /// Limited Data Use options, present only when `limited_data_use` is on.
     #[serde(flatten)]
     pub data_processing: Option<DataProcessing<'a>>,
+    /// The app and device of an `app` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_data: Option<AppData<'a>>,
+    /// The channel of a `business_messaging` event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messaging_channel: Option<MessagingChannel>,
+    /// The conversion an `AppendValue` event adds value to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_event_data: Option<OriginalEventData<'a>>,
+}
+
+/// Meta's `app_data` of an app event.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct AppData<'a> {
+    /// The person allows ad tracking on the device (Apple's ATT, Android's ad id setting).
+    pub advertiser_tracking_enabled: bool,
+    /// The person allows tracking by the app itself.
+    pub application_tracking_enabled: bool,
+    /// Meta's 16 device slots, in Meta's order, `""` where the message says nothing.
+    pub extinfo: [Cow<'a, str>; 16],
+}
+
+/// `messaging_channel`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessagingChannel {
+    Whatsapp,
+    Messenger,
+    Instagram,
+}
+
+impl MessagingChannel {
+    /// Every channel.
+    pub const ALL: [MessagingChannel; 3] = [
+        MessagingChannel::Whatsapp,
+        MessagingChannel::Messenger,
+        MessagingChannel::Instagram,
+    ];
+
+    /// Meta's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessagingChannel::Whatsapp => "whatsapp",
+            MessagingChannel::Messenger => "messenger",
+            MessagingChannel::Instagram => "instagram",
+        }
+    }
+}
+
+/// `original_event_data` of an `AppendValue` event.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct OriginalEventData<'a> {
+    pub event_name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Cow<'a, str>>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -159,6 +218,19 @@ pub struct UserData<'a> {
     /// The mobile advertiser id, IDFA or AAID (app events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub madid: Option<&'a str>,
+    /// Business-messaging ids (`business_messaging` events only), unhashed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctwa_clid: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_scoped_user_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ig_account_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ig_sid: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp_business_account_id: Option<Cow<'a, str>>,
 }
 
 /// Which user_data keys an event carries, as bits in [`UserDataKeys::NAMES`] order.
@@ -167,7 +239,7 @@ pub struct UserDataKeys(u32);
 
 impl UserDataKeys {
     /// The CAPI user_data keys, in bit order.
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 26] = [
         "em",
         "ph",
         "fn",
@@ -188,6 +260,12 @@ impl UserDataKeys {
         "lead_id",
         "anon_id",
         "madid",
+        "ctwa_clid",
+        "page_id",
+        "page_scoped_user_id",
+        "ig_account_id",
+        "ig_sid",
+        "whatsapp_business_account_id",
     ];
 
     /// The names of the keys present.
@@ -241,6 +319,12 @@ impl UserData<'_> {
             self.lead_id.is_some(),
             self.anon_id.is_some(),
             self.madid.is_some(),
+            self.ctwa_clid.is_some(),
+            self.page_id.is_some(),
+            self.page_scoped_user_id.is_some(),
+            self.ig_account_id.is_some(),
+            self.ig_sid.is_some(),
+            self.whatsapp_business_account_id.is_some(),
         ];
         UserDataKeys(
             present
@@ -263,6 +347,26 @@ impl UserData<'_> {
             || self.fb_login_id.is_some()
             || self.anon_id.is_some()
             || self.madid.is_some()
+            || self.ctwa_clid.is_some()
+            || self.page_scoped_user_id.is_some()
+            || self.ig_sid.is_some()
+    }
+}
+
+impl<'a> UserData<'a> {
+    /// The business-messaging id slot of `key` (a [`MessagingId`] key).
+    ///
+    /// [`MessagingId`]: crate::sinks::facebook_pixel::mapping::message::MessagingId
+    pub fn messaging_id_mut(&mut self, key: &str) -> Option<&mut Option<Cow<'a, str>>> {
+        Some(match key {
+            "ctwa_clid" => &mut self.ctwa_clid,
+            "page_id" => &mut self.page_id,
+            "page_scoped_user_id" => &mut self.page_scoped_user_id,
+            "ig_account_id" => &mut self.ig_account_id,
+            "ig_sid" => &mut self.ig_sid,
+            "whatsapp_business_account_id" => &mut self.whatsapp_business_account_id,
+            _ => return None,
+        })
     }
 }
 
@@ -311,6 +415,12 @@ pub struct CustomData<'a> {
     /// The customer's predicted lifetime value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted_ltv: Option<serde_json::Number>,
+    /// Conversion Leads: `crm` for a CRM stage of a lead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<&'static str>,
+    /// Conversion Leads: the CRM the lead's stages come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_event_source: Option<&'a str>,
     /// Properties passed through unchanged (or hashed), after the computed keys.
     #[serde(flatten)]
     pub properties: Properties<'a>,
@@ -330,6 +440,8 @@ impl CustomData<'_> {
             && self.search_string.is_none()
             && self.net_revenue.is_none()
             && self.predicted_ltv.is_none()
+            && self.event_source.is_none()
+            && self.lead_event_source.is_none()
             && self.properties.0.is_empty()
     }
 
@@ -348,6 +460,8 @@ impl CustomData<'_> {
             "search_string" => self.search_string.is_some(),
             "net_revenue" => self.net_revenue.is_some(),
             "predicted_ltv" => self.predicted_ltv.is_some(),
+            "event_source" => self.event_source.is_some(),
+            "lead_event_source" => self.lead_event_source.is_some(),
             _ => false,
         }
     }

@@ -86,6 +86,10 @@ pub struct FacebookPixelConfig {
     /// that name no action source.
     #[serde(default)]
     pub(crate) app_action_source: bool,
+    /// Conversion Leads: the CRM the lead stages come from (`HubSpot`, `Salesforce`), sent as
+    /// `custom_data.lead_event_source` on `system_generated` events with a `lead_id`.
+    #[serde(default)]
+    pub(crate) lead_event_source: Option<String>,
     /// ISO 3166-1 region for phone numbers written without a country code.
     #[serde(default)]
     pub(crate) phone_country: Option<String>,
@@ -357,6 +361,7 @@ impl FacebookPixelConfig {
                     page_view: self.page_view,
                     screen_events: self.screen_events,
                     app_action_source: self.app_action_source,
+                    lead_event_source: self.lead_event_source.clone(),
                     normalizer,
                     hash_external_id: self.hash_external_id,
                     allow_pii_properties: self.allow_pii_properties.clone(),

@@ -56,7 +56,7 @@ fn read_for_standard_fields(kind: Option<EcommerceEvent>) -> &'static [&'static 
 }
 
 /// Never passed through: they are read for user_data or the event itself.
-const NEVER_PASSED: [&str; 15] = [
+const NEVER_PASSED: [&str; 34] = [
     "fbp",
     "fbc",
     "action_source",
@@ -72,6 +72,25 @@ const NEVER_PASSED: [&str; 15] = [
     "fbLoginId",
     "anon_id",
     "anonId",
+    "original_event_id",
+    "originalEventId",
+    "original_event_name",
+    "originalEventName",
+    "original_event_time",
+    "originalEventTime",
+    "messaging_channel",
+    "ctwa_clid",
+    "ctwaClid",
+    "page_id",
+    "pageId",
+    "page_scoped_user_id",
+    "pageScopedUserId",
+    "ig_account_id",
+    "igAccountId",
+    "ig_sid",
+    "igSid",
+    "whatsapp_business_account_id",
+    "whatsappBusinessAccountId",
 ];
 
 /// Property names that are personal data, squashed.

@@ -24,10 +24,13 @@ pub enum StandardEvent {
     StartTrial,
     SubmitApplication,
     Subscribe,
+    /// Not a Pixel standard event but Meta's fixed name for a value update (pLTV) of an
+    /// earlier conversion; `standard_events` may target it.
+    AppendValue,
 }
 
 impl StandardEvent {
-    pub const ALL: [StandardEvent; 17] = [
+    pub const ALL: [StandardEvent; 18] = [
         StandardEvent::ViewContent,
         StandardEvent::Search,
         StandardEvent::AddToCart,
@@ -45,6 +48,7 @@ impl StandardEvent {
         StandardEvent::StartTrial,
         StandardEvent::SubmitApplication,
         StandardEvent::Subscribe,
+        StandardEvent::AppendValue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl StandardEvent {
             StandardEvent::StartTrial => "StartTrial",
             StandardEvent::SubmitApplication => "SubmitApplication",
             StandardEvent::Subscribe => "Subscribe",
+            StandardEvent::AppendValue => "AppendValue",
         }
     }
 }

@@ -87,11 +87,13 @@ pub struct Context<'a> {
     pub advertising_id: Option<Json<'a>>,
     /// `context.device.adTrackingEnabled`.
     pub ad_tracking_enabled: Option<Json<'a>>,
-    /// What Segment's mobile libraries say of the app and the device, when `context.app` is
-    /// an object: the message comes from an app.
+    /// `context.app`, when it is an object: the message comes from an app.
     pub app: Option<Box<AppContext<'a>>>,
-    /// The rest of the device context, kept aside until `context.app` says it is an app's.
-    device: DeviceContext<'a>,
+    /// What Segment's mobile libraries say of the device.
+    pub device: DeviceContext<'a>,
+    /// `context.messaging_channel` and the business-messaging ids, by [`MessagingId`].
+    pub messaging_channel: Option<Json<'a>>,
+    pub messaging_ids: [Option<Json<'a>>; MESSAGING_IDS],
     pub traits: Part<Box<Traits<'a>>>,
 }
 
@@ -115,7 +117,7 @@ pub struct DeviceContext<'a> {
     pub timezone: Option<Json<'a>>,
 }
 
-/// `context.app` and the device fields of an app's message.
+/// `context.app`.
 #[derive(Debug, Default)]
 pub struct AppContext<'a> {
     /// `context.app.name`, `.version`, `.build`, `.namespace` (the bundle id / package name).
@@ -123,8 +125,62 @@ pub struct AppContext<'a> {
     pub version: Option<Json<'a>>,
     pub build: Option<Json<'a>>,
     pub namespace: Option<Json<'a>>,
-    /// The device it runs on.
-    pub device: DeviceContext<'a>,
+}
+
+/// The ids of a business-messaging event (Meta sends them unhashed in user_data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessagingId {
+    CtwaClid,
+    PageId,
+    PageScopedUserId,
+    IgAccountId,
+    IgSid,
+    WhatsappBusinessAccountId,
+}
+
+/// How many [`MessagingId`]s there are.
+pub const MESSAGING_IDS: usize = 6;
+
+impl MessagingId {
+    /// Every id, in slot order.
+    pub const ALL: [MessagingId; MESSAGING_IDS] = [
+        MessagingId::CtwaClid,
+        MessagingId::PageId,
+        MessagingId::PageScopedUserId,
+        MessagingId::IgAccountId,
+        MessagingId::IgSid,
+        MessagingId::WhatsappBusinessAccountId,
+    ];
+
+    /// Meta's name, which is also the snake_case key read.
+    pub fn key(self) -> &'static str {
+        match self {
+            MessagingId::CtwaClid => "ctwa_clid",
+            MessagingId::PageId => "page_id",
+            MessagingId::PageScopedUserId => "page_scoped_user_id",
+            MessagingId::IgAccountId => "ig_account_id",
+            MessagingId::IgSid => "ig_sid",
+            MessagingId::WhatsappBusinessAccountId => "whatsapp_business_account_id",
+        }
+    }
+
+    /// The camelCase spelling also read.
+    pub fn camel(self) -> &'static str {
+        match self {
+            MessagingId::CtwaClid => "ctwaClid",
+            MessagingId::PageId => "pageId",
+            MessagingId::PageScopedUserId => "pageScopedUserId",
+            MessagingId::IgAccountId => "igAccountId",
+            MessagingId::IgSid => "igSid",
+            MessagingId::WhatsappBusinessAccountId => "whatsappBusinessAccountId",
+        }
+    }
+
+    fn of_key(key: &str) -> Option<MessagingId> {
+        Self::ALL
+            .into_iter()
+            .find(|id| id.key() == key || id.camel() == key)
+    }
 }
 
 /// The fields of a Segment message that mapping reads.
@@ -425,12 +481,15 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseE
             }
             "locale" => set(&mut c.device.locale, value(nodes, i, 2)?),
             "timezone" => set(&mut c.device.timezone, value(nodes, i, 2)?),
-            _ => {}
+            "messaging_channel" | "messagingChannel" => {
+                set(&mut c.messaging_channel, value(nodes, i, 2)?)
+            }
+            other => {
+                if let Some(id) = MessagingId::of_key(other) {
+                    set(&mut c.messaging_ids[id as usize], value(nodes, i, 2)?);
+                }
+            }
         }
-    }
-    // The device fields matter only to an app's message.
-    if let Some(app) = &mut c.app {
-        app.device = std::mem::take(&mut c.device);
     }
     Ok(Box::new(c))
 }

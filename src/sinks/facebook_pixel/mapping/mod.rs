@@ -3,12 +3,15 @@
 //! Pure: no I/O, no clock (the caller passes `now`), no globals. Every message ends as exactly
 //! one of [`Outcome::Mapped`], [`Outcome::Skipped`] or [`Outcome::Rejected`].
 
+mod app_data;
+pub mod append_value;
 pub mod consent;
 pub mod custom_data;
 mod data_processing;
 pub mod event_name;
 pub mod event_time;
 pub mod message;
+mod messaging;
 pub mod money;
 mod outcome;
 mod settings;
@@ -46,6 +49,7 @@ pub struct Mapper {
     page_view: bool,
     screen_events: bool,
     app_action_source: bool,
+    lead_event_source: Option<String>,
     limited_data_use: bool,
     ldu_country: i64,
     ldu_state: i64,
@@ -84,6 +88,7 @@ impl Mapper {
             page_view: config.page_view,
             screen_events: config.screen_events,
             app_action_source: config.app_action_source,
+            lead_event_source: config.lead_event_source,
             limited_data_use: config.limited_data_use,
             ldu_country: config.ldu_country,
             ldu_state: config.ldu_state,
@@ -127,7 +132,7 @@ impl Mapper {
     /// Maps one parsed message. `now` is the clock for the event-time window.
     pub fn map<'j>(&'j self, message: &'j SegmentMessage<'_>, now: DateTime<Utc>) -> Mapping<'j> {
         let mut notes = Notes::default();
-        let outcome = Stop::outcome(self.map_inner(message, now, &mut notes, None));
+        let outcome = Stop::outcome(self.map_inner(message, now, &mut notes, None, &mut None));
         Mapping { outcome, notes }
     }
 
@@ -163,7 +168,7 @@ impl Mapper {
         bytes: &mut [u8],
         now: DateTime<Utc>,
         buffers: &mut dyn Buffers,
-        memory: Option<&mut dyn UserMemory>,
+        mut memory: Option<&mut dyn UserMemory>,
     ) -> (Outcome<()>, Notes) {
         let message = match self.parse(bytes) {
             Ok(message) => message,
@@ -172,8 +177,9 @@ impl Mapper {
         // Not through `map`: a server event is over a kilobyte, and wrapping it in an `Outcome`
         // only to unwrap it again copied it twice.
         let mut notes = Notes::default();
+        let mut order = None;
         let written = self
-            .map_inner(&message, now, &mut notes, memory)
+            .map_inner(&message, now, &mut notes, memory.as_deref_mut(), &mut order)
             .and_then(|event| {
                 let out = buffers.buffer(notes.pixel);
                 let start = out.len();
@@ -184,6 +190,10 @@ impl Mapper {
                     Stop::Reject(Rejection::new("message", format!("cannot serialize: {e}")))
                 })
             });
+        // Remembered once the event is written: until then it holds values borrowed from memory.
+        if let (Ok(()), Some(memory), Some((order_id, original))) = (&written, memory, order) {
+            memory.remember_order(&order_id, original, now.timestamp());
+        }
         let outcome = Stop::outcome(written);
         (outcome, notes)
     }
@@ -194,6 +204,7 @@ impl Mapper {
         now: DateTime<Utc>,
         notes: &mut Notes,
         mut memory: Option<&'j mut (dyn UserMemory + 'm)>,
+        order: &mut Option<(String, OriginalEvent)>,
     ) -> Result<ServerEvent<'j>, Stop> {
         // Skips first: a message that is not sent is never rejected (nor dead-lettered) for
         // what it carries. A message switched off for this destination teaches nothing either.
@@ -259,6 +270,23 @@ impl Mapper {
 
         notes.pixel = self.pixel(message)?;
         let opt_out = self.opt_out(message)?;
+        let append = event_name == StandardEvent::AppendValue.as_str();
+        let original_event_data = if append {
+            let recalled = append_value::order_id(message).and_then(|order_id| {
+                memory
+                    .as_deref_mut()?
+                    .recall_order(&order_id, now.timestamp())
+            });
+            Some(append_value::original_event_data(
+                message, event_time, now, recalled,
+            )?)
+        } else {
+            None
+        };
+        let app_data = match action_source {
+            ActionSource::App => Some(app_data::build(message)?),
+            _ => None,
+        };
         let current_year = now.year();
         let page_url = page_url(message);
         // The click's own time, even when event_time was clamped to now: Meta reads fbc's
@@ -276,6 +304,11 @@ impl Mapper {
             user_data.anon_id = None;
             user_data.madid = None;
         }
+        let messaging_channel = match action_source {
+            ActionSource::BusinessMessaging => Some(messaging::build(message, &mut user_data)?),
+            _ => None,
+        };
+        let remembering = memory.is_some();
         if let Some(memory) = memory.take() {
             let ids = UserIds::of(message);
             notes.enriched = memory.learn_and_recall(&ids, &mut user_data, now.timestamp());
@@ -308,7 +341,7 @@ impl Mapper {
             )
             .into());
         }
-        let custom_data = custom_data::build(
+        let mut custom_data = custom_data::build(
             message,
             &naming,
             &self.custom_data,
@@ -316,6 +349,43 @@ impl Mapper {
             facts,
             notes,
         )?;
+        if action_source == ActionSource::SystemGenerated && user_data.lead_id.is_some() {
+            // Meta's Conversion Leads: a CRM stage of a lead says so, and names its CRM.
+            let given = |key: &str| custom_data.properties.0.iter().any(|(k, _)| *k == key);
+            if !given("event_source") {
+                custom_data.event_source = Some("crm");
+            }
+            if !given("lead_event_source") {
+                custom_data.lead_event_source = self.lead_event_source.as_deref();
+            }
+        }
+        if append {
+            let positive = custom_data
+                .predicted_ltv
+                .as_ref()
+                .and_then(serde_json::Number::as_f64)
+                .is_some_and(|v| v > 0.0);
+            if !positive {
+                return Err(Rejection::new(
+                    "properties.predicted_ltv",
+                    "an AppendValue event carries the predicted lifetime value, a positive amount (Meta requires it)",
+                )
+                .into());
+            }
+            custom_data
+                .currency
+                .get_or_insert(self.custom_data.default_currency);
+        } else if remembering && let Some(order_id) = &custom_data.order_id {
+            *order = Some((
+                order_id.to_string(),
+                OriginalEvent {
+                    event_name: event_name.to_string(),
+                    event_time,
+                    event_id: event_id.as_ref().map(|id| id.to_string()),
+                    sent_at: now.timestamp(),
+                },
+            ));
+        }
         Ok(ServerEvent {
             event_name,
             event_time,
@@ -331,6 +401,9 @@ impl Mapper {
                 self.limited_data_use
                     .then_some((self.ldu_country, self.ldu_state)),
             ),
+            app_data,
+            messaging_channel,
+            original_event_data,
         })
     }
 

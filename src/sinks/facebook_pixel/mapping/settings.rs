@@ -46,6 +46,8 @@ pub struct MappingSettings {
     pub screen_events: bool,
     /// `app_action_source`: `app` for messages with `context.app` and no action source.
     pub app_action_source: bool,
+    /// `lead_event_source`: the CRM named on Conversion Leads events.
+    pub lead_event_source: Option<String>,
     /// Normalizes user_data; holds `phone_country`.
     pub normalizer: Normalizer,
     /// `hash_external_id`.
@@ -77,6 +79,7 @@ impl Default for MappingSettings {
             page_view: false,
             screen_events: false,
             app_action_source: false,
+            lead_event_source: None,
             normalizer: Normalizer::new(None).expect("no region is always valid"),
             hash_external_id: true,
             allow_pii_properties: Vec::new(),

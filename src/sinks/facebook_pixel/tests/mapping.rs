@@ -362,7 +362,8 @@ fn pixel_id_field_picks_a_configured_pixel_per_event() {
 fn screen_calls_are_sent_as_viewed_name_screen_only_with_screen_events() {
     let screen = json!({
         "type": "screen", "name": "Home", "messageId": "s-1", "anonymousId": "a-1",
-        "timestamp": NOW, "properties": {"tab": "deals"}
+        "timestamp": NOW, "properties": {"tab": "deals"},
+        "context": {"os": {"name": "Android", "version": "14"}}
     });
     assert!(skipped(&mapper(""), &screen).contains("screen"));
     let m = mapper("screen_events = true\naction_source = \"app\"");
@@ -387,7 +388,7 @@ fn screen_calls_are_sent_as_viewed_name_screen_only_with_screen_events() {
 fn app_action_source_marks_messages_from_an_app() {
     let from_app = json!({
         "type": "track", "event": "x", "anonymousId": "a-1", "timestamp": NOW,
-        "context": {"app": {"name": "Shop", "version": "1.2"}}
+        "context": {"app": {"name": "Shop", "version": "1.2"}, "os": {"name": "iOS", "version": "17.4"}}
     });
     let m = mapper("app_action_source = true");
     assert_eq!(
@@ -503,13 +504,13 @@ fn event_source_url_falls_back_to_properties_url() {
 
 #[test]
 fn action_source_comes_from_properties_then_the_setting() {
-    let m = mapper("action_source = \"app\"");
+    let m = mapper("action_source = \"chat\"");
     let event = mapped(&m, &track("x", json!({"action_source": "email"})));
     assert_eq!(event["action_source"], "email");
     assert!(event.get("custom_data").is_none());
-    let event = mapped(&m, &track("x", json!({"actionSource": "chat"})));
-    assert_eq!(event["action_source"], "chat");
-    assert_eq!(mapped(&m, &track("x", json!({})))["action_source"], "app");
+    let event = mapped(&m, &track("x", json!({"actionSource": "other"})));
+    assert_eq!(event["action_source"], "other");
+    assert_eq!(mapped(&m, &track("x", json!({})))["action_source"], "chat");
     assert!(
         rejected(&m, &track("x", json!({"action_source": "web"}))).starts_with(
             "properties.action_source: \"web\" is not a Meta action source (one of email, website,"
@@ -934,8 +935,8 @@ fn unhashed_ids_come_from_traits_then_properties_in_either_spelling() {
     assert_eq!(user["fb_login_id"], "4455");
     assert_eq!(
         event["custom_data"],
-        json!({"plan": "pro"}),
-        "ids are not custom data"
+        json!({"plan": "pro", "event_source": "crm"}),
+        "ids are not custom data; a lead's stage is a CRM event"
     );
     // Each is enough customer information on its own.
     for (key, value) in [
@@ -954,7 +955,8 @@ fn unhashed_ids_come_from_traits_then_properties_in_either_spelling() {
 fn madid_and_anon_id_are_sent_for_app_events_only() {
     let message = json!({
         "type": "track", "event": "x", "timestamp": NOW,
-        "context": {"device": {"advertisingId": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "adTrackingEnabled": true}},
+        "context": {"device": {"advertisingId": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "adTrackingEnabled": true},
+                    "os": {"name": "iOS", "version": "17.4"}},
         "properties": {"anon_id": "install-1", "action_source": "app"}
     });
     let event = mapped(&mapper(""), &message);
@@ -1406,6 +1408,167 @@ fn ldu_country_and_state_settings_fix_the_state() {
     assert_eq!(out["data_processing_options"], json!(["LDU"]));
     assert_eq!(out["data_processing_options_country"], 1);
     assert_eq!(out["data_processing_options_state"], 1000);
+}
+
+// ---- beyond the web: app, CRM, business messaging, value updates (issue 14) ----
+
+fn app_track() -> Value {
+    json!({
+        "type": "track", "event": "Level Up", "anonymousId": "a-1", "timestamp": NOW,
+        "context": {
+            "app": {"name": "Shop", "version": "2.1", "build": "210", "namespace": "com.shop"},
+            "device": {"model": "Pixel 8", "adTrackingEnabled": false, "advertisingId": "aaid-1"},
+            "os": {"name": "Android", "version": "14"},
+            "screen": {"width": 1080, "height": 2400, "density": 2.75},
+            "network": {"carrier": "T-Mobile"},
+            "locale": "de-DE", "timezone": "Europe/Berlin"
+        }
+    })
+}
+
+#[test]
+fn app_events_carry_app_data_with_sixteen_extinfo_strings() {
+    let m = mapper("app_action_source = true");
+    let event = mapped(&m, &app_track());
+    assert_eq!(event["action_source"], "app");
+    assert_eq!(
+        event["app_data"],
+        json!({
+            "advertiser_tracking_enabled": false,
+            "application_tracking_enabled": true,
+            "extinfo": ["a2", "com.shop", "210", "2.1", "14", "Pixel 8", "de_DE", "", "T-Mobile",
+                        "1080", "2400", "2.75", "", "", "", "Europe/Berlin"]
+        })
+    );
+    assert!(
+        event["user_data"].get("madid").is_none(),
+        "tracking disabled"
+    );
+    assert!(event.get("event_source_url").is_none());
+    let no_version = without(app_track(), "/context/os/version");
+    assert_eq!(
+        rejected(&m, &no_version),
+        "context.os.version: missing: Meta requires the OS version in an app event's app_data.extinfo"
+    );
+    let web = track("x", json!({}));
+    assert!(
+        mapped(&m, &web).get("app_data").is_none(),
+        "not an app's message"
+    );
+}
+
+#[test]
+fn crm_stages_of_a_lead_are_conversion_leads_events() {
+    let m = mapper("lead_event_source = \"HubSpot\"");
+    let stage = json!({
+        "type": "track", "event": "Sales Opportunity", "timestamp": NOW,
+        "properties": {"lead_id": "123456789012345", "action_source": "system_generated"}
+    });
+    let event = mapped(&m, &stage);
+    assert_eq!(event["event_name"], "Sales Opportunity");
+    assert_eq!(event["user_data"], json!({"lead_id": "123456789012345"}));
+    assert_eq!(
+        event["custom_data"],
+        json!({"event_source": "crm", "lead_event_source": "HubSpot"})
+    );
+    let own = with(stage, "/properties/lead_event_source", json!("Salesforce"));
+    assert_eq!(
+        mapped(&m, &own)["custom_data"]["lead_event_source"],
+        "Salesforce"
+    );
+}
+
+#[test]
+fn business_messaging_events_need_their_channel_and_its_ids() {
+    let m = mapper("");
+    let whatsapp = json!({
+        "type": "track", "event": "Purchase", "timestamp": NOW,
+        "properties": {"action_source": "business_messaging", "messaging_channel": "WhatsApp",
+                       "ctwa_clid": "ARAk-1", "revenue": 5}
+    });
+    let event = mapped(&m, &whatsapp);
+    assert_eq!(event["messaging_channel"], "whatsapp");
+    assert_eq!(event["user_data"], json!({"ctwa_clid": "ARAk-1"}));
+    assert_eq!(
+        event["custom_data"],
+        json!({"value": 5, "currency": "USD"}),
+        "ids are not custom data"
+    );
+    assert_eq!(
+        rejected(&m, &without(whatsapp.clone(), "/properties/ctwa_clid")),
+        "properties: whatsapp events need ctwa_clid (in properties or context), as Meta matches them by it"
+    );
+    assert!(
+        rejected(
+            &m,
+            &without(whatsapp.clone(), "/properties/messaging_channel")
+        )
+        .starts_with("properties.messaging_channel: missing")
+    );
+    assert_eq!(
+        rejected(
+            &m,
+            &with(whatsapp, "/properties/messaging_channel", json!("sms"))
+        ),
+        "properties.messaging_channel: \"sms\" is not a Meta messaging channel (whatsapp, messenger or instagram)"
+    );
+    let messenger = json!({
+        "type": "track", "event": "Lead", "timestamp": NOW,
+        "context": {"messagingChannel": "messenger", "pageId": "77", "page_scoped_user_id": 8899},
+        "properties": {"action_source": "business_messaging"}
+    });
+    let event = mapped(&m, &messenger);
+    assert_eq!(
+        event["user_data"],
+        json!({"page_id": "77", "page_scoped_user_id": "8899"})
+    );
+}
+
+#[test]
+fn append_value_names_its_conversion_within_metas_rules() {
+    let m = mapper(
+        "standard_events = { \"LTV Predicted\" = \"AppendValue\" }\naction_source = \"system_generated\"",
+    );
+    let update = json!({
+        "type": "track", "event": "LTV Predicted", "userId": "u-1", "timestamp": NOW,
+        "properties": {"order_id": "o-1", "original_event_name": "Purchase",
+                       "original_event_time": "2024-06-14T12:00:00Z", "original_event_id": "m-0",
+                       "predicted_ltv": "$250"}
+    });
+    let event = mapped(&m, &update);
+    assert_eq!(event["event_name"], "AppendValue");
+    assert_eq!(
+        event["original_event_data"],
+        json!({"event_name": "Purchase", "event_time": 1718366400, "order_id": "o-1", "event_id": "m-0"})
+    );
+    assert_eq!(event["custom_data"]["predicted_ltv"], 250);
+    assert_eq!(event["custom_data"]["currency"], "USD");
+    assert!(event["custom_data"].get("original_event_name").is_none());
+    for (pointer, value, reason) in [
+        (
+            "/properties/predicted_ltv",
+            json!(-3),
+            "properties.predicted_ltv: an AppendValue event carries",
+        ),
+        (
+            "/properties/original_event_time",
+            json!("2024-06-15T13:00:00Z"),
+            "timestamp: an AppendValue must be later",
+        ),
+        (
+            "/properties/original_event_time",
+            json!("2024-06-01T12:00:00Z"),
+            "timestamp: the conversion was sent 14 days ago",
+        ),
+    ] {
+        let r = rejected(&m, &with(update.clone(), pointer, value));
+        assert!(r.starts_with(reason), "{pointer}: {r}");
+    }
+    let unnamed = without(
+        without(update, "/properties/order_id"),
+        "/properties/original_event_id",
+    );
+    assert!(rejected(&m, &unnamed).starts_with("properties.order_id: missing"));
 }
 
 // ---- found in review ----
