@@ -271,6 +271,13 @@ impl Mapper {
         notes.pixel = self.pixel(message)?;
         let opt_out = self.opt_out(message)?;
         let append = event_name == StandardEvent::AppendValue.as_str();
+        if append && action_source == ActionSource::App {
+            return Err(Rejection::new(
+                "action_source",
+                "Meta's predicted lifetime value (AppendValue) does not support app events; send it with the conversion's web or server action source",
+            )
+            .into());
+        }
         let original_event_data = if append {
             let recalled = append_value::order_id(message).and_then(|order_id| {
                 memory
