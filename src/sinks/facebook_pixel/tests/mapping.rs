@@ -1564,6 +1564,8 @@ fn append_value_names_its_conversion_within_metas_rules() {
         let r = rejected(&m, &with(update.clone(), pointer, value));
         assert!(r.starts_with(reason), "{pointer}: {r}");
     }
+    let app = with(update.clone(), "/properties/action_source", json!("app"));
+    assert!(rejected(&m, &app).starts_with("action_source: Meta's predicted lifetime value"));
     let unnamed = without(
         without(update, "/properties/order_id"),
         "/properties/original_event_id",
