@@ -306,7 +306,13 @@ impl Mapper {
             current_year,
             &mut notes.dropped,
         );
-        if action_source != ActionSource::App {
+        if action_source == ActionSource::App {
+            // Meta's anon_id is "Your install ID"; Segment's mobile libraries make anonymousId
+            // once per install, so it is one unless the message names its own.
+            if user_data.anon_id.is_none() {
+                user_data.anon_id = message.anonymous_id.as_ref().and_then(id_text);
+            }
+        } else {
             // Meta: "This parameter is for app events only".
             user_data.anon_id = None;
             user_data.madid = None;
