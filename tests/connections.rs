@@ -1,7 +1,8 @@
 //! Connections that never send a request, as an adversary opens them: the real binary must
 //! close them after `header_timeout_secs`, keep at most `max_connections` open per listener
 //! (saying so in its log), keep serving real clients and `/health` on the API's own port,
-//! and survive a low open-file limit.
+//! and survive a low open-file limit. Busy kept-alive connections are retired after
+//! `keepalive.max_connection_age_secs`, never in the middle of a request.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -342,4 +343,222 @@ fn under_a_low_open_file_limit_the_default_max_connections_stays_below_it() {
         "{}",
         p.stderr()
     );
+}
+
+/// Options of a source whose connections are retired after `secs` (no jitter), and not for
+/// being idle (the header timeout is far longer than the tests).
+fn max_age(secs: u64) -> String {
+    format!(
+        "header_timeout_secs = 60\nkeepalive.max_connection_age_secs = {secs}\nkeepalive.max_connection_age_jitter_factor = 0.0"
+    )
+}
+
+/// The head of one answer on `stream` (the `http_server` source answers with an empty body).
+fn read_head(stream: &mut TcpStream, what: &str) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream
+            .read(&mut byte)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            n,
+            1,
+            "{what}: the answer was cut short: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+const EVENT: &[u8] = br#"{"event":"x"}"#;
+
+fn request_head(body_len: usize) -> String {
+    format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n")
+}
+
+#[test]
+fn a_busy_keep_alive_connection_is_closed_after_the_answer_following_its_max_age() {
+    let (port, api_port) = (free_port(), free_port());
+    let _p = start(port, api_port, "", &max_age(2));
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let connected = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answers = 0;
+    let closed_at = loop {
+        assert!(
+            connected.elapsed() < LIMIT,
+            "still kept alive {:?} after connecting, with max_connection_age_secs = 2",
+            connected.elapsed()
+        );
+        stream
+            .write_all(request_head(EVENT.len()).as_bytes())
+            .unwrap();
+        stream.write_all(EVENT).unwrap();
+        let head = read_head(&mut stream, &format!("answer {answers}"));
+        let at = connected.elapsed();
+        answers += 1;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        if head.contains("connection: close") {
+            break at;
+        }
+        assert!(
+            at < Duration::from_millis(2100),
+            "answer {answers} at {at:?} is past the age of 2 s and does not close: {head}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        closed_at >= Duration::from_secs(2),
+        "closed at {closed_at:?}, before max_connection_age_secs = 2"
+    );
+    assert!(answers > 3, "kept alive until then: {answers} answers");
+    // And then it is closed by the server, long before the header timeout (60 s).
+    let after = wait_closed(
+        &mut stream,
+        Instant::now(),
+        Duration::from_secs(10),
+        "retired connection",
+    );
+    assert!(after < Duration::from_secs(10), "{after:?}");
+}
+
+#[test]
+fn a_request_under_way_at_the_max_age_is_answered_before_the_connection_closes() {
+    let (port, api_port) = (free_port(), free_port());
+    let _p = start(port, api_port, "", &max_age(1));
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The head and half the body before the age is reached, the rest after it.
+    stream
+        .write_all(request_head(EVENT.len()).as_bytes())
+        .unwrap();
+    stream.write_all(&EVENT[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    stream.write_all(&EVENT[5..]).unwrap();
+    let head = read_head(&mut stream, "the request spanning the age");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    wait_closed(
+        &mut stream,
+        Instant::now(),
+        Duration::from_secs(10),
+        "retired connection",
+    );
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (dir.join("crt.pem"), dir.join("key.pem"));
+    let output = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (crt, key)
+}
+
+// Over TLS (HTTP/2 chosen by ALPN): curl 7.88 does not reuse a cleartext prior-knowledge
+// HTTP/2 connection for a second request at all, whatever the server.
+#[test]
+fn an_http2_connection_gets_a_goaway_at_its_max_age_and_the_client_reconnects() {
+    let (port, api_port) = (free_port(), free_port());
+    let dir = crate::support::temp_dir("max-age-h2");
+    let (crt, key) = certificate(&dir);
+    let options = format!(
+        "{}\ntls = {{ crt_file = \"{}\", key_file = \"{}\" }}",
+        max_age(1),
+        crt.display(),
+        key.display()
+    );
+    let _p = start(port, api_port, "", &options);
+    let url = format!("https://127.0.0.1:{port}/");
+    // Nine POSTs at three a second over one HTTP/2 connection while it lasts; curl says for
+    // each whether it had to connect anew.
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--rate",
+            "3/s",
+            "-o",
+            "/dev/null",
+            "--cacert",
+        ])
+        .arg(&crt)
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            r#"{"event":"x"}"#,
+        ])
+        .args(["-w", "%{num_connects} %{http_code} %{http_version}\n"])
+        .args(std::iter::repeat_n(url.as_str(), 9))
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 9, "{stdout}");
+    assert!(
+        lines.iter().all(|l| l.ends_with(" 200 2")),
+        "every POST answered over HTTP/2: {stdout}"
+    );
+    let connects = lines.iter().filter(|l| l.starts_with("1 ")).count();
+    assert!(
+        (2..=5).contains(&connects),
+        "over 3 s with max_connection_age_secs = 1, curl connects a few times: {stdout}"
+    );
+}
+
+#[test]
+fn keepalive_settings_are_checked_by_validate_for_both_http_sources() {
+    let (port, api_port) = (free_port(), free_port());
+    for (kind, extra) in [("http_server", ""), ("segment", "write_keys = [\"k\"]\n")] {
+        let path = temp_file(
+            "keepalive.toml",
+            &format!(
+                "[api]\naddress = \"127.0.0.1:{api_port}\"\n\n[sources.web]\ntype = \"{kind}\"\naddress = \"127.0.0.1:{port}\"\n{extra}keepalive.max_connection_age_jitter_factor = 1.5\n\n[sinks.hole]\ntype = \"blackhole\"\ninputs = [\"web\"]\n"
+            ),
+        );
+        let out = crate::support::fbpixel(
+            &["validate", "--no-environment", path.to_str().unwrap()],
+            b"",
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("keepalive.max_connection_age_jitter_factor")
+                && stderr.contains("from 0 to 1"),
+            "{kind}: {stderr}"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The `segment` source with Segment's real client libraries (Python and Node, installed by
-//! `.ci/run` into `target/ci-clients`), TLS on the HTTP sources, and malformed requests.
+//! `.ci/run` into `target/ci-clients`), TLS on the HTTP sources, and malformed requests,
+//! refused as Segment's API refuses them so that the libraries report the message.
 //!
 //! Without the client libraries the client tests say so and pass, unless
 //! `FBPIXEL_REQUIRE_CLIENTS=1` (set by `.ci/run`) makes their absence a failure.
@@ -153,12 +154,26 @@ fn client_delivers_every_event(lang: &str) {
         "203.0.113.7"
     );
 
-    // A wrong write key is refused: the library reports it and nothing reaches Meta.
+    // A wrong write key is refused: the library reports it, with our message, and nothing
+    // reaches Meta. Python reads `code` and `message` from the body (`[Segment] code: message
+    // (status)`); Node reads only the status line (`[status] reason phrase`).
     let before = graph.requests().len();
     let (_, stderr) = run_client(lang, &dir, port, "not-the-key", 5, &format!("{lang}-wrong"));
+    let expected = match lang {
+        "python" => {
+            "[Segment] invalid_write_key: missing or unknown write key; send it as the HTTP basic user or as `writeKey` (401)"
+        }
+        _ => {
+            "[401] Unauthorized: missing or unknown write key; send it as the HTTP basic user or as `writeKey`"
+        }
+    };
     assert!(
-        stderr.contains("error"),
-        "{lang} client did not see the refusal: {stderr}"
+        stderr.contains(expected),
+        "{lang} client did not report the refusal's message {expected:?}: {stderr}"
+    );
+    assert!(
+        !stderr.contains("'code'"),
+        "{lang} client could not parse the refusal: {stderr}"
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -201,6 +216,49 @@ fn basic(key: &str) -> String {
     )
 }
 
+/// `response` is a refusal as Segment's API shapes one: a JSON object with `success: false`,
+/// `code` and a `message` containing `needle`, as `application/json`.
+fn assert_refusal(response: &support::HttpResponse, code: &str, needle: &str) {
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{}",
+        response.text()
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", response.text()));
+    let keys: Vec<&str> = body
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 3, "success, message and code only: {body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    let message = body["message"].as_str().expect("a message");
+    assert!(message.contains(needle), "{needle:?} not in {body}");
+}
+
+/// The status line of the answer to `request`, sent as is on a new connection.
+fn status_line(port: u16, request: &[u8]) -> String {
+    use std::io::{BufRead, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    line.trim_end().to_owned()
+}
+
+// The 32 KB and 500 KB limits are 400s, not 413: Segment's API answers 400 (its HTTP API
+// documentation, "Max request size"), and analytics-swift without its retry settings drops a
+// batch only on 400 (`HTTPClient.shouldDropBatch`), so a 413 would have it resend an
+// oversized batch for good.
 #[test]
 fn malformed_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
     let graph = accept_all();
@@ -257,20 +315,40 @@ fn malformed_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
     for (path, body, status, needle) in cases {
         let response = segment_post(port, path, h, &body);
         assert_eq!(response.status, status, "{path}: {}", response.text());
-        assert!(
-            response.text().contains(needle),
-            "{path}: {}",
-            response.text()
-        );
-        assert!(
-            response.text().contains("\"success\":false"),
-            "{}",
-            response.text()
-        );
+        let code = if status == 404 {
+            "not_found"
+        } else {
+            "invalid_request"
+        };
+        assert_refusal(&response, code, needle);
     }
-    // No write key at all: 401.
+    // No write key at all, or a wrong one: 401, with the same shape.
     let response = segment_post(port, "/v1/track", &[], b"{\"event\":\"x\"}");
     assert_eq!(response.status, 401, "{}", response.text());
+    assert_refusal(
+        &response,
+        "invalid_write_key",
+        "missing or unknown write key",
+    );
+    assert!(response.header("www-authenticate").is_some());
+    let wrong = basic("not-the-key");
+    let response = segment_post(
+        port,
+        "/v1/batch",
+        &[("authorization", &wrong)],
+        br#"{"batch":[{"type":"track","event":"x"}]}"#,
+    );
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert_refusal(
+        &response,
+        "invalid_write_key",
+        "missing or unknown write key",
+    );
+    // Not a POST: 405, saying what to use.
+    let response = http_request(port, "GET", "/v1/track", h, b"").unwrap();
+    assert_eq!(response.status, 405, "{}", response.text());
+    assert_refusal(&response, "method_not_allowed", "use POST");
+    assert_eq!(response.header("allow"), Some("POST"));
 
     // Still serving: a good single call (write key in the body) is accepted and delivered.
     let now = chrono::Utc::now().to_rfc3339();
@@ -293,6 +371,69 @@ fn malformed_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
         "{}",
         proc.stderr()
     );
+}
+
+/// Over HTTP/1.1 the refusal's message is in the reason phrase too: the only part of an
+/// answer @segment/analytics-node reports. A success keeps the plain `200 OK`.
+#[test]
+fn refusals_carry_the_message_in_the_reason_phrase_and_lowercase_basic_is_accepted() {
+    let dir = temp_dir("segment-reason");
+    let port = free_port();
+    let out = dir.join("out.ndjson");
+    let config = format!(
+        r#"
+[sources.web]
+type = "segment"
+address = "127.0.0.1:{port}"
+write_keys = ["{KEY}"]
+
+[sinks.out]
+type = "file"
+inputs = ["web"]
+path = "{}"
+"#,
+        out.display()
+    );
+    let path = dir.join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut proc = Proc::spawn(&["--config", path.to_str().unwrap()], &[], None);
+    proc.wait_for_port(port);
+    let request = |auth: &str, body: &str| {
+        format!(
+            "POST /v1/track HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let wrong = basic("not-the-key");
+    assert_eq!(
+        status_line(port, &request(&wrong, r#"{"event":"x"}"#)),
+        "HTTP/1.1 401 Unauthorized: missing or unknown write key; send it as the HTTP basic user or as `writeKey`"
+    );
+    let good = basic(KEY);
+    let line = status_line(port, &request(&good, "{"));
+    assert!(
+        line.starts_with("HTTP/1.1 400 Bad Request: invalid JSON: "),
+        "{line}"
+    );
+    // RFC 7235: the scheme in any case, and more than one space before the credentials.
+    let lower = good.replacen("Basic ", "basic   ", 1);
+    assert_eq!(
+        status_line(port, &request(&lower, r#"{"event":"Lower"}"#)),
+        "HTTP/1.1 200 OK"
+    );
+    let upper = good.replacen("Basic ", "BASIC ", 1);
+    assert_eq!(
+        status_line(port, &request(&upper, r#"{"event":"Upper"}"#)),
+        "HTTP/1.1 200 OK"
+    );
+    proc.signal("TERM");
+    assert!(
+        proc.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        proc.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The HTTP server shared by the HTTP sources and the `[api]` endpoint:
 //! HTTP/1.1 and HTTP/2 on one port, graceful shutdown, a bound on open
-//! connections and timeouts for quiet ones ([`connections`]), small response
-//! helpers.
+//! connections, timeouts for quiet ones and a maximum age for busy ones
+//! ([`connections`]), small response helpers.
 
 pub mod connections;
 
@@ -25,8 +25,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::component::ShutdownSignal;
 use crate::telemetry::Throttle;
-pub use connections::ConnectionLimits;
 use connections::{Activity, drive};
+pub use connections::{ConnectionLimits, KeepaliveConfig};
 
 /// How long a client may take to send a request's body (the head has its own
 /// `header_timeout_secs`, see [`connections`]).
@@ -126,15 +126,16 @@ impl ListenerSettings {
     }
 
     /// The settings of source `id`'s listener (`address`, `tls`, `max_connections`,
-    /// `header_timeout_secs`).
+    /// `header_timeout_secs`, `keepalive`).
     pub fn source(
         id: &str,
         address: &str,
         tls: Option<&TlsConfig>,
         max_connections: Option<usize>,
         header_timeout_secs: u64,
+        keepalive: &KeepaliveConfig,
     ) -> Result<Self, String> {
-        let limits = ConnectionLimits::source(id, max_connections, header_timeout_secs)?;
+        let limits = ConnectionLimits::source(id, max_connections, header_timeout_secs, keepalive)?;
         Self::new(address, tls, limits)
     }
 
@@ -182,8 +183,8 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 ///
 /// At most `max_connections` are open at once: at the limit the listener stops
 /// accepting (further clients wait in the kernel's backlog) until one closes,
-/// rather than accepting and closing in a loop. Quiet connections are closed
-/// as [`connections`] describes.
+/// rather than accepting and closing in a loop. Quiet connections are closed,
+/// and old ones retired, as [`connections`] describes.
 pub async fn serve<H, F>(listener: Listener, shutdown: ShutdownSignal, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -259,16 +260,33 @@ where
             () = stop.wait() => break,
         };
         let _ = stream.set_nodelay(true);
-        let activity = Activity::new();
+        let activity = Activity::new(limits.connection_age());
         let service = {
             let handler = handler.clone();
             let activity = activity.clone();
-            hyper::service::service_fn(move |req| {
+            hyper::service::service_fn(move |req: Request<Incoming>| {
                 // Called when the request head has arrived: from here the connection is busy.
-                let busy = activity.begin();
+                let version = req.version();
+                let busy = activity.begin(version);
                 let response = handler(req, peer);
+                let activity = activity.clone();
                 async move {
-                    let response = response.await;
+                    let mut response = response.await;
+                    // Past its maximum age, an HTTP/1 connection ends with this answer: the
+                    // header tells the client not to send another request on it, and hyper
+                    // closes it once the answer is written. (HTTP/2 gets a GOAWAY instead,
+                    // from `connections::drive`; the header is not allowed there.)
+                    if matches!(version, hyper::Version::HTTP_10 | hyper::Version::HTTP_11)
+                        && activity.is_past_max_age()
+                    {
+                        tracing::debug!(
+                            "closing after this answer: past its maximum age (keepalive.max_connection_age_secs)"
+                        );
+                        response.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
                     drop(busy);
                     Ok::<_, Infallible>(response)
                 }

@@ -56,6 +56,10 @@ pub struct HttpServerConfig {
     /// connection that does not is closed.
     #[serde(default = "http::connections::default_header_timeout_secs")]
     pub header_timeout_secs: u64,
+    /// `max_connection_age_secs` (300) and `max_connection_age_jitter_factor` (0.1), as
+    /// Vector's: a busy connection is retired after its current answer once that old.
+    #[serde(default)]
+    pub keepalive: http::KeepaliveConfig,
 }
 
 /// `auth`: HTTP basic or bearer authentication.
@@ -94,6 +98,7 @@ impl SourceConfig for HttpServerConfig {
             self.tls.as_ref(),
             self.max_connections,
             self.header_timeout_secs,
+            &self.keepalive,
         )
         .map_err(BuildError)?;
         if !self.path.starts_with('/') {

@@ -8,7 +8,8 @@
 //! too. The write key comes as the HTTP basic user or as `writeKey` in the
 //! body. Each message gets `receivedAt`, and a `messageId` when it has none.
 //! The answer is `{"success": true}`, after delivery when acknowledgements
-//! are on (5xx when it failed, so the libraries retry).
+//! are on (5xx when it failed, so the libraries retry). A refusal is shaped as
+//! Segment's own (see [`refusal`]): `{"success": false, "message": …, "code": …}`.
 //!
 //! With `infer_ip`, a message without `context.ip` gets the client's address: the peer's, or
 //! with `trust_forwarded_for` the one Meta's Parameter Builder library would pick from
@@ -78,6 +79,10 @@ pub struct SegmentConfig {
     /// connection that does not is closed.
     #[serde(default = "http::connections::default_header_timeout_secs")]
     pub header_timeout_secs: u64,
+    /// `max_connection_age_secs` (300) and `max_connection_age_jitter_factor` (0.1), as
+    /// Vector's: a busy connection is retired after its current answer once that old.
+    #[serde(default)]
+    pub keepalive: http::KeepaliveConfig,
 }
 
 impl SegmentConfig {
@@ -99,6 +104,7 @@ impl SourceConfig for SegmentConfig {
             self.tls.as_ref(),
             self.max_connections,
             self.header_timeout_secs,
+            &self.keepalive,
         )
         .map_err(BuildError)?;
         if self.keys().is_empty() {
@@ -222,7 +228,7 @@ fn call(path: &str) -> Option<Call> {
 
 async fn handle(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     match receive(shared, req, peer).await {
-        Ok(()) => json(StatusCode::OK, serde_json::json!({"success": true})),
+        Ok(()) => json(StatusCode::OK, r#"{"success":true}"#.into()),
         Err((status, message)) => {
             if status.is_client_error() {
                 let error_type = match status {
@@ -231,23 +237,106 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Ht
                 };
                 shared.metrics.error(error_type, Stage::Receiving);
             }
-            let mut response = json(
-                status,
-                serde_json::json!({"success": false, "message": message}),
-            );
-            if status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Basic realm=\"Segment write key\""),
-                );
-            }
-            response
+            refusal(status, &message)
         }
     }
 }
 
-fn json(status: StatusCode, body: Value) -> HttpResponse {
-    let mut response = http::text(status, body.to_string());
+/// An error answer as Segment's tracking API shapes it, so that its client libraries show
+/// `message`: `{"success": false, "message": "malformed JSON", "code": "invalid_request"}`,
+/// `application/json`. That body is the one Segment's analytics-next tests use for a
+/// rejection by its tracking API (`packages/node/src/__tests__/oauth.integration.test.ts`,
+/// "TAPI rejection"), and analytics-python reads exactly those two keys
+/// (`segment/analytics/request.py`: `APIError(res.status_code, payload['code'],
+/// payload['message'])`, logged by the consumer as `error uploading: [Segment] {code}:
+/// {message} ({status})`); its releases up to 2.3.x catch only `ValueError` there, so a body
+/// without `code` was logged as `error uploading: 'code'`. analytics-ruby logs the body.
+///
+/// @segment/analytics-node never reads the body, only the status line
+/// (`packages/node/src/plugins/segmentio/publisher.ts`: `new Error(`[${status}]
+/// ${statusText}`)`), so over HTTP/1.1 the message goes in the reason phrase too
+/// (`401 Unauthorized: missing or unknown write key; …`): RFC 9112 lets it be any text
+/// for people to read, and it is the only part of a refusal the Node library reports.
+/// (analytics.js reports the status alone.)
+fn refusal(status: StatusCode, message: &str) -> HttpResponse {
+    /// Segment's keys in Segment's order (a JSON map would sort them).
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        success: bool,
+        message: &'a str,
+        code: &'a str,
+    }
+    let body = Body {
+        success: false,
+        message,
+        code: error_code(status),
+    };
+    let mut response = json(
+        status,
+        serde_json::to_string(&body).expect("strings serialize"),
+    );
+    let headers = response.headers_mut();
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"Segment write key\""),
+            );
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            headers.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        }
+        _ => {}
+    }
+    if let Some(reason) = reason_phrase(status, message) {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}
+
+/// The `code` of a refusal with `status`. A 400 has Segment's own (`invalid_request`, which
+/// its API gives malformed JSON and a missing write key alike); the others, which Segment's
+/// API does not answer, a name in its style.
+fn error_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::UNAUTHORIZED => "invalid_write_key",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_encoding",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        status if status.is_server_error() => "delivery_failed",
+        _ => "invalid_request",
+    }
+}
+
+/// Longest reason phrase sent: a status line stays one short line.
+const MAX_REASON_BYTES: usize = 200;
+
+/// `Unauthorized: <message>` as an HTTP/1.1 reason phrase: printable ASCII only (anything
+/// else becomes `?`), at most [`MAX_REASON_BYTES`].
+fn reason_phrase(status: StatusCode, message: &str) -> Option<hyper::ext::ReasonPhrase> {
+    let standard = status.canonical_reason().unwrap_or("Error");
+    let text: String = format!("{standard}: {message}")
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_REASON_BYTES)
+        .collect();
+    hyper::ext::ReasonPhrase::try_from(text).ok()
+}
+
+fn json(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = http::text(status, body);
+    // Without `; charset=utf-8`: a client matching the type's end (analytics-ruby's Faraday
+    // releases: `/\bjson$/`) would not parse the body otherwise.
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
@@ -446,9 +535,20 @@ fn set_ip_if_missing(message: &mut Map<String, Value>, ip: &str) {
     }
 }
 
-/// The user of `Authorization: Basic base64(user:password)`.
+/// The user of `Authorization: Basic base64(user:password)`. As RFC 7235 §2.1 has it, the
+/// scheme is matched without regard to case (`basic`, `BASIC`) and one or more spaces
+/// separate it from the credentials; spaces (or tabs) around those are ignored too.
 fn basic_user(value: Option<&header::HeaderValue>) -> Option<String> {
-    let encoded = value?.to_str().ok()?.strip_prefix("Basic ")?.trim();
+    let is_space = |c: char| c == ' ' || c == '\t';
+    let (scheme, credentials) = value?
+        .to_str()
+        .ok()?
+        .trim_matches(is_space)
+        .split_once(is_space)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = credentials.trim_matches(is_space);
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()?;
@@ -491,8 +591,121 @@ mod tests {
     fn the_write_key_is_the_basic_user() {
         let v = header::HeaderValue::from_static("Basic a2V5LTE6"); // "key-1:"
         assert_eq!(basic_user(Some(&v)).as_deref(), Some("key-1"));
-        let v = header::HeaderValue::from_static("Bearer x");
-        assert_eq!(basic_user(Some(&v)), None);
+        let v = header::HeaderValue::from_static("Basic a2V5LTE="); // "key-1", no colon
+        assert_eq!(basic_user(Some(&v)).as_deref(), Some("key-1"));
+        for refused in [
+            "Bearer a2V5LTE6",
+            "Basica2V5LTE6",
+            "Basic",
+            "Basic  ",
+            "Basic a2V5 LTE6",
+        ] {
+            let v = header::HeaderValue::from_static(refused);
+            assert_eq!(basic_user(Some(&v)), None, "{refused:?}");
+        }
+        assert_eq!(basic_user(None), None);
+    }
+
+    #[test]
+    fn the_basic_scheme_is_matched_in_any_case_and_with_extra_spaces() {
+        for value in [
+            "basic a2V5LTE6",
+            "BASIC a2V5LTE6",
+            "bAsIc a2V5LTE6",
+            "Basic   a2V5LTE6",
+            "Basic\ta2V5LTE6",
+            "  Basic a2V5LTE6  ",
+        ] {
+            let v = header::HeaderValue::from_str(value).unwrap();
+            assert_eq!(basic_user(Some(&v)).as_deref(), Some("key-1"), "{value:?}");
+        }
+    }
+
+    async fn body_of(response: &HttpResponse) -> Value {
+        use http_body_util::BodyExt;
+        let bytes = response.body().clone().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_have_segments_shape_and_the_message_in_the_reason_phrase() {
+        let cases = [
+            (
+                StatusCode::BAD_REQUEST,
+                "invalid JSON: EOF",
+                "invalid_request",
+            ),
+            (
+                StatusCode::UNAUTHORIZED,
+                "missing or unknown write key",
+                "invalid_write_key",
+            ),
+            (StatusCode::NOT_FOUND, "not found", "not_found"),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST",
+                "method_not_allowed",
+            ),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not be delivered",
+                "delivery_failed",
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down",
+                "unavailable",
+            ),
+        ];
+        for (status, message, code) in cases {
+            let response = refusal(status, message);
+            use http_body_util::BodyExt;
+            let raw = response.body().clone().collect().await.unwrap().to_bytes();
+            assert!(
+                raw.starts_with(br#"{"success":false,"message":"#),
+                "Segment's order: {raw:?}"
+            );
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/json",
+                "{status}"
+            );
+            assert_eq!(
+                body_of(&response).await,
+                serde_json::json!({"success": false, "message": message, "code": code})
+            );
+            let reason = response
+                .extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .expect("a reason phrase");
+            let reason = std::str::from_utf8(reason.as_bytes()).unwrap();
+            assert_eq!(
+                reason,
+                format!("{}: {message}", status.canonical_reason().unwrap())
+            );
+        }
+        let unauthorized = refusal(StatusCode::UNAUTHORIZED, "x");
+        assert!(
+            unauthorized
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
+        );
+        assert_eq!(
+            refusal(StatusCode::METHOD_NOT_ALLOWED, "x").headers()[header::ALLOW],
+            "POST"
+        );
+        let ok = json(StatusCode::OK, r#"{"success":true}"#.into());
+        assert_eq!(body_of(&ok).await, serde_json::json!({"success": true}));
+    }
+
+    #[test]
+    fn a_reason_phrase_is_printable_ascii_and_short() {
+        let long = format!("é\r\nx{}", "y".repeat(500));
+        let reason = reason_phrase(StatusCode::BAD_REQUEST, &long).unwrap();
+        let text = std::str::from_utf8(reason.as_bytes()).unwrap();
+        assert!(text.starts_with("Bad Request: ???x"), "{text}");
+        assert_eq!(text.len(), MAX_REASON_BYTES);
     }
 
     #[test]
