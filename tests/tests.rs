@@ -5,6 +5,7 @@
 
 mod support;
 
+mod config_formats;
 mod connections;
 mod delivery;
 mod durability;

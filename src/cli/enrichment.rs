@@ -2,11 +2,11 @@
 //! enrichment store — the profile of the `userId` and every anonymous id linked to it — as a
 //! deletion request requires.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
 
+use super::config_args::ConfigArgs;
 use super::sink::load_sink;
 use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::enrichment::{EnrichmentConfig, StoreKind, disk};
@@ -25,9 +25,8 @@ pub enum EnrichmentCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ForgetArgs {
-    /// Pipeline config file(s) holding the sink's settings.
-    #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
-    pub config: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Which `facebook_pixel_server_side` sink, when the config has several.
     #[arg(long, value_name = "ID")]
     pub sink: Option<String>,

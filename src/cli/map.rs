@@ -1,12 +1,12 @@
 //! `fbpixel map`: Segment messages (NDJSON) on stdin → the CAPI server events the sink would send.
 
 use std::io::{self, BufRead, BufWriter, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use super::config_args::ConfigArgs;
 use super::sink::load_sink;
 use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::capi::UserDataKeys;
@@ -16,9 +16,8 @@ use crate::sinks::facebook_pixel::{FacebookPixelConfig, Mapper, Outcome, SkipRea
 
 #[derive(Debug, clap::Args)]
 pub struct MapArgs {
-    /// Pipeline config file(s) holding the sink's settings (repeatable).
-    #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
-    pub config: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Which `facebook_pixel_server_side` sink, when the config has several.
     #[arg(long, value_name = "ID")]
     pub sink: Option<String>,
@@ -63,10 +62,10 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// The sink's mapper (and its settings) from a pipeline config. Missing environment variables
 /// become empty values (a dry run needs no credentials), each reported as a warning on stderr.
 pub fn load_mapper(
-    paths: &[PathBuf],
+    config: &ConfigArgs,
     sink_id: Option<&str>,
 ) -> anyhow::Result<(Mapper, FacebookPixelConfig)> {
-    let sink = load_sink(paths, sink_id, MissingVars::Empty)?;
+    let sink = load_sink(config, sink_id, MissingVars::Empty)?;
     let mapper = sink.settings.mapper().map_err(|e| {
         let path = sink.component.path();
         let lines: Vec<String> = e.iter().map(|p| format!("{path}.{p}")).collect();

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod config_args;
 mod enrichment;
 mod map;
 mod replay;

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use super::config_args::ConfigArgs;
 use super::sink::{Sink, load_sink};
 use crate::acks::BatchStatus;
 use crate::component::{Backlog, BuildContext, EventStream, ValidSink, ValidateContext};
@@ -32,9 +33,8 @@ const CHUNK: usize = 500;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Pipeline config file(s) holding the sink's (fixed) settings.
-    #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
-    pub config: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Which `facebook_pixel_server_side` sink, when the config has several.
     #[arg(long, value_name = "ID")]
     pub sink: Option<String>,

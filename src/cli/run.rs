@@ -1,11 +1,11 @@
-//! `fbpixel [run] --config FILE…`: run a pipeline.
+//! `fbpixel [run] --config FILE… --config-dir DIR…`: run a pipeline.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::config_args::ConfigArgs;
 use crate::component::shutdown_pair;
 use crate::config::{self, LoadOptions, MissingVars, PipelineConfig};
 use crate::state::Permissions;
@@ -14,15 +14,8 @@ use crate::topology;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Pipeline config file(s); several are merged (repeatable).
-    #[arg(
-        long = "config",
-        short = 'c',
-        value_name = "FILE",
-        env = "FBPIXEL_CONFIG",
-        value_delimiter = ','
-    )]
-    pub config: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Seconds to drain and flush after SIGINT/SIGTERM before giving up on what is left.
     #[arg(
         long,
@@ -44,18 +37,14 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.config.is_empty() {
-        anyhow::bail!(
-            "no config given; pass --config FILE (vector.toml.example is a starting point)"
-        );
-    }
-    telemetry::init_logs(args.log_format);
     let env = |name: &str| std::env::var(name).ok();
+    let paths = args.config.paths(&[], &env)?;
+    telemetry::init_logs(args.log_format);
     let options = LoadOptions {
         env: &env,
         missing_vars: MissingVars::Error,
     };
-    let config = config::load_files(&args.config, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = config::load(&paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

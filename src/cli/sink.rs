@@ -1,10 +1,9 @@
 //! What the commands that act on one `facebook_pixel_server_side` sink (`map`, `replay`,
 //! `enrichment forget`) share: loading the config and finding the sink in it.
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 
+use super::config_args::ConfigArgs;
 use crate::component::SinkOptions;
 use crate::config::{self, ComponentConfig, LoadOptions, MissingVars, PipelineConfig};
 use crate::sinks::facebook_pixel::{FacebookPixelConfig, SINK_TYPE};
@@ -19,19 +18,20 @@ pub(crate) struct Sink {
     pub settings: FacebookPixelConfig,
 }
 
-/// Load `paths` and parse the sink `sink_id` (needed only when there are several).
-/// Config warnings go to stderr.
+/// Load the config `args` name and parse the sink `sink_id` (needed only when there are
+/// several). Config warnings go to stderr.
 pub(crate) fn load_sink(
-    paths: &[PathBuf],
+    args: &ConfigArgs,
     sink_id: Option<&str>,
     missing_vars: MissingVars,
 ) -> anyhow::Result<Sink> {
     let env = |name: &str| std::env::var(name).ok();
+    let paths = args.paths(&[], &env)?;
     let options = LoadOptions {
         env: &env,
         missing_vars,
     };
-    let pipeline = config::load_files(paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pipeline = config::load(&paths, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
     for warning in &pipeline.warnings {
         eprintln!("warning: {warning}");
     }

@@ -1,4 +1,5 @@
-//! `fbpixel validate [--no-environment] FILE…`: check a config and print every problem.
+//! `fbpixel validate [--no-environment] [FILE…] [--config FILE…] [--config-dir DIR…]`: check a
+//! config and print every problem.
 //!
 //! It runs every check `run` runs that needs nothing from the outside world (no port is bound,
 //! no file or store opened), so a config it accepts is one `run` would start with, and then the
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::config_args::ConfigArgs;
 use crate::config::{self, LoadOptions, MissingVars, PipelineConfig};
 use crate::topology;
 
@@ -20,22 +22,27 @@ pub struct ValidateArgs {
     /// takes its default.
     #[arg(long)]
     pub no_environment: bool,
-    /// Config file(s) to check together, as `--config` would merge them.
-    #[arg(value_name = "FILE", required = true)]
+    /// Config file(s) to check together, as `--config` would merge them (with those of
+    /// --config and --config-dir).
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Seconds each healthcheck may take.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub healthcheck_timeout_secs: u64,
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let env = |name: &str| std::env::var(name).ok();
+    let paths = args.config.paths(&args.files, &env)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(validate(args)))
+    Ok(runtime.block_on(validate(args, paths)))
 }
 
-async fn validate(args: ValidateArgs) -> ExitCode {
+async fn validate(args: ValidateArgs, paths: config::ConfigPaths) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let options = LoadOptions {
         env: &env,
@@ -45,18 +52,19 @@ async fn validate(args: ValidateArgs) -> ExitCode {
             MissingVars::Error
         },
     };
-    let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
-    let config = match config::load_files(&args.files, &options) {
+    let config = match config::load(&paths, &options) {
         Ok(config) => config,
         Err(errors) => {
-            println!("x Failed to load {names:?}");
+            let given = paths.files.iter().chain(&paths.dirs);
+            println!("x Failed to load {:?}", names(given));
             for e in &errors.0 {
                 println!("  x {e}");
             }
             return ExitCode::FAILURE;
         }
     };
-    println!("√ Loaded {names:?}");
+    // Each file, a folder's one by one, as Vector lists them.
+    println!("√ Loaded {:?}", names(&config.files));
     for warning in &config.warnings {
         println!("  ~ {warning}");
     }
@@ -119,6 +127,10 @@ async fn validate(args: ValidateArgs) -> ExitCode {
         println!("Failed");
         ExitCode::FAILURE
     }
+}
+
+fn names<'p>(paths: impl IntoIterator<Item = &'p PathBuf>) -> Vec<String> {
+    paths.into_iter().map(|p| p.display().to_string()).collect()
 }
 
 /// What `run` would refuse when it binds the `[api]` and the sources' listeners, checked without

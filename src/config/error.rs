@@ -9,7 +9,7 @@ use super::ComponentKind;
 /// One problem in the configuration: what is wrong and where.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// `load_files` was given an empty list.
+    /// `load` was given no file and no folder.
     #[error("no configuration files given")]
     NoFiles,
     /// A file could not be read.
@@ -20,8 +20,8 @@ pub enum ConfigError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// Invalid TOML. The message is toml's, without its source snippet
-    /// (the snippet could show an inline secret).
+    /// Invalid TOML, YAML or JSON. The message is the parser's, without a source snippet (a
+    /// snippet could show an inline secret).
     #[error("{}: line {line}, column {column}: {message}", file.display())]
     Syntax {
         /// The file.
@@ -30,8 +30,29 @@ pub enum ConfigError {
         line: usize,
         /// 1-based column, in characters.
         column: usize,
-        /// toml's description of the problem.
+        /// The parser's description of the problem.
         message: String,
+    },
+    /// A problem with a file as a whole (a YAML stream of several documents, a top level that
+    /// is not a table).
+    #[error("{message}")]
+    Document {
+        /// What is wrong.
+        message: String,
+    },
+    /// A `--config-dir` folder that could not be listed.
+    #[error("{}: cannot read folder: {error}", dir.display())]
+    ReadDir {
+        /// The folder.
+        dir: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A `--config-dir` folder with no config file in it.
+    #[error("{}: no .toml, .yaml, .yml or .json file in this folder", dir.display())]
+    EmptyDir {
+        /// The folder.
+        dir: PathBuf,
     },
     /// Another error, located in a file.
     #[error("{}: {error}", file.display())]

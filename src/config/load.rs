@@ -1,22 +1,15 @@
-//! Parsing one file into components and merging files together.
+//! Reading one file's table into components and merging files together.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use toml::de::{DeTable, DeValue};
-
+use super::format::{self, ComponentOrder, Format};
 use super::interpolate::interpolate_value;
 use super::{
     ApiConfig, ComponentConfig, ComponentKind, ConfigError, ConfigErrors, LoadOptions,
     PipelineConfig, graph, join_key,
 };
 
-const KINDS: [ComponentKind; 3] = [
-    ComponentKind::Source,
-    ComponentKind::Transform,
-    ComponentKind::Sink,
-];
+const KINDS: [ComponentKind; 3] = ComponentKind::ALL;
 
 /// Accumulates files into one [`PipelineConfig`], collecting every error.
 pub(super) struct Loader<'o, 'e> {
@@ -55,9 +48,9 @@ impl<'o, 'e> Loader<'o, 'e> {
         self.complete = false;
     }
 
-    /// Parse `text` (the contents of `file`) and merge it in.
+    /// Parse `text` (the contents of `file`, in the format its name tells) and merge it in.
     pub(super) fn add(&mut self, text: &str, file: &Path) {
-        let table = match parse_toml(text, file) {
+        let table = match format::parse(Format::of(file), text, file) {
             Ok(table) => table,
             Err(errors) => {
                 self.errors.extend(errors);
@@ -168,67 +161,6 @@ fn merge_setting<T: PartialEq>(
             *slot_file = file.to_path_buf();
         }
     }
-}
-
-/// Where each component's key starts in the file, keyed by (kind, id):
-/// `toml::Table` is sorted by key, and components should keep file order.
-type ComponentOrder = HashMap<(ComponentKind, String), usize>;
-
-/// Parse TOML, reporting every syntax error as `FILE: line L, column C: msg`.
-fn parse_toml(text: &str, file: &Path) -> Result<(toml::Table, ComponentOrder), Vec<ConfigError>> {
-    let (doc, syntax_errors) = DeTable::parse_recoverable(text);
-    if !syntax_errors.is_empty() {
-        return Err(syntax_errors
-            .iter()
-            .map(|e| syntax_error(text, file, e))
-            .collect());
-    }
-    let order = component_order(doc.get_ref());
-    toml::Table::deserialize(toml::de::Deserializer::from(doc))
-        .map(|table| (table, order))
-        .map_err(|e| vec![syntax_error(text, file, &e)])
-}
-
-fn component_order(doc: &DeTable<'_>) -> ComponentOrder {
-    let mut order = HashMap::new();
-    for (key, value) in doc.iter() {
-        let Some(kind) = KINDS.into_iter().find(|k| k.table_name() == key.get_ref()) else {
-            continue;
-        };
-        if let DeValue::Table(entries) = value.get_ref() {
-            for (id, _) in entries.iter() {
-                order.insert((kind, id.get_ref().to_string()), id.span().start);
-            }
-        }
-    }
-    order
-}
-
-// Built from message() and span() only: toml's Display quotes the offending
-// source line, which could hold an inline secret.
-fn syntax_error(text: &str, file: &Path, error: &toml::de::Error) -> ConfigError {
-    // toml gives parse errors a span; for the rare one without, point at the start.
-    let (line, column) = line_column(text, error.span().map_or(0, |s| s.start));
-    ConfigError::Syntax {
-        file: file.to_path_buf(),
-        line,
-        column,
-        message: error.message().to_owned(),
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (
-        before.matches('\n').count() + 1,
-        before[line_start..].chars().count() + 1,
-    )
 }
 
 fn data_dir(value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<PathBuf> {
@@ -351,6 +283,7 @@ fn component(
 
 #[cfg(test)]
 mod tests {
+    use super::super::format::line_column;
     use super::super::{MissingVars, load_files, load_str};
     use super::*;
 
@@ -390,6 +323,8 @@ path = "/var/log/fbpixel/events.ndjson"
             "FB_PIXEL_ID" => Some("1234567890".into()),
             "FB_ACCESS_TOKEN" => Some(TOKEN.into()),
             "EVIL" => Some("\"\n[sinks.evil]\ntype = \"file\"\ninputs = [\"web\"]".into()),
+            "EVIL_YAML" => Some("a\n  b: c\nsinks:\n  evil: {type: file, inputs: [web]}".into()),
+            "EVIL_JSON" => Some("\", \"evil\": {\"type\": \"file\"}, \"x\": \"".into()),
             _ => None,
         }
     }
@@ -856,5 +791,437 @@ path = "/var/log/fbpixel/events.ndjson"
             config.warnings,
             ["sources.idle: not used as an input by any transform or sink"]
         );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // YAML and JSON: read into the same tree as TOML, so checked and named the same.
+    // ---------------------------------------------------------------------------------------
+
+    const EXAMPLE_YAML: &str = r#"
+data_dir: /var/lib/fbpixel
+api:
+  address: 127.0.0.1:8686
+sources:
+  web:
+    type: segment
+    address: 0.0.0.0:8080
+    write_keys: ["${SEGMENT_WRITE_KEY}"]
+  input:
+    type: stdin
+transforms:
+  tidy:
+    type: remap
+    inputs: [web, input]
+    source: '.properties.fbp = .context.cookies._fbp ?? .properties.fbp'
+sinks:
+  facebook:
+    type: facebook_pixel_server_side
+    inputs: [tidy]
+    pixel_id: "${FB_PIXEL_ID}"
+    access_token: ${FB_ACCESS_TOKEN}
+    app_secret: "${FB_APP_SECRET:-}"
+    standard_events: { "Signed Up": CompleteRegistration }
+    batch:
+      max_events: 1000
+  archive:
+    type: file
+    inputs: ["web*"]
+    path: /var/log/fbpixel/events.ndjson
+"#;
+
+    const EXAMPLE_JSON: &str = r#"{
+  "data_dir": "/var/lib/fbpixel",
+  "api": { "address": "127.0.0.1:8686" },
+  "sources": {
+    "web": { "type": "segment", "address": "0.0.0.0:8080", "write_keys": ["${SEGMENT_WRITE_KEY}"] },
+    "input": { "type": "stdin" }
+  },
+  "transforms": {
+    "tidy": {
+      "type": "remap",
+      "inputs": ["web", "input"],
+      "source": ".properties.fbp = .context.cookies._fbp ?? .properties.fbp"
+    }
+  },
+  "sinks": {
+    "facebook": {
+      "type": "facebook_pixel_server_side",
+      "inputs": ["tidy"],
+      "pixel_id": "${FB_PIXEL_ID}",
+      "access_token": "${FB_ACCESS_TOKEN}",
+      "app_secret": "${FB_APP_SECRET:-}",
+      "standard_events": { "Signed Up": "CompleteRegistration" },
+      "batch": { "max_events": 1000 }
+    },
+    "archive": { "type": "file", "inputs": ["web*"], "path": "/var/log/fbpixel/events.ndjson" }
+  }
+}"#;
+
+    fn load_as(name: &str, text: &str) -> Result<PipelineConfig, ConfigErrors> {
+        load_str(text, Path::new(name), &opts(MissingVars::Error))
+    }
+
+    fn errors_as(name: &str, text: &str) -> Vec<String> {
+        load_as(name, text)
+            .expect_err("config should be rejected")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// What a config says, without where it was read from.
+    fn said(config: &PipelineConfig) -> impl PartialEq + std::fmt::Debug {
+        let components: Vec<_> = config
+            .components
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    c.kind,
+                    c.type_name.clone(),
+                    c.inputs.clone(),
+                    c.options.clone(),
+                )
+            })
+            .collect();
+        (config.data_dir.clone(), config.api.clone(), components)
+    }
+
+    #[test]
+    fn the_example_in_yaml_and_in_json_is_the_toml_example() {
+        let toml = load(EXAMPLE).unwrap();
+        for (name, text) in [("test.yaml", EXAMPLE_YAML), ("test.json", EXAMPLE_JSON)] {
+            let other = load_as(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(said(&other), said(&toml), "{name}");
+            assert_eq!(other.component("web").unwrap().file, PathBuf::from(name));
+            assert_eq!(other.files, [PathBuf::from(name)]);
+        }
+    }
+
+    #[test]
+    fn yaml_and_json_components_keep_file_order_not_key_order() {
+        let yaml = "sources:\n  zeta: {type: a}\n  alpha: {type: a}\n\
+                    sinks:\n  b: {type: x, inputs: ['*']}\n  a: {type: x, inputs: ['*']}\n";
+        let json = r#"{"sinks": {"b": {"type": "x", "inputs": ["*"]}, "a": {"type": "x", "inputs": ["*"]}},
+                       "sources": {"zeta": {"type": "a"}, "alpha": {"type": "a"}}}"#;
+        for (name, text) in [("o.yml", yaml), ("o.json", json)] {
+            let config = load_as(name, text).unwrap();
+            let ids: Vec<&str> = config.components.iter().map(|c| c.id.as_str()).collect();
+            assert_eq!(ids, ["zeta", "alpha", "b", "a"], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_yaml_or_json_null_is_named_by_file_and_key() {
+        let yaml = "sources:\n  web:\n    type: segment\n    address:\n    write_keys: [a, ~]\n";
+        assert_eq!(
+            errors_as("n.yaml", yaml),
+            [
+                "n.yaml: sources.web.address: null is not a value: write \"\" for an empty string, or leave the key out",
+                "n.yaml: sources.web.write_keys[1]: null is not a value: write \"\" for an empty string, or leave the key out",
+            ]
+        );
+        let json = r#"{"sources": {"web": {"type": "segment", "address": null}}}"#;
+        assert_eq!(
+            errors_as("n.json", json),
+            [
+                "n.json: sources.web.address: null is not a value: write \"\" for an empty string, or leave the key out"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_yaml_key_that_is_not_a_string_is_named_with_its_place() {
+        let yaml = "sources:\n  web:\n    type: segment\nsinks:\n  fb:\n    type: facebook_pixel_server_side\n    \
+                    inputs: [web]\n    pixels:\n      2222222222: tok\n      true: x\n      ? [a, b]\n      : y\n      ~: z\n";
+        assert_eq!(
+            errors_as("k.yaml", yaml),
+            [
+                "k.yaml: sinks.fb.pixels: key 2222222222 is not a string: quote it (\"2222222222\")",
+                "k.yaml: sinks.fb.pixels: key true is not a string: quote it (\"true\")",
+                "k.yaml: sinks.fb.pixels: a key is a list: keys must be strings",
+                "k.yaml: sinks.fb.pixels: a key is null (`~`, `null` or nothing): keys must be strings",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_set_twice_in_yaml_or_json_is_an_error() {
+        let yaml = "sources:\n  web: {type: segment}\n  web: {type: stdin}\n";
+        assert_eq!(
+            errors_as("d.yaml", yaml),
+            ["d.yaml: sources.web: is set twice in this mapping"]
+        );
+        let json = r#"{"sources": {"web": {"type": "segment", "type": "stdin"}}}"#;
+        assert_eq!(
+            errors_as("d.json", json),
+            ["d.json: sources.web.type: is set twice in this mapping"]
+        );
+    }
+
+    #[test]
+    fn yaml_tags_and_integers_beyond_64_bits_are_refused_by_key() {
+        let yaml =
+            "sources:\n  web:\n    type: !custom segment\n    max_length: 18446744073709551616\n";
+        let errors = errors_as("t.yaml", yaml);
+        assert_eq!(
+            errors[0],
+            "t.yaml: sources.web.type: YAML tags such as `!custom` are not supported"
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn yaml_anchors_and_aliases_are_expanded() {
+        let yaml = "sources:\n  web: &web {type: stdin, max_length: 5}\n  other: *web\n\
+                    sinks:\n  out: {type: console, inputs: [web, other]}\n";
+        let config = load_as("a.yaml", yaml).unwrap();
+        let other = config.component("other").unwrap();
+        assert_eq!(other.type_name, "stdin");
+        assert_eq!(other.options["max_length"].as_integer(), Some(5));
+    }
+
+    #[test]
+    fn an_empty_yaml_file_is_an_empty_config_as_an_empty_toml_file_is() {
+        for name in ["e.toml", "e.yaml"] {
+            let config = load_as(name, "# nothing yet\n").unwrap();
+            assert!(config.components.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_top_level_that_is_not_a_mapping_is_named() {
+        assert_eq!(
+            errors_as("l.yaml", "- a\n- b\n"),
+            [
+                "l.yaml: the top level must be a YAML mapping of settings (`sources`, `transforms`, `sinks`, …), not a list"
+            ]
+        );
+        assert_eq!(
+            errors_as("l.json", "\"x\""),
+            [
+                "l.json: the top level must be a JSON object of settings (`sources`, `transforms`, `sinks`, …), not a string"
+            ]
+        );
+    }
+
+    #[test]
+    fn several_yaml_documents_in_one_file_are_an_error() {
+        let errors = errors_as("m.yaml", "sources: {}\n---\nsinks: {}\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("m.yaml: "), "{errors:?}");
+        assert!(errors[0].contains("more than one document"), "{errors:?}");
+    }
+
+    #[test]
+    fn yaml_and_json_syntax_errors_have_line_and_column_and_no_text() {
+        let yaml = "sinks:\n  fb:\n    access_token: EAAB-inline-secret: x\n  next: 1\n";
+        let json = "{\"sinks\": {\"fb\": {\"access_token\": \"EAAB-inline-secret\",}}}";
+        for (name, text, line) in [("s.yaml", yaml, 3), ("s.json", json, 1)] {
+            let errors = load_as(name, text).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            let ConfigError::Syntax {
+                line: l, column, ..
+            } = errors[0]
+            else {
+                panic!("{name}: {errors:?}");
+            };
+            assert_eq!(l, line, "{name}: {errors:?}");
+            assert!(column > 1, "{name}: {errors:?}");
+            let shown = errors[0].to_string();
+            assert!(
+                shown.starts_with(&format!("{name}: line {line}, column {column}: ")),
+                "{shown}"
+            );
+            assert!(!shown.contains("EAAB"), "{shown}");
+            assert!(!shown.contains(" at line "), "{shown}");
+        }
+    }
+
+    #[test]
+    fn json_syntax_error_columns_count_characters() {
+        let errors = errors_as("c.json", "{\"é€\": 1,}");
+        assert!(
+            errors[0].starts_with("c.json: line 1, column 10: "),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn yaml_and_json_structure_errors_are_named_as_toml_ones() {
+        let yaml =
+            "sources:\n  web:\n    type: segment\n    inputs: [x]\nsinkz:\n  x: {type: file}\n";
+        assert_eq!(
+            errors_as("e.yaml", yaml),
+            [
+                "e.yaml: unknown top-level key `sinkz` (expected data_dir, api, sources, transforms or sinks)",
+                "e.yaml: sources.web: sources do not take `inputs`",
+            ]
+        );
+        let json = r#"{"sources": {"web": {"type": 5}}, "api": {"address": "x", "port": 1}}"#;
+        let errors = errors_as("e.json", json);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("e.json: api: unknown field `port`"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[1], "e.json: sources.web.type: expected a string");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct FileSink {
+        path: String,
+        max: Option<u32>,
+    }
+
+    #[test]
+    fn a_component_rejects_a_yaml_or_json_key_as_it_rejects_a_toml_one() {
+        let texts = [
+            (
+                "o.toml",
+                "[sources.web]\ntype = \"segment\"\n\
+                 [sinks.x]\ntype = \"file\"\ninputs = [\"web\"]\npathh = \"p\"\nmax = \"EAAB-secret\"\n",
+            ),
+            (
+                "o.yaml",
+                "sources:\n  web: {type: segment}\n\
+                 sinks:\n  x:\n    type: file\n    inputs: [web]\n    pathh: p\n    max: EAAB-secret\n",
+            ),
+            (
+                "o.json",
+                r#"{"sources": {"web": {"type": "segment"}},
+                    "sinks": {"x": {"type": "file", "inputs": ["web"], "pathh": "p", "max": "EAAB-secret"}}}"#,
+            ),
+        ];
+        for (name, text) in texts {
+            let config = load_as(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let shown: Vec<String> = config
+                .component("x")
+                .unwrap()
+                .parse_options::<FileSink>()
+                .unwrap_err()
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(
+                shown,
+                [
+                    format!("{name}: sinks.x.max: invalid type: string, expected u32"),
+                    format!(
+                        "{name}: sinks.x: unknown field `pathh`, expected `path` or `max`; did you mean `path`?"
+                    ),
+                    format!("{name}: sinks.x: missing field `path`"),
+                ],
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_interpolated_value_cannot_add_structure_in_yaml_or_json() {
+        let yaml = "sources:\n  web: {type: segment}\nsinks:\n  s:\n    type: file\n    inputs: [web]\n    \
+                    path: ${EVIL_YAML}\n    other: \"${EVIL_YAML}\"\n";
+        let json = r#"{"sources": {"web": {"type": "segment"}},
+                       "sinks": {"s": {"type": "file", "inputs": ["web"], "path": "${EVIL_JSON}", "other": "${EVIL_YAML}"}}}"#;
+        for (name, text, var) in [("i.yaml", yaml, "EVIL_YAML"), ("i.json", json, "EVIL_JSON")] {
+            let config = load_as(name, text).unwrap();
+            assert_eq!(config.components.len(), 2, "{name}");
+            let s = config.component("s").unwrap();
+            assert_eq!(s.options.len(), 2, "{name}: {:?}", s.options);
+            assert_eq!(s.options["path"].as_str(), env(var).as_deref(), "{name}");
+            assert_eq!(
+                s.options["other"].as_str(),
+                env("EVIL_YAML").as_deref(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_and_json_files_merge_with_toml_ones() {
+        let a = TempFile::new("a.toml", &format!("data_dir = \"/d\"\n{SOURCE}"));
+        let b = TempFile::new(
+            "b.yaml",
+            "data_dir: /d\ntransforms:\n  t: {type: remap, inputs: [web], source: '.'}\n",
+        );
+        let c = TempFile::new(
+            "c.json",
+            r#"{"sinks": {"out": {"type": "file", "inputs": ["t"]}}}"#,
+        );
+        let files = [a.0.clone(), b.0.clone(), c.0.clone()];
+        let config = load_files(&files, &opts(MissingVars::Error)).unwrap();
+        assert_eq!(config.data_dir, Some(PathBuf::from("/d")));
+        let ids: Vec<(&str, &Path)> = config
+            .components
+            .iter()
+            .map(|c| (c.id.as_str(), c.file.as_path()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("web", a.0.as_path()),
+                ("t", b.0.as_path()),
+                ("out", c.0.as_path())
+            ]
+        );
+        assert_eq!(config.files, files);
+    }
+
+    #[test]
+    fn a_config_dir_loads_with_named_files_and_its_problems_are_collected() {
+        let dir = std::env::temp_dir().join(format!("fbpixel-config-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("10-sources.yaml"),
+            "sources:\n  web: {type: segment}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("20-sinks.json"),
+            r#"{"sinks": {"out": {"type": "file", "inputs": ["web"]}}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.md"), "not a config").unwrap();
+        let extra = TempFile::new(
+            "extra.toml",
+            "[sinks.more]\ntype = \"file\"\ninputs = [\"web\"]\n",
+        );
+        let paths = super::super::ConfigPaths {
+            files: vec![extra.0.clone()],
+            dirs: vec![dir.clone()],
+        };
+        let config = super::super::load(&paths, &opts(MissingVars::Error)).unwrap();
+        let ids: Vec<&str> = config.components.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["more", "web", "out"]);
+        assert_eq!(
+            config.files,
+            [
+                extra.0.clone(),
+                dir.join("10-sources.yaml"),
+                dir.join("20-sinks.json")
+            ]
+        );
+
+        let empty = dir.join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let paths = super::super::ConfigPaths {
+            files: vec![extra.0.clone()],
+            dirs: vec![empty.clone()],
+        };
+        let errors = super::super::load(&paths, &opts(MissingVars::Error)).unwrap_err();
+        // The folder is named, and the file's input cannot be checked against what is missing.
+        assert_eq!(
+            errors.to_string(),
+            format!(
+                "{}: no .toml, .yaml, .yml or .json file in this folder",
+                empty.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,14 +1,16 @@
-//! Loading the pipeline configuration: Vector-style TOML files naming
-//! `sources`, `transforms` and `sinks`, with `${VAR}` environment
-//! interpolation in string values.
+//! Loading the pipeline configuration: Vector-style files naming `sources`,
+//! `transforms` and `sinks`, in TOML, YAML or JSON (told by the extension,
+//! mixed freely), with `${VAR}` environment interpolation in string values.
 //!
 //! Loading never stops at the first problem: every error found is returned
 //! in [`ConfigErrors`], each naming the file and key path it concerns.
 
 mod error;
+mod format;
 mod graph;
 pub mod interpolate;
 mod load;
+mod paths;
 mod secret;
 mod suggest;
 
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::error::{ConfigError, ConfigErrors};
+pub use self::format::Format;
 pub use self::interpolate::{MissingVars, PLACEHOLDER, interpolate};
+pub use self::paths::{ConfigPaths, files_in_dir};
 pub use self::secret::Secret;
 pub use self::suggest::{did_you_mean, unknown_name};
 
@@ -34,6 +38,13 @@ pub enum ComponentKind {
 }
 
 impl ComponentKind {
+    /// Every kind, in the order a file's components are listed: sources, transforms, sinks.
+    pub const ALL: [ComponentKind; 3] = [
+        ComponentKind::Source,
+        ComponentKind::Transform,
+        ComponentKind::Sink,
+    ];
+
     /// The top-level table this kind lives in: `sources`, `transforms` or `sinks`.
     pub fn table_name(self) -> &'static str {
         match self {
@@ -244,6 +255,8 @@ fn redacted(value: &toml::Value) -> toml::Value {
 /// The merged configuration of all files.
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
+    /// The files loaded, in order (a folder's one by one).
+    pub files: Vec<PathBuf>,
     /// The `data_dir` setting, if any file set it.
     pub data_dir: Option<PathBuf>,
     /// The `[api]` table, if any file set it.
@@ -303,11 +316,23 @@ pub struct LoadOptions<'e> {
 ///
 /// An unreadable file is an error naming its path and the OS error.
 pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<PipelineConfig, ConfigErrors> {
+    load(&ConfigPaths::files(paths), opts)
+}
+
+/// Read, parse and merge the files of `paths` (those named, then every folder's), then check
+/// the pipeline graph.
+///
+/// An unreadable file or folder, and a folder with no config file, are errors naming it.
+pub fn load(paths: &ConfigPaths, opts: &LoadOptions) -> Result<PipelineConfig, ConfigErrors> {
     if paths.is_empty() {
         return Err(ConfigErrors(vec![ConfigError::NoFiles]));
     }
+    let (files, dir_errors) = paths.expand();
     let mut loader = load::Loader::new(opts);
-    for path in paths {
+    for error in dir_errors {
+        loader.fail(error);
+    }
+    for path in &files {
         match std::fs::read_to_string(path) {
             Ok(text) => loader.add(&text, path),
             Err(error) => loader.fail(ConfigError::Read {
@@ -316,10 +341,13 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<PipelineConfi
             }),
         }
     }
-    loader.finish()
+    let mut config = loader.finish()?;
+    config.files = files;
+    Ok(config)
 }
 
-/// Load a single configuration given as text; `origin` names it in messages.
+/// Load a single configuration given as text; `origin` names it in messages, and its
+/// extension tells the format ([`Format::of`]).
 pub fn load_str(
     text: &str,
     origin: &Path,
@@ -327,7 +355,9 @@ pub fn load_str(
 ) -> Result<PipelineConfig, ConfigErrors> {
     let mut loader = load::Loader::new(opts);
     loader.add(text, origin);
-    loader.finish()
+    let mut config = loader.finish()?;
+    config.files = vec![origin.to_path_buf()];
+    Ok(config)
 }
 
 /// Append `key` to a dotted key path, quoting it as TOML would when it is
