@@ -5,6 +5,7 @@
 
 mod support;
 
+mod app_events;
 mod connections;
 mod delivery;
 mod durability;
