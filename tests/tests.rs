@@ -5,6 +5,7 @@
 
 mod support;
 
+mod app_events;
 mod config_formats;
 mod connections;
 mod delivery;

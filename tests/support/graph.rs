@@ -10,6 +10,11 @@
 //! also recorded, with the status answered, unless recording is turned off (the load stand-in
 //! must not grow with the load). It runs on its own threads, so an async test awaiting the sink
 //! never blocks it; it stops accepting connections when dropped.
+//!
+//! [`GraphStandin::strict`] answers the way Meta does once it has read the events: each event of
+//! a POSTed `data` array is held to Meta's rules for app events, business messaging and value
+//! updates ([`check_event`]), and a request breaking one is refused whole with Meta's "Invalid
+//! parameter" error, so a test catches a mapping Meta would refuse without asking Meta.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -219,6 +224,11 @@ impl Builder {
             shared,
         }
     }
+
+    /// Like [`Builder::start`], answering with [`strict_reply`].
+    pub fn start_strict(self) -> GraphStandin {
+        self.start(|_, request| strict_reply(request))
+    }
 }
 
 /// A stand-in for the Graph API; stops accepting connections when dropped.
@@ -238,6 +248,12 @@ impl GraphStandin {
         answer: impl Fn(usize, &Request) -> R + Send + Sync + 'static,
     ) -> Self {
         Self::builder().start(answer)
+    }
+
+    /// A recording stand-in on a free port of 127.0.0.1 answering with [`strict_reply`]: Meta's
+    /// rules checked on every event, Meta's answers.
+    pub fn strict() -> Self {
+        Self::builder().start_strict()
     }
 
     /// Other settings: the address, a delay, no recording.
@@ -402,4 +418,289 @@ fn write_reply(stream: &mut TcpStream, reply: Reply) -> bool {
         }
     };
     stream.write_all(&response).is_ok() && keep
+}
+
+// ---------------------------------------------------------------------------
+// Strict mode: Meta's rules for app events, business messaging and value updates.
+// ---------------------------------------------------------------------------
+
+/// The `error_subcode` of a strict refusal. Meta documents no subcode for these rules; 2804019
+/// is the one other Conversions API clients handle as a server event's bad parameter, titled
+/// "Server Side Api Parameter Error", which no answer of Meta's at hand confirms. The sink treats
+/// every code-100 subcode but 33 alike, so the choice changes no outcome.
+pub const INVALID_PARAMETER_SUBCODE: i64 = 2804019;
+
+/// The `fbtrace_id` of the strict stand-in's answers.
+pub const STRICT_TRACE: &str = "StandinStrict";
+
+/// How one event breaks one of Meta's rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The parameter, within the event, as Meta's messages name it: `['app_data']['extinfo'][4]`.
+    pub parameter: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl Invalid {
+    fn new(parameter: &[&dyn std::fmt::Display], problem: impl Into<String>) -> Self {
+        Invalid {
+            parameter: parameter.iter().map(|p| p.to_string()).collect(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A path segment in Meta's notation: `['key']` for a member, `[n]` for an element.
+struct Key<'a>(&'a str);
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "['{}']", self.0)
+    }
+}
+
+/// An element's path segment, `[n]`.
+struct Index(usize);
+
+impl std::fmt::Display for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]", self.0)
+    }
+}
+
+/// The `extinfo` versions Meta takes, by platform.
+const EXTINFO_VERSIONS: [&str; 2] = ["i2", "a2"];
+
+/// How many slots `extinfo` has, every one required (an empty string when unknown).
+const EXTINFO_SLOTS: usize = 16;
+
+/// The messaging channels and the unhashed `user_data` ids each one needs.
+const MESSAGING_CHANNELS: [(&str, &[&str]); 3] = [
+    ("whatsapp", &["ctwa_clid"]),
+    ("messenger", &["page_id", "page_scoped_user_id"]),
+    ("instagram", &["ig_account_id", "ig_sid"]),
+];
+
+/// Whether `event` keeps Meta's rules for app events (`action_source = "app"`), business
+/// messaging (`action_source = "business_messaging"`) and value updates
+/// (`event_name = "AppendValue"`); other events pass, the stand-in checks nothing else of them.
+pub fn check_event(event: &serde_json::Value) -> Result<(), Invalid> {
+    if !event.is_object() {
+        return Err(Invalid::new(&[], "must be an object"));
+    }
+    match event["action_source"].as_str() {
+        Some("app") => check_app_data(&event["app_data"])?,
+        Some("business_messaging") => check_messaging(event)?,
+        _ => {}
+    }
+    if event["event_name"] == "AppendValue" {
+        check_append_value(event)?;
+    }
+    Ok(())
+}
+
+fn check_app_data(app_data: &serde_json::Value) -> Result<(), Invalid> {
+    let at = Key("app_data");
+    if !app_data.is_object() {
+        return Err(Invalid::new(&[&at], "is required for app events"));
+    }
+    for flag in [
+        "advertiser_tracking_enabled",
+        "application_tracking_enabled",
+    ] {
+        // Meta types these as booleans and its own examples send 1 and 0: the Graph API takes
+        // either, and nothing else.
+        let value = &app_data[flag];
+        if !(value.is_boolean() || value == 0 || value == 1) {
+            return Err(Invalid::new(
+                &[&at, &Key(flag)],
+                format!("is required for app events and must be a boolean, got {value}"),
+            ));
+        }
+    }
+    let extinfo_at = Key("extinfo");
+    let Some(extinfo) = app_data["extinfo"].as_array() else {
+        return Err(Invalid::new(
+            &[&at, &extinfo_at],
+            format!("is required for app events and must be an array of {EXTINFO_SLOTS} strings"),
+        ));
+    };
+    if extinfo.len() != EXTINFO_SLOTS {
+        return Err(Invalid::new(
+            &[&at, &extinfo_at],
+            format!(
+                "must have exactly {EXTINFO_SLOTS} values, empty strings for those unknown; got {}",
+                extinfo.len()
+            ),
+        ));
+    }
+    for (i, slot) in extinfo.iter().enumerate() {
+        if !slot.is_string() {
+            return Err(Invalid::new(
+                &[&at, &extinfo_at, &Index(i)],
+                format!("must be a string, got {slot}"),
+            ));
+        }
+    }
+    if !EXTINFO_VERSIONS.contains(&extinfo[0].as_str().unwrap_or_default()) {
+        return Err(Invalid::new(
+            &[&at, &extinfo_at, &Index(0)],
+            format!(
+                "is the extinfo version: \"i2\" for iOS, \"a2\" for Android; got {}",
+                extinfo[0]
+            ),
+        ));
+    }
+    if extinfo[4].as_str().is_none_or(str::is_empty) {
+        return Err(Invalid::new(
+            &[&at, &extinfo_at, &Index(4)],
+            "is the OS version, required",
+        ));
+    }
+    Ok(())
+}
+
+fn check_messaging(event: &serde_json::Value) -> Result<(), Invalid> {
+    let channel = &event["messaging_channel"];
+    let Some((_, ids)) = MESSAGING_CHANNELS
+        .iter()
+        .find(|(name, _)| channel.as_str() == Some(name))
+    else {
+        let names: Vec<&str> = MESSAGING_CHANNELS.iter().map(|(name, _)| *name).collect();
+        return Err(Invalid::new(
+            &[&Key("messaging_channel")],
+            format!(
+                "is required for business messaging events and must be one of {}; got {channel}",
+                names.join(", ")
+            ),
+        ));
+    };
+    let user_data = &event["user_data"];
+    for id in *ids {
+        let value = &user_data[*id];
+        let Some(text) = value.as_str().filter(|t| !t.is_empty()) else {
+            return Err(Invalid::new(
+                &[&Key("user_data"), &Key(id)],
+                format!("is required for {channel} events, as a non-empty string; got {value}"),
+            ));
+        };
+        // Meta matches these ids as it issued them; a SHA-256 of one matches nothing.
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Invalid::new(
+                &[&Key("user_data"), &Key(id)],
+                "must not be hashed",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_append_value(event: &serde_json::Value) -> Result<(), Invalid> {
+    let original_at = Key("original_event_data");
+    let original = &event["original_event_data"];
+    if !original.is_object() {
+        return Err(Invalid::new(
+            &[&original_at],
+            "is required for AppendValue events and must be an object",
+        ));
+    }
+    let non_empty = |v: &serde_json::Value| v.as_str().is_some_and(|t| !t.is_empty());
+    if !non_empty(&original["event_name"]) {
+        return Err(Invalid::new(
+            &[&original_at, &Key("event_name")],
+            format!("is required, a string; got {}", original["event_name"]),
+        ));
+    }
+    if !non_empty(&original["order_id"]) && !non_empty(&original["event_id"]) {
+        return Err(Invalid::new(
+            &[&original_at],
+            "must carry order_id or event_id, naming the event whose value this adds to",
+        ));
+    }
+    let custom_at = Key("custom_data");
+    let custom = &event["custom_data"];
+    let ltv = &custom["predicted_ltv"];
+    if !ltv.as_f64().is_some_and(|v| v > 0.0) {
+        return Err(Invalid::new(
+            &[&custom_at, &Key("predicted_ltv")],
+            format!("is required for AppendValue events and must be a positive number; got {ltv}"),
+        ));
+    }
+    let currency = &custom["currency"];
+    if !currency
+        .as_str()
+        .is_some_and(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        return Err(Invalid::new(
+            &[&custom_at, &Key("currency")],
+            format!("is required for AppendValue events, an ISO 4217 code; got {currency}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every event of a request body's `data` array: how many there are, or the first that
+/// breaks a rule, with its index in `data`. A body with no `data` array is refused with no index:
+/// what is wrong is then `data` itself.
+pub fn check_body(body: &serde_json::Value) -> Result<usize, (Option<usize>, Invalid)> {
+    let Some(data) = body["data"].as_array() else {
+        return Err((
+            None,
+            Invalid::new(&[], "is required and must be an array of events"),
+        ));
+    };
+    for (i, event) in data.iter().enumerate() {
+        check_event(event).map_err(|invalid| (Some(i), invalid))?;
+    }
+    Ok(data.len())
+}
+
+/// The error Meta answers a request with an invalid parameter in: its envelope (`message`,
+/// `type`, `code`, `error_subcode`, `is_transient`, `error_user_title`, `error_user_msg`,
+/// `fbtrace_id`), with the parameter named in `error_user_msg` as Meta names it,
+/// `$['data'][3]['app_data']['extinfo']`.
+pub fn invalid_parameter(parameter: &str, problem: &str) -> serde_json::Value {
+    serde_json::json!({
+        "error": {
+            "message": "Invalid parameter",
+            "type": "OAuthException",
+            "code": 100,
+            "error_subcode": INVALID_PARAMETER_SUBCODE,
+            "is_transient": false,
+            "error_user_title": "Server Side Api Parameter Error",
+            "error_user_msg": format!("The parameter {parameter} {problem}."),
+            "fbtrace_id": STRICT_TRACE,
+        }
+    })
+}
+
+/// How the strict stand-in answers a request: for one to `…/events`, a 400 with
+/// [`invalid_parameter`] when the body or one of its events breaks a rule, else Meta's 200
+/// (`events_received`, `messages`, `fbtrace_id`); for any other (the sink's health check, a GET
+/// of the pixel's `id`), the pixel as Meta shows it, `{"id": …}`.
+pub fn strict_reply(request: &Request) -> Reply {
+    if !request.is_events() {
+        let path = request.target.split('?').next().unwrap_or_default();
+        let id = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        return (200, serde_json::json!({ "id": id })).into();
+    }
+    match check_body(&request.json()) {
+        Ok(n) => (
+            200,
+            serde_json::json!({ "events_received": n, "messages": [], "fbtrace_id": STRICT_TRACE }),
+        )
+            .into(),
+        Err((index, invalid)) => {
+            let parameter = match index {
+                Some(i) => format!("$['data'][{i}]{}", invalid.parameter),
+                None => "$['data']".to_owned(),
+            };
+            (400, invalid_parameter(&parameter, &invalid.problem)).into()
+        }
+    }
 }
