@@ -13,9 +13,14 @@
 //! Lookups are in memory, in the sink's own task: no lock, no I/O on the event path. The
 //! `disk` and `nats_kv` stores persist (and, for `nats_kv`, share) the same profiles behind
 //! it, written in the background; a store that fails is counted and logged, never waited on.
+//!
+//! Apart from the profiles, [`Identities`] remembers the conversions sent with an `order_id`
+//! ([`order`]) for Meta's window of 7 days, so that a later `AppendValue` of the order can say
+//! which event it adds value to; the same stores keep them.
 
 pub(crate) mod disk;
 pub(crate) mod nats_kv;
+pub(crate) mod order;
 pub(crate) mod profile;
 #[cfg(test)]
 mod tests;
@@ -27,9 +32,10 @@ use lru::LruCache;
 use metrics::{Counter, Gauge};
 use serde::Deserialize;
 
+use self::order::order_key;
 use self::profile::{Key, Profile, anonymous_key, user_key};
 use super::capi::{UserData, UserDataKeys};
-use super::mapping::{UserIds, UserMemory};
+use super::mapping::{OriginalEvent, UserIds, UserMemory};
 
 /// The `enrichment` table of the sink.
 #[derive(Clone, Debug, Deserialize)]
@@ -41,7 +47,9 @@ pub(crate) struct EnrichmentConfig {
     /// How long a remembered value is used after it was last seen.
     #[serde(default = "default_ttl")]
     pub ttl_secs: u64,
-    /// Most users kept; the least recently seen are forgotten first.
+    /// Most users kept; the least recently seen are forgotten first. Orders remembered for
+    /// AppendValue have a bound of their own of the same size (one knob for the memory the
+    /// sink may take), the oldest forgotten first.
     #[serde(default = "default_max_users")]
     pub max_users: usize,
     /// Where profiles are kept.
@@ -139,8 +147,8 @@ impl EnrichmentConfig {
     }
 }
 
-/// Where changed profiles go to be kept (and, for `nats_kv`, shared). Writing never blocks:
-/// an implementation queues the change and reports failures through its own counters.
+/// Where changed profiles and orders go to be kept (and, for `nats_kv`, shared). Writing never
+/// blocks: an implementation queues the change and reports failures through its own counters.
 pub(crate) trait Persist: Send {
     /// Keep `profile` under `key`; `None`: forget `key`.
     fn save(&mut self, key: &Key, profile: Option<&Profile>);
@@ -150,16 +158,45 @@ pub(crate) trait Persist: Send {
         self.save(key, None);
     }
 
+    /// Keep `order` under `key` (an [`order_key`]).
+    fn save_order(&mut self, key: &Key, order: &OriginalEvent);
+
+    /// This instance no longer keeps the order `key`: it is past Meta's window, or there is no
+    /// room for it. A store of this instance's own drops it; a shared one may leave it to age.
+    fn drop_order(&mut self, key: &Key);
+
+    /// The orders the store held when it was opened, oldest first; those past the window are
+    /// left out.
+    fn loaded_orders(&mut self) -> Vec<(Key, OriginalEvent)> {
+        Vec::new()
+    }
+
     /// Up to `max` changes other instances made since the last call, to merge into memory.
-    fn remote_changes(&mut self, max: usize) -> Vec<(Key, Option<Profile>)> {
+    fn remote_changes(&mut self, max: usize) -> Vec<Change> {
         let _ = max;
         Vec::new()
     }
 }
 
+/// A change another instance made to a shared store.
+#[derive(Debug)]
+// Profiles arrived as `(Key, Option<Profile>)` before orders did, as large: boxing them now
+// would add an allocation per change for nothing the small order variant needs.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Change {
+    /// The profile of a key, written (`Some`) or erased.
+    Profile(Key, Option<Profile>),
+    /// The order of a key, written or erased.
+    Order(Key, Option<OriginalEvent>),
+}
+
 /// Most remote changes merged per input batch, so that a large bucket's initial replay is
 /// spread over many batches instead of stalling one.
 const MAX_SYNC: usize = 10_000;
+
+/// Most orders past their window dropped per call: the dropping is spread over calls (each adds
+/// at most one order, so it keeps up) instead of stalling the one after a long quiet spell.
+const MAX_PRUNE: usize = 64;
 
 /// The remembered users of one sink: an LRU map in memory, optionally persisted.
 pub struct Identities {
@@ -169,6 +206,17 @@ pub struct Identities {
     /// steady traffic does not turn into a write per event.
     refresh: i64,
     persist: Option<Box<dyn Persist>>,
+    /// Conversions sent with an `order_id`, by [`order_key`], for a later AppendValue. Apart
+    /// from the profiles: they belong to no user, and live by Meta's window, not `ttl`. The
+    /// recency is that of the first remembering (a recall does not promote), so the entry
+    /// dropped for room or pruned first is the one with the least of its window left.
+    orders: LruCache<Key, OriginalEvent>,
+    /// The bound of `orders`, kept here: the cache itself is unbounded because
+    /// `LruCache::new` reserves its whole capacity up front, and most sinks never see an order.
+    max_orders: usize,
+    /// The latest `now` this memory was given: [`Identities::sync`] is handed no clock, and
+    /// judges the orders other instances wrote by it.
+    now: i64,
 }
 
 impl Identities {
@@ -180,6 +228,9 @@ impl Identities {
             ttl,
             refresh: (ttl / 100).clamp(1, 3600),
             persist: None,
+            orders: LruCache::unbounded(),
+            max_orders: max_users.max(1),
+            now: i64::MIN,
         }
     }
 
@@ -191,9 +242,20 @@ impl Identities {
         now: i64,
     ) -> Self {
         self.persist = Some(persist);
+        self.tick(now);
         for (key, profile) in profiles {
             if !profile.is_expired(now, self.ttl) {
                 self.insert(key, profile);
+            }
+        }
+        let orders = self
+            .persist
+            .as_mut()
+            .map(|p| p.loaded_orders())
+            .unwrap_or_default();
+        for (key, order) in orders {
+            if order::fresh(&order, now) {
+                self.insert_order(key, order);
             }
         }
         self
@@ -214,17 +276,72 @@ impl Identities {
         let Some(persist) = &mut self.persist else {
             return;
         };
-        for (key, change) in persist.remote_changes(MAX_SYNC) {
+        for change in persist.remote_changes(MAX_SYNC) {
             match change {
-                Some(theirs) => match self.users.get_mut(&key) {
+                Change::Profile(key, Some(theirs)) => match self.users.get_mut(&key) {
                     Some(mine) => mine.merge(theirs),
                     None => {
                         self.users.push(key, theirs);
                     }
                 },
-                None => {
+                Change::Profile(key, None) => {
                     self.users.pop(&key);
                 }
+                Change::Order(key, Some(theirs)) => self.merge_order(key, theirs),
+                Change::Order(key, None) => {
+                    self.orders.pop(&key);
+                }
+            }
+        }
+    }
+
+    /// An order another instance wrote. Not written back: it came from the store.
+    fn merge_order(&mut self, key: Key, theirs: OriginalEvent) {
+        // The bucket's history replayed at start holds orders long past the window.
+        if !order::fresh(&theirs, self.now) {
+            return;
+        }
+        let now = self.now;
+        if self
+            .orders
+            .peek(&key)
+            .is_some_and(|mine| order::keeps(mine, &theirs, now))
+        {
+            return;
+        }
+        self.insert_order(key, theirs);
+    }
+
+    fn tick(&mut self, now: i64) {
+        self.now = self.now.max(now);
+    }
+
+    /// Keep `order` under `key`, first dropping the oldest order when there is no room.
+    fn insert_order(&mut self, key: Key, order: OriginalEvent) {
+        if !self.orders.contains(&key)
+            && self.orders.len() >= self.max_orders
+            && let Some((evicted, _)) = self.orders.pop_lru()
+            && let Some(persist) = &mut self.persist
+        {
+            persist.drop_order(&evicted);
+        }
+        self.orders.push(key, order);
+    }
+
+    /// Drop (up to [`MAX_PRUNE`]) orders past Meta's window, oldest first.
+    fn prune_orders(&mut self, now: i64) {
+        for _ in 0..MAX_PRUNE {
+            if self
+                .orders
+                .peek_lru()
+                .is_none_or(|(_, order)| order::fresh(order, now))
+            {
+                return;
+            }
+            if let Some((key, _)) = self.orders.pop_lru()
+                && let Some(persist) = &mut self.persist
+            {
+                persist.drop_order(&key);
             }
         }
     }
@@ -279,6 +396,7 @@ impl Keys {
 
 impl Identities {
     fn learn_keys(&mut self, keys: &Keys, user: &UserData<'_>, now: i64) {
+        self.tick(now);
         let refresh = self.refresh;
         if let Some(key) = keys.user {
             self.update(key, |p| p.learn(user, now, refresh));
@@ -348,6 +466,41 @@ impl UserMemory for Identities {
         // What was learned is in; from here the memory is only read.
         let this: &'m Self = self;
         this.recall_keys(&keys, user, now)
+    }
+
+    fn remember_order(&mut self, order_id: &str, original: OriginalEvent, now: i64) {
+        self.tick(now);
+        self.prune_orders(now);
+        if !order::fresh(&original, now) {
+            return; // Nothing could name it any more.
+        }
+        let key = order_key(order_id);
+        // The first conversion is the one an AppendValue updates: a repeat (a retry, a replay,
+        // another event naming the same order) changes nothing while the first can still be
+        // named.
+        if self.orders.peek(&key).is_some_and(|o| order::fresh(o, now)) {
+            return;
+        }
+        if let Some(persist) = &mut self.persist {
+            persist.save_order(&key, &original);
+        }
+        self.insert_order(key, original);
+    }
+
+    fn recall_order(&mut self, order_id: &str, now: i64) -> Option<OriginalEvent> {
+        self.tick(now);
+        self.prune_orders(now);
+        let key = order_key(order_id);
+        let order = self.orders.peek(&key)?;
+        if order::fresh(order, now) {
+            return Some(order.clone());
+        }
+        // Past the window, though not yet at the oldest end (written late by another instance).
+        self.orders.pop(&key);
+        if let Some(persist) = &mut self.persist {
+            persist.drop_order(&key);
+        }
+        None
     }
 }
 

@@ -6,6 +6,11 @@
 //! milliseconds, and writes what it learns in the background. The bucket's `max_age` is
 //! `ttl_secs`, so NATS itself drops profiles nobody has refreshed. A bucket that is down only
 //! delays sharing: writes that fail are counted and logged, and lookups go on from memory.
+//!
+//! Orders remembered for AppendValue ([`super::order`]) share the bucket under keys of their
+//! own, `order.{hex of the order key}` beside the profiles' bare hex, so the AppendValue of an
+//! order one instance sent may reach another. An older version watching the same bucket skips
+//! those keys, as `fbpixel enrichment forget` does: neither reads them as profiles.
 
 use std::time::Duration;
 
@@ -15,9 +20,10 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::profile::{Key, Profile, user_key};
-use super::{EnrichmentConfig, Persist, store_error};
+use super::{Change, EnrichmentConfig, Persist, order, store_error};
 use crate::backoff::Backoff;
 use crate::nats::{Connect, connect};
+use crate::sinks::facebook_pixel::mapping::OriginalEvent;
 use crate::telemetry::{ComponentInfo, Throttle};
 
 /// Changes waiting to be written; beyond this, new ones are dropped (and counted), so a bucket
@@ -26,9 +32,50 @@ const MAX_PENDING: usize = 100_000;
 
 /// Writes changes to the bucket and reads what others wrote.
 pub struct NatsKvStore {
-    writes: mpsc::Sender<(Key, Option<Bytes>)>,
-    remote: mpsc::Receiver<(Key, Option<Profile>)>,
+    writes: mpsc::Sender<(Entry, Key, Option<Bytes>)>,
+    remote: mpsc::Receiver<Change>,
     component: ComponentInfo,
+}
+
+/// What a bucket key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Entry {
+    Profile,
+    Order,
+}
+
+/// Before the hex of an order's key; never hex itself, so it cannot be taken for a profile's.
+const ORDER_PREFIX: &str = "order.";
+
+/// The bucket key of `key`.
+pub(super) fn entry_name(entry: Entry, key: &Key) -> String {
+    match entry {
+        Entry::Profile => hex::encode(key),
+        Entry::Order => format!("{ORDER_PREFIX}{}", hex::encode(key)),
+    }
+}
+
+/// The change a bucket entry named `name` stands for: its `value` written, or (`None`) erased.
+/// `None` for a key or value this version cannot read.
+pub(super) fn change(name: &str, value: Option<&[u8]>) -> Option<Change> {
+    match name.strip_prefix(ORDER_PREFIX) {
+        Some(order_hex) => {
+            let key = decode_key(order_hex)?;
+            let order = match value {
+                Some(bytes) => Some(order::decode(bytes)?),
+                None => None,
+            };
+            Some(Change::Order(key, order))
+        }
+        None => {
+            let key = decode_key(name)?;
+            let profile = match value {
+                Some(bytes) => Some(Profile::decode(bytes)?),
+                None => None,
+            };
+            Some(Change::Profile(key, profile))
+        }
+    }
 }
 
 async fn bucket(config: &EnrichmentConfig, component: &str) -> Result<kv::Store, String> {
@@ -68,7 +115,7 @@ impl NatsKvStore {
     /// to [`MAX_PENDING`]) and lookups use what this instance learned itself.
     pub fn start(config: &EnrichmentConfig, component: ComponentInfo) -> Self {
         let (remote_tx, remote) = mpsc::channel(MAX_PENDING);
-        let (writes, pending) = mpsc::channel::<(Key, Option<Bytes>)>(MAX_PENDING);
+        let (writes, pending) = mpsc::channel::<(Entry, Key, Option<Bytes>)>(MAX_PENDING);
         let (config_copy, task_component) = (config.clone(), component.clone());
         tokio::spawn(async move {
             let stopped = remote_tx.clone();
@@ -118,11 +165,7 @@ async fn connect_until_open(
 }
 
 /// Forward what the bucket holds and every later change to the sink.
-async fn watch(
-    store: kv::Store,
-    remote: mpsc::Sender<(Key, Option<Profile>)>,
-    component: ComponentInfo,
-) {
+async fn watch(store: kv::Store, remote: mpsc::Sender<Change>, component: ComponentInfo) {
     let mut watch = match store.watch_with_history(">").await {
         Ok(watch) => watch,
         Err(e) => {
@@ -140,18 +183,15 @@ async fn watch(
                 continue;
             }
         };
-        let Some(key) = decode_key(&entry.key) else {
-            continue;
-        };
-        let change = match entry.operation {
-            kv::Operation::Put => match Profile::decode(&entry.value) {
-                Some(profile) => Some(profile),
-                None => continue,
-            },
+        let value = match entry.operation {
+            kv::Operation::Put => Some(&entry.value[..]),
             kv::Operation::Delete | kv::Operation::Purge => None,
         };
+        let Some(change) = change(&entry.key, value) else {
+            continue;
+        };
         // Bounded: a watch that outruns the sink waits (NATS keeps the rest).
-        if remote.send((key, change)).await.is_err() {
+        if remote.send(change).await.is_err() {
             return; // The sink has stopped.
         }
     }
@@ -160,12 +200,12 @@ async fn watch(
 /// Write queued changes to the bucket until the sink stops.
 async fn write(
     store: kv::Store,
-    mut pending: mpsc::Receiver<(Key, Option<Bytes>)>,
+    mut pending: mpsc::Receiver<(Entry, Key, Option<Bytes>)>,
     component: ComponentInfo,
 ) {
     let failure_log = Throttle::new(10);
-    while let Some((key, value)) = pending.recv().await {
-        let name = hex::encode(key);
+    while let Some((entry, key, value)) = pending.recv().await {
+        let name = entry_name(entry, &key);
         let result = match value {
             Some(value) => store
                 .put(&name, value)
@@ -183,22 +223,38 @@ async fn write(
     }
 }
 
+/// The key of a profile's bucket key (bare hex); `None` for anything else, an order's included.
 fn decode_key(name: &str) -> Option<Key> {
     hex::decode(name).ok()?.try_into().ok()
+}
+
+impl NatsKvStore {
+    fn queue(&self, entry: Entry, key: &Key, value: Option<Bytes>) {
+        if self.writes.try_send((entry, *key, value)).is_err() {
+            store_error(&self.component);
+        }
+    }
 }
 
 impl Persist for NatsKvStore {
     fn save(&mut self, key: &Key, profile: Option<&Profile>) {
         let value = profile.map(|p| Bytes::from(p.encode()));
-        if self.writes.try_send((*key, value)).is_err() {
-            store_error(&self.component);
-        }
+        self.queue(Entry::Profile, key, value);
     }
 
     /// Other instances may still need a profile this one no longer has room for.
     fn evict(&mut self, _key: &Key) {}
 
-    fn remote_changes(&mut self, max: usize) -> Vec<(Key, Option<Profile>)> {
+    fn save_order(&mut self, key: &Key, order: &OriginalEvent) {
+        self.queue(Entry::Order, key, Some(Bytes::from(order::encode(order))));
+    }
+
+    /// Left in the bucket: another instance may have room for it still, and one past the window
+    /// is dropped by every instance that reads it and by the bucket's `max_age`; a purge from
+    /// each instance would only add a delete marker per order.
+    fn drop_order(&mut self, _key: &Key) {}
+
+    fn remote_changes(&mut self, max: usize) -> Vec<Change> {
         let mut changes = Vec::new();
         while changes.len() < max
             && let Ok(change) = self.remote.try_recv()

@@ -19,21 +19,23 @@ use sha2::{Digest, Sha256};
 use crate::sinks::facebook_pixel::capi::{Hashes, UserData, UserDataKeys};
 use crate::sinks::facebook_pixel::normalize::Sha256Hex;
 
-/// A user's key in the store: SHA-256 of `user:ID` or `anon:ID`, so the store holds no raw
-/// identifier either.
+/// A user's key in the store: SHA-256 of `user:ID` or `anon:ID` (and an order's, of
+/// `order:ID`: [`super::order`]), so the store holds no raw identifier either.
 pub type Key = [u8; 32];
 
 /// The store key of a `userId`.
 pub fn user_key(id: &str) -> Key {
-    key("user:", id)
+    hashed_key("user:", id)
 }
 
 /// The store key of an `anonymousId`.
 pub fn anonymous_key(id: &str) -> Key {
-    key("anon:", id)
+    hashed_key("anon:", id)
 }
 
-fn key(prefix: &str, id: &str) -> Key {
+/// SHA-256 of `prefix` then `id`: the prefix keeps a user, an anonymous id and an order that
+/// happen to share an id apart.
+pub(super) fn hashed_key(prefix: &str, id: &str) -> Key {
     let mut hasher = Sha256::new();
     hasher.update(prefix.as_bytes());
     hasher.update(id.as_bytes());

@@ -241,12 +241,16 @@ fn an_fbc_or_fbp_not_in_metas_format_is_sent_and_remembered_as_it_is() {
 }
 
 /// A shared bucket as [`Identities::sync`] reads it: what other instances wrote.
-struct Bucket(Vec<(profile::Key, Option<profile::Profile>)>);
+struct Bucket(Vec<Change>);
 
 impl Persist for Bucket {
     fn save(&mut self, _: &profile::Key, _: Option<&profile::Profile>) {}
 
-    fn remote_changes(&mut self, _: usize) -> Vec<(profile::Key, Option<profile::Profile>)> {
+    fn save_order(&mut self, _: &profile::Key, _: &OriginalEvent) {}
+
+    fn drop_order(&mut self, _: &profile::Key) {}
+
+    fn remote_changes(&mut self, _: usize) -> Vec<Change> {
         std::mem::take(&mut self.0)
     }
 }
@@ -262,7 +266,7 @@ fn instances_sharing_a_bucket_keep_the_first_click_time_whichever_wrote_last() {
     let later = t0() + Duration::seconds(60);
     // Another instance saw a later page view of the click before this one's write reached it.
     let theirs = written_by(landing("anon-1", "AbC-1", later), later);
-    let bucket = Bucket(vec![(key, Some(theirs))]);
+    let bucket = Bucket(vec![Change::Profile(key, Some(theirs))]);
     let mut memory =
         Identities::new(100, 3600).with_store(Box::new(bucket), Vec::new(), t0().timestamp());
     map(&mut memory, landing("anon-1", "AbC-1", t0()), t0()).unwrap();
@@ -272,7 +276,7 @@ fn instances_sharing_a_bucket_keep_the_first_click_time_whichever_wrote_last() {
     // A new click written elsewhere replaces it, as any newer value does.
     let then = later + Duration::seconds(60);
     let theirs = written_by(landing("anon-1", "XyZ-2", then), then);
-    memory.persist = Some(Box::new(Bucket(vec![(key, Some(theirs))])));
+    memory.persist = Some(Box::new(Bucket(vec![Change::Profile(key, Some(theirs))])));
     memory.sync();
     let bare = map(&mut memory, track(json!({"anonymousId": "anon-1"})), then).unwrap();
     assert_eq!(user_data(&bare)["fbc"], fbc("XyZ-2", then));
@@ -365,8 +369,12 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 fn open_disk(dir: &std::path::Path, now: DateTime<Utc>) -> Identities {
+    open_disk_bounded(dir, now, 100)
+}
+
+fn open_disk_bounded(dir: &std::path::Path, now: DateTime<Utc>, max_users: usize) -> Identities {
     let (store, profiles) = DiskStore::open(dir, now.timestamp(), 3600, component()).unwrap();
-    Identities::new(100, 3600).with_store(Box::new(store), profiles, now.timestamp())
+    Identities::new(max_users, 3600).with_store(Box::new(store), profiles, now.timestamp())
 }
 
 #[test]
@@ -506,4 +514,301 @@ fn ids_that_teach_nothing_take_no_room() {
     let bare = json!({"type": "track", "event": "Ping", "userId": "u9"});
     map(&mut memory, bare, t0()).unwrap();
     assert!(memory.is_empty());
+}
+
+// Orders remembered for AppendValue (Meta's `original_event_data`).
+
+use super::nats_kv::{self, Entry};
+use super::order::{self, ORDER_WINDOW_SECS, order_key};
+
+/// The Purchase sent (and remembered) at `sent_at`, with the message id `event_id`.
+fn purchase(event_id: &str, sent_at: i64) -> OriginalEvent {
+    OriginalEvent {
+        event_name: "Purchase".into(),
+        event_time: sent_at - 30,
+        event_id: Some(event_id.into()),
+        sent_at,
+    }
+}
+
+fn ts() -> i64 {
+    t0().timestamp()
+}
+
+#[test]
+fn an_order_remembered_is_recalled_and_an_unknown_one_is_not() {
+    let mut memory = Identities::new(100, 3600);
+    memory.remember_order("ORD-1", purchase("msg-1", ts()), ts());
+    assert_eq!(
+        memory.recall_order("ORD-1", ts() + 3600),
+        Some(purchase("msg-1", ts()))
+    );
+    assert_eq!(memory.recall_order("ORD-2", ts()), None);
+    assert_eq!(memory.recall_order("ord-1", ts()), None, "ids are exact");
+    assert!(memory.is_empty(), "orders are not profiles");
+}
+
+#[test]
+fn the_first_conversion_of_an_order_is_kept_until_its_window_ends() {
+    let mut memory = Identities::new(100, 3600);
+    memory.remember_order("ORD-1", purchase("msg-1", ts()), ts());
+    let later = ts() + 600;
+    memory.remember_order("ORD-1", purchase("msg-2", later), later);
+    assert_eq!(
+        memory.recall_order("ORD-1", later),
+        Some(purchase("msg-1", ts()))
+    );
+    // Past the first one's window, a new conversion of the same id takes its place.
+    let past = ts() + ORDER_WINDOW_SECS;
+    memory.remember_order("ORD-1", purchase("msg-3", past), past);
+    assert_eq!(
+        memory.recall_order("ORD-1", past + 1),
+        Some(purchase("msg-3", past))
+    );
+}
+
+#[test]
+fn an_order_is_not_recalled_seven_days_after_it_was_sent_and_is_pruned() {
+    let mut memory = Identities::new(100, 3600);
+    memory.remember_order("ORD-1", purchase("msg-1", ts()), ts());
+    memory.remember_order("ORD-2", purchase("msg-2", ts() + 10), ts() + 10);
+    let last_second = ts() + ORDER_WINDOW_SECS - 1;
+    assert!(memory.recall_order("ORD-1", last_second).is_some());
+    assert_eq!(memory.recall_order("ORD-1", ts() + ORDER_WINDOW_SECS), None);
+    assert!(!memory.orders.contains(&order_key("ORD-1")), "pruned");
+    // Nobody asks for ORD-2 again: the next order sent prunes it from the old end.
+    let much_later = ts() + 2 * ORDER_WINDOW_SECS;
+    memory.remember_order("ORD-3", purchase("msg-3", much_later), much_later);
+    assert_eq!(memory.orders.len(), 1);
+    assert!(memory.orders.contains(&order_key("ORD-3")));
+}
+
+#[test]
+fn the_order_bound_drops_the_oldest_order_first() {
+    let mut memory = Identities::new(2, 3600);
+    memory.remember_order("ORD-1", purchase("msg-1", ts()), ts());
+    memory.remember_order("ORD-2", purchase("msg-2", ts() + 1), ts() + 1);
+    // A recall does not promote: ORD-1 still has the least of its window left.
+    assert!(memory.recall_order("ORD-1", ts() + 2).is_some());
+    memory.remember_order("ORD-3", purchase("msg-3", ts() + 3), ts() + 3);
+    assert_eq!(memory.orders.len(), 2);
+    assert_eq!(memory.recall_order("ORD-1", ts() + 4), None);
+    assert!(memory.recall_order("ORD-2", ts() + 4).is_some());
+    assert!(memory.recall_order("ORD-3", ts() + 4).is_some());
+    // Users have their own bound: two of them fit beside the two orders.
+    map(&mut memory, identify("u1", None), t0()).unwrap_err();
+    map(&mut memory, identify("u2", None), t0()).unwrap_err();
+    assert_eq!((memory.len(), memory.orders.len()), (2, 2));
+}
+
+#[test]
+fn orders_round_trip_through_their_stored_form() {
+    let sent = purchase("msg-1", ts());
+    assert_eq!(order::decode(&order::encode(&sent)), Some(sent));
+    let bare = OriginalEvent {
+        event_id: None,
+        ..purchase("", ts())
+    };
+    assert_eq!(order::decode(&order::encode(&bare)), Some(bare));
+    assert_eq!(order::decode(b"{not json"), None);
+    assert_ne!(
+        order_key("42"),
+        profile::user_key("42"),
+        "an order and a user with the same id are apart"
+    );
+}
+
+#[test]
+fn the_disk_store_keeps_orders_across_a_restart_for_their_window_only() {
+    let dir = temp_dir("orders");
+    {
+        let mut memory = open_disk(&dir, t0());
+        memory.remember_order("ORD-secret-77", purchase("msg-1", ts()), ts());
+        map(&mut memory, identify("u1", None), t0()).unwrap_err();
+    }
+    let later = t0() + Duration::seconds(60);
+    let mut memory = open_disk(&dir, later);
+    assert_eq!((memory.len(), memory.orders.len()), (1, 1), "profiles too");
+    assert_eq!(
+        memory.recall_order("ORD-secret-77", later.timestamp()),
+        Some(purchase("msg-1", ts()))
+    );
+    drop(memory);
+
+    let file = std::fs::read(dir.join("users.redb")).unwrap();
+    let contains = |needle: &str| file.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !contains("ORD-secret-77"),
+        "the store file holds the order id"
+    );
+    assert!(contains("msg-1"), "it holds the event id");
+
+    // A week after it was sent, a restart leaves it out, and deletes it from the file.
+    let past = t0() + Duration::seconds(ORDER_WINDOW_SECS);
+    let memory = open_disk(&dir, past);
+    assert!(memory.orders.is_empty());
+    drop(memory);
+    // Opened as of its sending again, the file no longer has it.
+    let mut reopened = open_disk(&dir, t0());
+    assert_eq!(
+        reopened.recall_order("ORD-secret-77", ts()),
+        None,
+        "deleted"
+    );
+}
+
+#[test]
+fn the_disk_store_forgets_the_orders_memory_drops() {
+    let dir = temp_dir("orders-bound");
+    {
+        let mut memory = open_disk_bounded(&dir, t0(), 1);
+        memory.remember_order("ORD-1", purchase("msg-1", ts()), ts());
+        memory.remember_order("ORD-2", purchase("msg-2", ts() + 1), ts() + 1);
+        // Past its window on a recall: gone from the file too.
+        let past = ts() + 1 + ORDER_WINDOW_SECS;
+        memory.remember_order("ORD-3", purchase("msg-3", ts() + 2), ts() + 2);
+        memory.remember_order("ORD-4", purchase("msg-4", ts() + 3), ts() + 3);
+        assert_eq!(memory.recall_order("ORD-4", past + 2), None);
+    }
+    // With room for more, nothing comes back: ORD-1‥3 were dropped for room, ORD-4 expired.
+    let memory = open_disk(&dir, t0());
+    assert!(
+        memory.orders.is_empty(),
+        "{} orders left",
+        memory.orders.len()
+    );
+}
+
+/// A bucket key and what was put under it (`None`: purged).
+type Written = (String, Option<Vec<u8>>);
+
+/// A bucket several instances share, as the `nats_kv` store sees it: every write in order,
+/// named and encoded as the store writes it, and read back by every instance from the start
+/// (its own writes included, as a watch echoes them).
+#[derive(Clone, Default)]
+struct SharedBucket {
+    log: std::sync::Arc<std::sync::Mutex<Vec<Written>>>,
+    read: usize,
+}
+
+impl SharedBucket {
+    fn instance(&self) -> Identities {
+        let persist = Box::new(SharedBucket {
+            log: self.log.clone(),
+            read: 0,
+        });
+        Identities::new(100, 3600).with_store(persist, Vec::new(), ts())
+    }
+
+    fn put(&self, name: String, value: Option<Vec<u8>>) {
+        self.log.lock().unwrap().push((name, value));
+    }
+}
+
+impl Persist for SharedBucket {
+    fn save(&mut self, key: &profile::Key, profile: Option<&profile::Profile>) {
+        self.put(
+            nats_kv::entry_name(Entry::Profile, key),
+            profile.map(profile::Profile::encode),
+        );
+    }
+
+    fn evict(&mut self, _: &profile::Key) {}
+
+    fn save_order(&mut self, key: &profile::Key, order: &OriginalEvent) {
+        self.put(
+            nats_kv::entry_name(Entry::Order, key),
+            Some(order::encode(order)),
+        );
+    }
+
+    fn drop_order(&mut self, _: &profile::Key) {}
+
+    fn remote_changes(&mut self, max: usize) -> Vec<Change> {
+        let log = self.log.lock().unwrap();
+        let new: Vec<_> = log[self.read..].iter().take(max).collect();
+        self.read += new.len();
+        new.into_iter()
+            .filter_map(|(name, value)| nats_kv::change(name, value.as_deref()))
+            .collect()
+    }
+}
+
+#[test]
+fn an_order_one_instance_sent_is_recalled_by_another_sharing_the_bucket() {
+    let bucket = SharedBucket::default();
+    let (mut a, mut b) = (bucket.instance(), bucket.instance());
+    a.remember_order("ORD-1", purchase("msg-a", ts()), ts());
+    // A profile written beside it stays a profile.
+    map(&mut a, identify("u1", None), t0()).unwrap_err();
+    b.sync();
+    assert_eq!(
+        b.recall_order("ORD-1", ts() + 60),
+        Some(purchase("msg-a", ts()))
+    );
+    let event = map(&mut b, track(json!({"userId": "u1"})), t0()).unwrap();
+    assert_eq!(
+        user_data(&event)["em"],
+        json!([sha("jane.doe@example.com")])
+    );
+    // Its own write echoed back changes nothing.
+    a.sync();
+    assert_eq!(a.orders.len(), 1);
+    assert!(a.recall_order("ORD-1", ts()).is_some());
+    assert!(
+        bucket
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(name, _)| name.starts_with("order.")),
+        "orders have keys of their own"
+    );
+}
+
+#[test]
+fn instances_sharing_a_bucket_agree_on_the_first_conversion_of_an_order() {
+    let bucket = SharedBucket::default();
+    let (mut a, mut b) = (bucket.instance(), bucket.instance());
+    a.remember_order("ORD-1", purchase("msg-a", ts()), ts());
+    // B sends the same order a moment later, before A's write reached it.
+    b.remember_order("ORD-1", purchase("msg-b", ts() + 5), ts() + 5);
+    a.sync();
+    b.sync();
+    for memory in [&mut a, &mut b] {
+        assert_eq!(
+            memory.recall_order("ORD-1", ts() + 10),
+            Some(purchase("msg-a", ts()))
+        );
+    }
+    // Past the window, one instance's new conversion of the id replaces it in the other too,
+    // even before that one has seen the time pass.
+    let past = ts() + ORDER_WINDOW_SECS;
+    a.remember_order("ORD-1", purchase("msg-new", past), past);
+    b.sync();
+    assert_eq!(
+        b.recall_order("ORD-1", ts() + 20),
+        Some(purchase("msg-new", past))
+    );
+}
+
+#[test]
+fn an_instance_joining_late_skips_the_buckets_orders_past_their_window() {
+    let bucket = SharedBucket::default();
+    let mut a = bucket.instance();
+    a.remember_order("ORD-old", purchase("msg-1", ts()), ts());
+    let later = ts() + ORDER_WINDOW_SECS + 60;
+    a.remember_order("ORD-new", purchase("msg-2", later), later);
+    let persist = Box::new(SharedBucket {
+        log: bucket.log.clone(),
+        read: 0,
+    });
+    let mut c = Identities::new(100, 3600).with_store(persist, Vec::new(), later);
+    c.sync();
+    assert_eq!(
+        c.orders.len(),
+        1,
+        "the replayed history's old order is left out"
+    );
+    assert!(c.recall_order("ORD-new", later).is_some());
 }
