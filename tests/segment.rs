@@ -348,7 +348,7 @@ fn malformed_requests_get_clear_4xx_answers_and_the_server_keeps_serving() {
     let response = http_request(port, "GET", "/v1/track", h, b"").unwrap();
     assert_eq!(response.status, 405, "{}", response.text());
     assert_refusal(&response, "method_not_allowed", "use POST");
-    assert_eq!(response.header("allow"), Some("POST"));
+    assert_eq!(response.header("allow"), Some("POST, OPTIONS"));
 
     // Still serving: a good single call (write key in the body) is accepted and delivered.
     let now = chrono::Utc::now().to_rfc3339();
@@ -692,4 +692,194 @@ path = "{out}"
         proc.stderr()
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+}
+
+/// fbpixel with a `segment` source on `port` (with `extra` settings) → a file sink; the file.
+fn to_file(port: u16, extra: &str) -> (Proc, PathBuf) {
+    let dir = temp_dir("segment-cors");
+    let out = dir.join("out.ndjson");
+    let config = format!(
+        r#"
+[sources.web]
+type = "segment"
+address = "127.0.0.1:{port}"
+write_keys = ["{KEY}"]
+{extra}
+
+[sinks.out]
+type = "file"
+inputs = ["web"]
+path = "{}"
+"#,
+        out.display()
+    );
+    let path = dir.join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut proc = Proc::spawn(&["--config", path.to_str().unwrap()], &[], None);
+    proc.wait_for_port(port);
+    (proc, out)
+}
+
+/// The `event`s the file sink wrote, once fbpixel has stopped.
+fn events_written(mut proc: Proc, out: &std::path::Path) -> Vec<String> {
+    proc.signal("TERM");
+    assert!(
+        proc.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        proc.stderr()
+    );
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+        .collect()
+}
+
+/// The preflight of analytics.js from `origin`: since @segment/analytics-next 1.84.0 it sends
+/// `Authorization` and, on retries, `X-Retry-Count`, which are not CORS-safelisted.
+fn preflight(port: u16, path: &str, origin: &str) -> support::HttpResponse {
+    http_request(
+        port,
+        "OPTIONS",
+        path,
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type,x-retry-count",
+            ),
+        ],
+        b"",
+    )
+    .expect("the server answers")
+}
+
+/// A POST as analytics.js sends it (`text/plain`, the write key as the basic user) from `origin`.
+fn browser_post(port: u16, origin: Option<&str>, event: &str) -> support::HttpResponse {
+    let auth = basic(KEY);
+    let mut headers = vec![("content-type", "text/plain"), ("authorization", &*auth)];
+    if let Some(origin) = origin {
+        headers.push(("origin", origin));
+    }
+    segment_post(
+        port,
+        "/v1/t",
+        &headers,
+        format!(r#"{{"event":"{event}","writeKey":"{KEY}"}}"#).as_bytes(),
+    )
+}
+
+fn assert_allows_what_analytics_js_sends(response: &support::HttpResponse) {
+    assert_eq!(response.status, 204, "{}", response.text());
+    assert!(response.body.is_empty());
+    assert_eq!(
+        response.header("access-control-allow-methods"),
+        Some("POST")
+    );
+    let allowed = response
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for name in ["authorization", "content-type", "x-retry-count"] {
+        assert!(
+            allowed.split(", ").any(|a| a == name),
+            "{name} not in {allowed}"
+        );
+    }
+    assert_eq!(response.header("access-control-max-age"), Some("7200"));
+}
+
+#[test]
+fn segment_cors_allows_any_origin_by_default_on_preflights_and_every_answer() {
+    let port = free_port();
+    let (proc, out) = to_file(port, "");
+    for path in ["/v1/t", "/v1/batch", "/v1/track/"] {
+        let response = preflight(port, path, "https://shop.example");
+        assert_allows_what_analytics_js_sends(&response);
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+        assert_eq!(response.header("vary"), None, "`*` does not vary");
+    }
+    let response = browser_post(port, Some("https://shop.example"), "Browser");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    // Refusals too, or the page could not read them.
+    let response = segment_post(
+        port,
+        "/v1/t",
+        &[("origin", "https://shop.example")],
+        b"{\"event\":\"x\"}",
+    );
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert_refusal(
+        &response,
+        "invalid_write_key",
+        "missing or unknown write key",
+    );
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    // An OPTIONS that is no preflight gets the methods; one on another path, the 404.
+    let response = http_request(port, "OPTIONS", "/v1/track", &[], b"").unwrap();
+    assert_eq!(response.status, 204, "{}", response.text());
+    assert_eq!(response.header("allow"), Some("POST, OPTIONS"));
+    let response = preflight(port, "/v1/nope", "https://shop.example");
+    assert_eq!(response.status, 404, "{}", response.text());
+    assert_refusal(&response, "not_found", "/v1/track");
+    assert_eq!(
+        events_written(proc, &out),
+        ["\"Browser\""],
+        "a preflight delivers nothing"
+    );
+}
+
+#[test]
+fn segment_cors_echoes_listed_origins_and_refuses_others_without_cors_headers() {
+    let port = free_port();
+    let (proc, out) = to_file(
+        port,
+        r#"cors.allowed_origins = ["https://shop.example", "http://localhost:3000"]"#,
+    );
+    let response = preflight(port, "/v1/t", "https://shop.example");
+    assert_allows_what_analytics_js_sends(&response);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    assert_eq!(response.header("vary"), Some("Origin"));
+    assert_eq!(response.header("access-control-allow-credentials"), None);
+
+    let response = browser_post(port, Some("http://localhost:3000"), "Local");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(response.header("vary"), Some("Origin"));
+
+    // Another origin: no CORS headers, so the browser stops there, and a Segment-shaped 403.
+    let response = preflight(port, "/v1/t", "https://evil.example");
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert_refusal(
+        &response,
+        "origin_not_allowed",
+        "origin https://evil.example is not in cors.allowed_origins",
+    );
+    assert_eq!(response.header("access-control-allow-origin"), None);
+    assert_eq!(response.header("access-control-allow-methods"), None);
+    assert_eq!(response.header("vary"), Some("Origin"));
+    // Its POST (a simple one needs no preflight) is refused, not delivered.
+    let response = browser_post(port, Some("https://evil.example"), "Evil");
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert_refusal(&response, "origin_not_allowed", "https://evil.example");
+    assert_eq!(response.header("access-control-allow-origin"), None);
+
+    // A server library sends no Origin: served as before.
+    let response = browser_post(port, None, "Server");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("access-control-allow-origin"), None);
+    assert_eq!(response.header("vary"), Some("Origin"));
+    assert_eq!(events_written(proc, &out), ["\"Local\"", "\"Server\""]);
 }

@@ -14,8 +14,15 @@
 //! With `infer_ip`, a message without `context.ip` gets the client's address: the peer's, or
 //! with `trust_forwarded_for` the one Meta's Parameter Builder library would pick from
 //! `X-Forwarded-For` (`client_ip`, where the rule and its source are).
+//!
+//! For analytics.js on pages of other origins, each tracking path answers the CORS preflight
+//! `OPTIONS`, and every answer carries `Access-Control-Allow-Origin` as `cors` allows (`cors`,
+//! where what the browser library sends and why the default is any origin are).
 
 mod client_ip;
+mod cors;
+
+pub use cors::CorsConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,12 +44,14 @@ use crate::component::{
 use crate::config::Secret;
 use crate::event::Event;
 use crate::http::{self, HttpResponse, TlsConfig, constant_time_eq};
-use crate::telemetry::{ComponentMetrics, Stage};
+use crate::telemetry::{ComponentMetrics, Stage, Throttle};
 
 /// Segment's limit for one message.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Segment's limit for one batch request.
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// Seconds between two log lines about refused origins.
+const ORIGIN_LOG_INTERVAL_SECS: u64 = 60;
 
 /// Settings of the `segment` source.
 #[derive(Clone, Debug, Deserialize)]
@@ -83,6 +92,10 @@ pub struct SegmentConfig {
     /// Vector's: a busy connection is retired after its current answer once that old.
     #[serde(default)]
     pub keepalive: http::KeepaliveConfig,
+    /// Which pages' origins may post here from a browser (`allowed_origins`, default any), and
+    /// the preflight's `allowed_headers`, `allow_credentials` and `max_age_secs`.
+    #[serde(default)]
+    pub cors: CorsConfig,
 }
 
 impl SegmentConfig {
@@ -121,10 +134,12 @@ impl SourceConfig for SegmentConfig {
                 "trusted_proxies: only read with `infer_ip = true` and `trust_forwarded_for = true`; set both, or remove trusted_proxies".into(),
             ));
         }
+        let cors = cors::Cors::new(&self.cors).map_err(BuildError)?;
         Ok(Box::new(ValidSegment {
             listener,
             keys: self.keys(),
             trusted_proxies,
+            cors,
             config: self.clone(),
         }))
     }
@@ -134,11 +149,13 @@ impl SourceConfig for SegmentConfig {
     }
 }
 
-/// Checked settings: the listener's, ready to bind, the write keys and the trusted proxies.
+/// Checked settings: the listener's, ready to bind, the write keys, the trusted proxies and
+/// the CORS policy.
 struct ValidSegment {
     listener: http::ListenerSettings,
     keys: Vec<Secret>,
     trusted_proxies: Vec<client_ip::Cidr>,
+    cors: cors::Cors,
     config: SegmentConfig,
 }
 
@@ -150,6 +167,7 @@ impl ValidSource for ValidSegment {
             listener,
             keys: self.keys,
             trusted_proxies: self.trusted_proxies,
+            cors: self.cors,
             config: self.config,
         }))
     }
@@ -159,6 +177,7 @@ struct SegmentSource {
     listener: http::Listener,
     keys: Vec<Secret>,
     trusted_proxies: Vec<client_ip::Cidr>,
+    cors: cors::Cors,
     config: SegmentConfig,
 }
 
@@ -167,6 +186,10 @@ struct Shared {
     infer_ip: bool,
     trust_forwarded_for: bool,
     trusted_proxies: Vec<client_ip::Cidr>,
+    cors: cors::Cors,
+    /// Refused origins are logged at most this often: a page that is not listed posts again
+    /// and again, and its console shows only the browser's CORS error, not our message.
+    origin_log: Throttle,
     acknowledgements: bool,
     out: Output,
     shutdown: ShutdownSignal,
@@ -180,6 +203,7 @@ impl Source for SegmentSource {
             listener,
             keys,
             trusted_proxies,
+            cors,
             config,
         } = *self;
         let shared = Arc::new(Shared {
@@ -187,6 +211,8 @@ impl Source for SegmentSource {
             infer_ip: config.infer_ip,
             trust_forwarded_for: config.trust_forwarded_for,
             trusted_proxies,
+            cors,
+            origin_log: Throttle::new(ORIGIN_LOG_INTERVAL_SECS),
             acknowledgements: cx.acknowledgements,
             out: cx.out,
             shutdown: cx.shutdown.clone(),
@@ -227,8 +253,11 @@ fn call(path: &str) -> Option<Call> {
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-    match receive(shared, req, peer).await {
-        Ok(()) => json(StatusCode::OK, r#"{"success":true}"#.into()),
+    // Judged before the request is consumed, so that every answer, refusals too, carries the
+    // CORS headers: without them the page could not read it, and analytics.js would retry.
+    let verdict = shared.cors.judge(req.headers().get(header::ORIGIN));
+    let mut response = match respond(shared, req, peer, &verdict).await {
+        Ok(response) => response,
         Err((status, message)) => {
             if status.is_client_error() {
                 let error_type = match status {
@@ -237,9 +266,62 @@ async fn handle(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Ht
                 };
                 shared.metrics.error(error_type, Stage::Receiving);
             }
+            if status == StatusCode::FORBIDDEN && shared.origin_log.ready() {
+                tracing::warn!(component = %shared.metrics.info().id, "refused a browser request: {message}");
+            }
             refusal(status, &message)
         }
+    };
+    shared.cors.add_headers(&verdict, response.headers_mut());
+    response
+}
+
+async fn respond(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    verdict: &cors::Verdict,
+) -> Result<HttpResponse, Failure> {
+    if req.method() == Method::OPTIONS {
+        return options(shared, &req, verdict);
     }
+    receive(shared, req, peer, verdict).await?;
+    Ok(json(StatusCode::OK, r#"{"success":true}"#.into()))
+}
+
+/// The answer to an `OPTIONS`: on a tracking path, 204 to a preflight from an allowed origin
+/// (403 otherwise), and to a plain one the methods (RFC 9110 §9.3.7).
+fn options(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    verdict: &cors::Verdict,
+) -> Result<HttpResponse, Failure> {
+    if call(req.uri().path()).is_none() {
+        return Err(not_found());
+    }
+    let mut response = http::text(StatusCode::NO_CONTENT, "");
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    if !cors::is_preflight(req.headers()) {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(ALLOW));
+        return Ok(response);
+    }
+    if let Some(message) = cors::refusal_message(verdict) {
+        return Err((StatusCode::FORBIDDEN, message));
+    }
+    shared.cors.add_preflight_headers(response.headers_mut());
+    Ok(response)
+}
+
+/// The methods of the tracking paths.
+const ALLOW: &str = "POST, OPTIONS";
+
+fn not_found() -> Failure {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; POST to /v1/track, /v1/page, /v1/identify, /v1/screen, /v1/group, /v1/alias, /v1/batch or /v1/import".into(),
+    )
 }
 
 /// An error answer as Segment's tracking API shapes it, so that its client libraries show
@@ -284,7 +366,7 @@ fn refusal(status: StatusCode, message: &str) -> HttpResponse {
             );
         }
         StatusCode::METHOD_NOT_ALLOWED => {
-            headers.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            headers.insert(header::ALLOW, header::HeaderValue::from_static(ALLOW));
         }
         _ => {}
     }
@@ -301,6 +383,7 @@ fn error_code(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "invalid_request",
         StatusCode::UNAUTHORIZED => "invalid_write_key",
+        StatusCode::FORBIDDEN => "origin_not_allowed",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
@@ -350,7 +433,12 @@ fn bad(message: impl Into<String>) -> Failure {
     (StatusCode::BAD_REQUEST, message.into())
 }
 
-async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> Result<(), Failure> {
+async fn receive(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    verdict: &cors::Verdict,
+) -> Result<(), Failure> {
     if shared.shutdown.is_triggered() {
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -358,13 +446,16 @@ async fn receive(shared: &Shared, req: Request<Incoming>, peer: SocketAddr) -> R
         ));
     }
     let Some(call) = call(req.uri().path()) else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            "not found; POST to /v1/track, /v1/page, /v1/identify, /v1/screen, /v1/group, /v1/alias, /v1/batch or /v1/import".into(),
-        ));
+        return Err(not_found());
     };
     if req.method() != Method::POST {
         return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST".into()));
+    }
+    // Refused before delivery, not just left without CORS headers: the page could not read a
+    // success, and analytics.js would resend the events until it gives up.
+    if let cors::Verdict::Refused(_) = verdict {
+        let message = cors::refusal_message(verdict).expect("a refused origin has a message");
+        return Err((StatusCode::FORBIDDEN, message));
     }
     let basic_key = basic_user(req.headers().get(header::AUTHORIZATION));
     // Chosen before the body is read, while the headers are at hand. Personal data: never logged.
@@ -642,6 +733,11 @@ mod tests {
             ),
             (StatusCode::NOT_FOUND, "not found", "not_found"),
             (
+                StatusCode::FORBIDDEN,
+                "origin https://evil.example is not in cors.allowed_origins",
+                "origin_not_allowed",
+            ),
+            (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "use POST",
                 "method_not_allowed",
@@ -693,7 +789,7 @@ mod tests {
         );
         assert_eq!(
             refusal(StatusCode::METHOD_NOT_ALLOWED, "x").headers()[header::ALLOW],
-            "POST"
+            "POST, OPTIONS"
         );
         let ok = json(StatusCode::OK, r#"{"success":true}"#.into());
         assert_eq!(body_of(&ok).await, serde_json::json!({"success": true}));
@@ -786,6 +882,28 @@ mod tests {
             "{}",
             err.0
         );
+    }
+
+    #[test]
+    fn cors_settings_are_checked_at_validate_with_the_key_named() {
+        assert!(validate("").is_ok(), "the default, any origin");
+        assert!(
+            validate(
+                "cors.allowed_origins = [\"https://shop.example\"]\ncors.allow_credentials = true"
+            )
+            .is_ok()
+        );
+        let err = validate("cors.allowed_origins = [\"https://shop.example/\"]")
+            .err()
+            .unwrap();
+        assert!(
+            err.0
+                .starts_with("cors.allowed_origins[0]: \"https://shop.example/\" has a path"),
+            "{}",
+            err.0
+        );
+        let err = validate("cors.allow_credentials = true").err().unwrap();
+        assert!(err.0.starts_with("cors.allow_credentials:"), "{}", err.0);
     }
 
     #[test]
