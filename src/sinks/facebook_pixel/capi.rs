@@ -42,9 +42,10 @@ pub struct ServerEvent<'a> {
     /// Limited Data Use options, present only when `limited_data_use` is on.
     #[serde(flatten)]
     pub data_processing: Option<DataProcessing<'a>>,
-    /// The app and device of an `app` event.
+    /// The app and device of an `app` event. Boxed: it is 400 bytes, and web events, which
+    /// never have one, move the event several times on their way to the request body.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_data: Option<AppData<'a>>,
+    pub app_data: Option<Box<AppData<'a>>>,
     /// The channel of a `business_messaging` event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messaging_channel: Option<MessagingChannel>,

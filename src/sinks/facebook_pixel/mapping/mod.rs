@@ -291,7 +291,7 @@ impl Mapper {
             None
         };
         let app_data = match action_source {
-            ActionSource::App => Some(app_data::build(message)?),
+            ActionSource::App => Some(Box::new(app_data::build(message)?)),
             _ => None,
         };
         let current_year = now.year();
