@@ -1444,7 +1444,10 @@ fn app_events_carry_app_data_with_sixteen_extinfo_strings() {
         event["user_data"].get("madid").is_none(),
         "tracking disabled"
     );
-    assert_eq!(event["user_data"]["anon_id"], "a-1", "the install's anonymousId");
+    assert_eq!(
+        event["user_data"]["anon_id"], "a-1",
+        "the install's anonymousId"
+    );
     assert!(event.get("event_source_url").is_none());
     let no_version = without(app_track(), "/context/os/version");
     assert_eq!(
