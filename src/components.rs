@@ -1,5 +1,7 @@
 //! The table of component types by their `type` name, above every component and below the
-//! topology that looks them up. Adding a component type is its own module and one line here.
+//! topology that looks them up. Adding a component type is its own module and one line here:
+//! its settings' parser and its `EXAMPLE` (every setting at its default, which `fbpixel
+//! generate` prints), so a type cannot be added without one.
 //!
 //! Parsing reports every problem of a table at once: the settings come back without the keys
 //! they reject (when the rest parse), so their own checks run in the same pass.
@@ -7,7 +9,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::component::{SinkConfig, SinkOptions, SourceConfig, TransformConfig};
-use crate::config::{ComponentConfig, ConfigError};
+use crate::config::{ComponentConfig, ComponentKind, ConfigError};
 use crate::{sinks, sources, transforms};
 
 /// The settings without the keys they reject (when the rest parse), and every error.
@@ -15,29 +17,70 @@ pub type Parsed<T> = (Option<Box<T>>, Vec<ConfigError>);
 
 type Parse<T> = fn(&ComponentConfig) -> Parsed<T>;
 
-const SOURCES: &[(&str, Parse<dyn SourceConfig>)] = &[
-    ("stdin", source_of::<sources::stdin::StdinConfig>),
+/// A type's name, its parser, and its example settings.
+type Entry<T> = (&'static str, Parse<T>, &'static str);
+
+const SOURCES: &[Entry<dyn SourceConfig>] = &[
+    (
+        "stdin",
+        source_of::<sources::stdin::StdinConfig>,
+        sources::stdin::EXAMPLE,
+    ),
     (
         "http_server",
         source_of::<sources::http_server::HttpServerConfig>,
+        sources::http_server::EXAMPLE,
     ),
-    ("segment", source_of::<sources::segment::SegmentConfig>),
-    ("nats", source_of::<sources::nats::NatsSourceConfig>),
+    (
+        "segment",
+        source_of::<sources::segment::SegmentConfig>,
+        sources::segment::EXAMPLE,
+    ),
+    (
+        "nats",
+        source_of::<sources::nats::NatsSourceConfig>,
+        sources::nats::EXAMPLE,
+    ),
 ];
 
-const TRANSFORMS: &[(&str, Parse<dyn TransformConfig>)] = &[
-    ("remap", transform_of::<transforms::remap::RemapConfig>),
-    ("filter", transform_of::<transforms::filter::FilterConfig>),
+const TRANSFORMS: &[Entry<dyn TransformConfig>] = &[
+    (
+        "remap",
+        transform_of::<transforms::remap::RemapConfig>,
+        transforms::remap::EXAMPLE,
+    ),
+    (
+        "filter",
+        transform_of::<transforms::filter::FilterConfig>,
+        transforms::filter::EXAMPLE,
+    ),
 ];
 
-const SINKS: &[(&str, Parse<dyn SinkConfig>)] = &[
-    ("console", sink_of::<sinks::console::ConsoleConfig>),
-    ("file", sink_of::<sinks::file::FileConfig>),
-    ("blackhole", sink_of::<sinks::blackhole::BlackholeConfig>),
-    ("nats", sink_of::<sinks::nats::NatsSinkConfig>),
+const SINKS: &[Entry<dyn SinkConfig>] = &[
+    (
+        "console",
+        sink_of::<sinks::console::ConsoleConfig>,
+        sinks::console::EXAMPLE,
+    ),
+    (
+        "file",
+        sink_of::<sinks::file::FileConfig>,
+        sinks::file::EXAMPLE,
+    ),
+    (
+        "blackhole",
+        sink_of::<sinks::blackhole::BlackholeConfig>,
+        sinks::blackhole::EXAMPLE,
+    ),
+    (
+        "nats",
+        sink_of::<sinks::nats::NatsSinkConfig>,
+        sinks::nats::EXAMPLE,
+    ),
     (
         sinks::facebook_pixel::SINK_TYPE,
         sink_of::<sinks::facebook_pixel::FacebookPixelConfig>,
+        sinks::facebook_pixel::EXAMPLE,
     ),
 ];
 
@@ -68,11 +111,11 @@ fn sink_of<T: SinkConfig + DeserializeOwned + 'static>(
     (settings.map(|s| Box::new(s) as Box<dyn SinkConfig>), errors)
 }
 
-fn find<T: ?Sized>(table: &[(&str, Parse<T>)], c: &ComponentConfig) -> Parsed<T> {
-    match table.iter().find(|(name, _)| *name == c.type_name) {
-        Some((_, parse)) => parse(c),
+fn find<T: ?Sized>(table: &[Entry<T>], c: &ComponentConfig) -> Parsed<T> {
+    match table.iter().find(|(name, ..)| *name == c.type_name) {
+        Some((_, parse, _)) => parse(c),
         None => {
-            let known: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+            let known: Vec<&str> = table.iter().map(|(name, ..)| *name).collect();
             let suggestion = crate::config::did_you_mean(&c.type_name, known.iter().copied())
                 .map(|near| format!("; did you mean `{near}`?"))
                 .unwrap_or_default();
@@ -88,6 +131,40 @@ fn find<T: ?Sized>(table: &[(&str, Parse<T>)], c: &ComponentConfig) -> Parsed<T>
             (None, vec![error])
         }
     }
+}
+
+/// The type names of a kind, in the table's order.
+pub fn type_names(kind: ComponentKind) -> Vec<&'static str> {
+    fn names<T: ?Sized>(table: &[Entry<T>]) -> Vec<&'static str> {
+        table.iter().map(|(name, ..)| *name).collect()
+    }
+    match kind {
+        ComponentKind::Source => names(SOURCES),
+        ComponentKind::Transform => names(TRANSFORMS),
+        ComponentKind::Sink => names(SINKS),
+    }
+}
+
+/// Every setting a component of this kind and type takes, at its default, as the body of its
+/// TOML table (a comment line before each setting; one unset by default is commented out); a
+/// sink's ends with the settings every sink takes. None for an unknown type.
+pub fn example(kind: ComponentKind, type_name: &str) -> Option<String> {
+    fn of<T: ?Sized>(table: &[Entry<T>], type_name: &str) -> Option<&'static str> {
+        table
+            .iter()
+            .find(|(name, ..)| *name == type_name)
+            .map(|(.., example)| *example)
+    }
+    let own = match kind {
+        ComponentKind::Source => of(SOURCES, type_name),
+        ComponentKind::Transform => of(TRANSFORMS, type_name),
+        ComponentKind::Sink => of(SINKS, type_name),
+    }?;
+    let own = own.trim_matches('\n');
+    Some(match kind {
+        ComponentKind::Sink => format!("{own}\n{}", SinkOptions::EXAMPLE.trim_matches('\n')),
+        _ => own.to_owned(),
+    })
 }
 
 /// Parse a source's settings by its `type`.
@@ -146,7 +223,6 @@ fn with_shared_keys(e: ConfigError, sink_path: &str) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ComponentKind;
 
     fn console(text: &str) -> Vec<String> {
         let c = ComponentConfig {

@@ -2,6 +2,7 @@
 
 mod config_args;
 mod enrichment;
+mod generate;
 mod map;
 mod replay;
 mod run;
@@ -45,6 +46,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Manage what the sink's `enrichment` remembers about users.
     Enrichment(enrichment::EnrichmentArgs),
+    /// Print an example config with every setting of the named component types, each at its
+    /// default with a comment, wired by `inputs` in the order given (as `vector generate`).
+    Generate(generate::GenerateArgs),
 }
 
 impl Cli {
@@ -57,6 +61,7 @@ impl Cli {
             Some(Command::Map(args)) => map::run(args),
             Some(Command::Replay(args)) => replay::run(args),
             Some(Command::Enrichment(args)) => enrichment::run(args),
+            Some(Command::Generate(args)) => generate::run(args),
         }
     }
 }

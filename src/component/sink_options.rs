@@ -46,6 +46,23 @@ fn yes() -> bool {
 }
 
 impl SinkOptions {
+    /// The settings every sink takes, at their defaults, for `fbpixel generate` (as each sink
+    /// type's `EXAMPLE`: a comment line before each setting).
+    pub const EXAMPLE: &'static str = r#"
+# Whether the sources feeding this sink answer their senders only once it delivered their events; unset: the sink type's default.
+# acknowledgements = true
+# Where events wait for the sink: `memory` or `disk` (under data_dir; survives a crash).
+buffer.type = "memory"
+# Most events queued in a memory buffer.
+buffer.max_events = 10000
+# Most bytes stored in a disk buffer (at least 1 MiB).
+buffer.max_size = 268435456
+# When the buffer is full: `block` (backpressure up to the senders) or `drop_newest`.
+buffer.when_full = "block"
+# Run the sink's healthcheck at start and in `fbpixel validate`.
+healthcheck.enabled = true
+"#;
+
     /// The keys of these settings in a sink's table.
     pub const KEYS: [&'static str; 3] = ["acknowledgements", "buffer", "healthcheck"];
 

@@ -24,6 +24,15 @@ pub struct BlackholeConfig {
     pub rate: Option<u64>,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# Seconds between log lines with the running totals; 0 logs only the final total.
+print_interval_secs = 1
+# Take at most this many events per second (simulates a slow destination); unset: no limit.
+# rate = 1000
+"#;
+
 fn default_interval() -> u64 {
     1
 }

@@ -25,6 +25,15 @@ pub struct ConsoleConfig {
     pub encoding: EncodingConfig,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# `stdout` or `stderr`.
+target = "stdout"
+# Accepted for Vector compatibility; `json`, the only codec: one JSON line per event.
+encoding.codec = "json"
+"#;
+
 /// The stream written to.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]

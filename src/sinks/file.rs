@@ -26,6 +26,15 @@ pub struct FileConfig {
     pub encoding: EncodingConfig,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# The file to append NDJSON to (required); its directory is created when missing.
+path = "/var/lib/fbpixel/events.ndjson"
+# Accepted for Vector compatibility; `json`, the only codec.
+encoding.codec = "json"
+"#;
+
 impl SinkConfig for FileConfig {
     fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidSink>, BuildError> {
         if self.path.as_os_str().is_empty() {

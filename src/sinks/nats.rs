@@ -72,6 +72,34 @@ pub struct NatsRequestConfig {
     pub retry_max_duration_secs: f64,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# Server URL, or a comma-separated list of them (required).
+url = "nats://127.0.0.1:4222"
+# The subject every event is published to (required; no wildcards).
+subject = "events.segment"
+# The stream that stores `subject`, checked at start (or created); unset: not checked.
+# stream = "EVENTS"
+# Create `stream` (with `subjects = [subject]`) when it does not exist.
+create_stream = false
+# How to authenticate; unset: no authentication. One of a .creds file, user and password, a token, an NKey seed.
+# auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# auth = { token = "${NATS_TOKEN}" }
+# auth = { nkey_seed = "${NATS_NKEY_SEED}" }
+# The name the server shows for this connection; unset: `fbpixel`.
+# connection_name = "fbpixel"
+# Most events published and not yet acknowledged by the stream.
+request.concurrency = 500
+# Seconds to wait for a PubAck before the publish is retried.
+request.timeout_secs = 10.0
+# First wait, in seconds, before a failed publish is retried.
+request.retry_initial_backoff_secs = 0.1
+# Longest wait, in seconds, between two attempts.
+request.retry_max_duration_secs = 10.0
+"#;
+
 fn default_concurrency() -> usize {
     500
 }

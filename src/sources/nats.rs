@@ -68,6 +68,36 @@ pub struct NatsSourceConfig {
     pub connection_name: Option<String>,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# Server URL, or a comma-separated list of them (required).
+url = "nats://127.0.0.1:4222"
+# The JetStream stream to consume (required).
+stream = "EVENTS"
+# Filter subject (wildcards allowed); unset: every subject of the stream.
+# subject = "events.>"
+# The durable consumer's name (required); instances with the same name share the work.
+durable = "fbpixel"
+# Most messages asked for per pull request.
+batch = 500
+# Seconds JetStream waits for an acknowledgement before redelivering.
+ack_wait_secs = 30
+# Most messages delivered and not yet acknowledged, over all instances.
+max_ack_pending = 10000
+# Seconds before a message whose delivery failed is redelivered.
+nak_delay_secs = 5
+# Create the stream (with `subjects = [subject]`) when it does not exist.
+create_stream = false
+# How to authenticate; unset: no authentication. One of a .creds file, user and password, a token, an NKey seed.
+# auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# auth = { token = "${NATS_TOKEN}" }
+# auth = { nkey_seed = "${NATS_NKEY_SEED}" }
+# The name the server shows for this connection; unset: `fbpixel`.
+# connection_name = "fbpixel"
+"#;
+
 fn default_batch() -> usize {
     500
 }

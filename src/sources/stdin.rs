@@ -28,6 +28,13 @@ pub struct StdinConfig {
     pub max_length: usize,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# Longest accepted line, in bytes; a longer one is logged with its line number and skipped.
+max_length = 102400
+"#;
+
 fn default_max_length() -> usize {
     100 * 1024
 }

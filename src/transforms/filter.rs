@@ -25,6 +25,13 @@ pub struct FilterConfig {
     pub condition: String,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# A VRL expression returning a boolean (required); events it is false for, or fails on, are dropped.
+condition = '.type != "identify"'
+"#;
+
 impl TransformConfig for FilterConfig {
     fn validate(&self, _cx: &ValidateContext) -> Result<Box<dyn ValidTransform>, BuildError> {
         let program = compile(&self.condition, true)

@@ -35,6 +35,19 @@ pub struct RemapConfig {
     pub drop_on_abort: bool,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# The VRL program; this one or `file` is required.
+source = '.properties.fbp = .context.cookies._fbp || .properties.fbp'
+# A file holding the VRL program, instead of `source`.
+# file = "/etc/fbpixel/remap.vrl"
+# Drop events the program fails on; false: pass them on unchanged.
+drop_on_error = false
+# Drop events the program aborts.
+drop_on_abort = true
+"#;
+
 fn default_true() -> bool {
     true
 }

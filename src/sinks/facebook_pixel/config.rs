@@ -165,6 +165,114 @@ pub struct DeadLetterConfig {
     pub path: PathBuf,
 }
 
+/// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
+/// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
+pub const EXAMPLE: &str = r#"
+# Your pixel, all digits (required for delivery); the pixel of every event unless pixel_id_field names another.
+pixel_id = "${FB_PIXEL_ID}"
+# Conversions API access token (required for delivery); sent as a bearer token, never printed.
+access_token = "${FB_ACCESS_TOKEN}"
+# Adds appsecret_proof to every request; unset: none.
+# app_secret = "${FB_APP_SECRET}"
+# Segment event name -> Meta standard event, e.g. { "Order Completed" = "Purchase" }.
+standard_events = {}
+# Segment `category` -> Meta `content_type`, matched exactly, e.g. { Shoes = "product" }.
+content_types = {}
+# Dotted path into the message for external_id; unset: userId, then anonymousId.
+# external_id_field = "context.traits.crm_id"
+# `price` or `value`: which property is the value of Product Viewed / Product Added.
+value_field = "price"
+# ISO 4217 currency of an event that has a value but no currency.
+default_currency = "USD"
+# Default action_source (website, app, email, phone_call, chat, physical_store, system_generated, business_messaging, other).
+action_source = "website"
+# Send data_processing_options ["LDU"] with ldu_country and ldu_state.
+limited_data_use = false
+# With limited_data_use: Meta's country code (1 = USA; 0 = let Meta geolocate).
+ldu_country = 0
+# With limited_data_use: Meta's state code (1000 California ... 1013 Rhode Island; 0 = geolocate).
+ldu_state = 0
+# Send every event with opt_out: true (attribution only, not ad delivery optimisation).
+opt_out = false
+# Consent categories the visitor must have granted, e.g. ["Advertising"]; empty: no gating.
+consent.required_categories = []
+# `all`: every required category granted; `any`: one is enough.
+consent.match = "all"
+# An event with no consent preferences at all: `send` or `skip`.
+consent.when_missing = "send"
+# Dotted path to a per-event pixel ID; unset: pixel_id for every event. Needs `pixels`.
+# pixel_id_field = "context.pixel_id"
+# The other pixels pixel_id_field may name: pixel ID -> its access token.
+pixels = {}
+# Send `page` calls as PageView.
+page_view = false
+# Send `screen` calls as custom events named `Viewed {name} Screen`.
+screen_events = false
+# Use action_source "app" for messages from Segment's mobile libraries that name none.
+app_action_source = false
+# Conversion Leads: the CRM the lead stages come from; unset: none.
+# lead_event_source = "HubSpot"
+# ISO region for phone numbers written without a country code; unset: none.
+# phone_country = "US"
+# Hash external_id (it is always normalized).
+hash_external_id = true
+# Personal-data property names allowed into custom_data unhashed.
+allow_pii_properties = []
+# Property names hashed into custom_data (wins over allow_pii_properties).
+hash_properties = []
+# Events Manager -> Test Events code; unset: live events.
+# test_event_code = "TEST12345"
+# Sent as partner_agent; unset: none.
+# partner_agent = "my-platform"
+# Name of an offline or CRM upload, sent with every request; unset: none.
+# upload_tag = "crm-2024-06"
+# Where an offline or CRM upload came from; unset: none.
+# upload_source = "salesforce"
+# The Meta namespace (offline event set) of the upload; unset: none.
+# namespace_id = "123456789"
+# Graph API version.
+api_version = "v26.0"
+# Graph API base URL.
+endpoint = "https://graph.facebook.com"
+# Events further in the future than this many seconds are rejected; nearer ones clamped to now.
+max_future_secs = 60
+# Most events per request (Meta's cap is 1000).
+batch.max_events = 1000
+# Seconds after its first event a batch is sent.
+batch.timeout_secs = 1.0
+# Largest request body, in bytes.
+batch.max_bytes = 10485760
+# Requests in flight.
+request.concurrency = 4
+# Seconds per request.
+request.timeout_secs = 10.0
+# First wait, in seconds, before a failed request is retried (exponential backoff, full jitter).
+request.retry_initial_backoff_secs = 1.0
+# Longest wait, in seconds, between two attempts.
+request.retry_max_duration_secs = 60.0
+# Attempts before a transiently failing batch is dead-lettered; unset: retry for as long as it takes.
+# request.retry_attempts = 10
+# NDJSON file (mode 0600, raw personal data) for events that cannot be delivered; unset: none.
+# dead_letter.path = "/var/lib/fbpixel/dead_letter.ndjson"
+# Remember users' hashed keys and add them to their later events (keeps personal data).
+enrichment.enabled = false
+# Seconds a remembered value is used after it was last seen (30 days).
+enrichment.ttl_secs = 2592000
+# Most users kept; the least recently seen are forgotten first.
+enrichment.max_users = 1000000
+# Where profiles are kept: `memory`, `disk` (under data_dir) or `nats_kv` (shared).
+enrichment.store = "memory"
+# With store = "nats_kv": the NATS server(s).
+# enrichment.url = "nats://127.0.0.1:4222"
+# With store = "nats_kv": the key-value bucket, created when missing.
+enrichment.bucket = "fbpixel_users"
+# With store = "nats_kv": how to authenticate, as the nats source and sink do; unset: none.
+# enrichment.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# enrichment.auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# enrichment.auth = { token = "${NATS_TOKEN}" }
+# enrichment.auth = { nkey_seed = "${NATS_NKEY_SEED}" }
+"#;
+
 fn split_path(path: Option<&str>) -> Option<Vec<String>> {
     path.map(|path| path.split('.').map(String::from).collect())
 }

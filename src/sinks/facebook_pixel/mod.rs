@@ -20,5 +20,5 @@ mod tests;
 
 pub use capi::ServerEvent;
 pub use config::FacebookPixelConfig;
-pub(crate) use config::SINK_TYPE;
+pub(crate) use config::{EXAMPLE, SINK_TYPE};
 pub use mapping::{Mapper, Mapping, MappingSettings, Notes, Outcome, Rejection, SkipReason};
