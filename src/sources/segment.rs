@@ -123,6 +123,14 @@ header_timeout_secs = 30
 keepalive.max_connection_age_secs = 300
 # Each connection's age is this fraction shorter or longer at random, so clients do not reconnect together.
 keepalive.max_connection_age_jitter_factor = 0.1
+# Web pages (origins) browser analytics.js may post from: "*" for any, a list of "https://shop.example", or [] for no CORS.
+cors.allowed_origins = ["*"]
+# Request headers allowed besides Content-Type, Authorization and X-Retry-Count.
+cors.allowed_headers = []
+# Answer Access-Control-Allow-Credentials for pages using credentials: 'include' (needs listed origins).
+cors.allow_credentials = false
+# Seconds a browser may cache a preflight answer.
+cors.max_age_secs = 7200
 "#;
 
 impl SegmentConfig {
