@@ -56,42 +56,47 @@ fn read_for_standard_fields(kind: Option<EcommerceEvent>) -> &'static [&'static 
 }
 
 /// Never passed through: they are read for user_data or the event itself.
-const NEVER_PASSED: [&str; 34] = [
-    "fbp",
-    "fbc",
-    "action_source",
-    "actionSource",
-    "url",
-    "referrer",
-    "opt_out",
-    "subscription_id",
-    "subscriptionId",
-    "lead_id",
-    "leadId",
-    "fb_login_id",
-    "fbLoginId",
-    "anon_id",
-    "anonId",
-    "original_event_id",
-    "originalEventId",
-    "original_event_name",
-    "originalEventName",
-    "original_event_time",
-    "originalEventTime",
-    "messaging_channel",
-    "ctwa_clid",
-    "ctwaClid",
-    "page_id",
-    "pageId",
-    "page_scoped_user_id",
-    "pageScopedUserId",
-    "ig_account_id",
-    "igAccountId",
-    "ig_sid",
-    "igSid",
-    "whatsapp_business_account_id",
-    "whatsappBusinessAccountId",
-];
+fn never_passed(key: &str) -> bool {
+    // A match, not a scan of a list: every pass-through property is checked, and the compiler
+    // sorts the comparisons by length.
+    matches!(
+        key,
+        "fbp"
+            | "fbc"
+            | "action_source"
+            | "actionSource"
+            | "url"
+            | "referrer"
+            | "opt_out"
+            | "subscription_id"
+            | "subscriptionId"
+            | "lead_id"
+            | "leadId"
+            | "fb_login_id"
+            | "fbLoginId"
+            | "anon_id"
+            | "anonId"
+            | "original_event_id"
+            | "originalEventId"
+            | "original_event_name"
+            | "originalEventName"
+            | "original_event_time"
+            | "originalEventTime"
+            | "messaging_channel"
+            | "ctwa_clid"
+            | "ctwaClid"
+            | "page_id"
+            | "pageId"
+            | "page_scoped_user_id"
+            | "pageScopedUserId"
+            | "ig_account_id"
+            | "igAccountId"
+            | "ig_sid"
+            | "igSid"
+            | "whatsapp_business_account_id"
+            | "whatsappBusinessAccountId"
+    )
+}
 
 /// Property names that are personal data, squashed.
 const PII_NAMES: [&str; 13] = [
@@ -269,7 +274,7 @@ fn pass_through<'j>(
     for (i, (key, value)) in props.iter().enumerate() {
         let key: &'j str = key;
         if read.contains(&key)
-            || NEVER_PASSED.contains(&key)
+            || never_passed(key)
             || rules.pixel_property.as_deref() == Some(key)
             || data.has_computed(key)
             // A later duplicate wins, as in every lookup.

@@ -177,9 +177,18 @@ impl MessagingId {
     }
 
     fn of_key(key: &str) -> Option<MessagingId> {
-        Self::ALL
-            .into_iter()
-            .find(|id| id.key() == key || id.camel() == key)
+        // A match: every context key no other rule reads comes here.
+        Some(match key {
+            "ctwa_clid" | "ctwaClid" => MessagingId::CtwaClid,
+            "page_id" | "pageId" => MessagingId::PageId,
+            "page_scoped_user_id" | "pageScopedUserId" => MessagingId::PageScopedUserId,
+            "ig_account_id" | "igAccountId" => MessagingId::IgAccountId,
+            "ig_sid" | "igSid" => MessagingId::IgSid,
+            "whatsapp_business_account_id" | "whatsappBusinessAccountId" => {
+                MessagingId::WhatsappBusinessAccountId
+            }
+            _ => return None,
+        })
     }
 }
 
