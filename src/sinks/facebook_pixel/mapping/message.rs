@@ -272,10 +272,7 @@ impl<'a> SegmentMessage<'a> {
                 "anonymousId" => set(&mut m.anonymous_id, value()?),
                 "previousId" => set(&mut m.previous_id, value()?),
                 "context" => set_part(&mut m.context, part(nodes, at, context)?),
-                "traits" => set_part(
-                    &mut m.traits,
-                    part(nodes, at, traits)?,
-                ),
+                "traits" => set_part(&mut m.traits, part(nodes, at, traits)?),
                 "properties" => set_part(
                     &mut m.properties,
                     part(nodes, at, |n, i| json::object_at(n, i, 1))?,
@@ -421,10 +418,7 @@ fn context<'a>(nodes: &[Node<'a>], at: usize) -> Result<Box<Context<'a>>, ParseE
             "userAgent" => set(&mut c.user_agent, value(nodes, i, 2)?),
             "fbp" => set(&mut c.fbp, value(nodes, i, 2)?),
             "fbc" => set(&mut c.fbc, value(nodes, i, 2)?),
-            "traits" => set_part(
-                &mut c.traits,
-                part(nodes, i, traits)?,
-            ),
+            "traits" => set_part(&mut c.traits, part(nodes, i, traits)?),
             "page" => {
                 for (key, j) in members(nodes, i) {
                     match key {
