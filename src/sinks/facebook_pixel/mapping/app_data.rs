@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::message::{Part, SegmentMessage};
+use super::message::{Part, SegmentMessage, plain_text};
 use super::outcome::Rejection;
 use crate::json::Json;
 use crate::sinks::facebook_pixel::capi::AppData;
@@ -18,7 +18,7 @@ pub fn build<'j>(message: &'j SegmentMessage<'_>) -> Result<AppData<'j>, Rejecti
         return Err(missing_os());
     };
     let device = &context.device;
-    let version = match device.os_name.as_ref().and_then(text).as_deref() {
+    let version = match device.os_name.as_ref().and_then(plain_text).as_deref() {
         Some(os) if is_ios(os) => "i2",
         Some(os) if os.eq_ignore_ascii_case("android") => "a2",
         Some(_) => {
@@ -29,16 +29,20 @@ pub fn build<'j>(message: &'j SegmentMessage<'_>) -> Result<AppData<'j>, Rejecti
         }
         None => return Err(missing_os()),
     };
-    let os_version = device.os_version.as_ref().and_then(text).ok_or_else(|| {
-        Rejection::new(
-            "context.os.version",
-            "missing: Meta requires the OS version in an app event's app_data.extinfo",
-        )
-    })?;
+    let os_version = device
+        .os_version
+        .as_ref()
+        .and_then(plain_text)
+        .ok_or_else(|| {
+            Rejection::new(
+                "context.os.version",
+                "missing: Meta requires the OS version in an app event's app_data.extinfo",
+            )
+        })?;
     let app = context.app.as_deref();
-    let slot = |value: Option<&'j Json<'_>>| value.and_then(text).unwrap_or_default();
+    let slot = |value: Option<&'j Json<'_>>| value.and_then(plain_text).unwrap_or_default();
     // Segment writes `en-US`; Meta's examples are `en_US`.
-    let locale = match device.locale.as_ref().and_then(text) {
+    let locale = match device.locale.as_ref().and_then(plain_text) {
         Some(Cow::Borrowed(l)) if l.contains('-') => Cow::Owned(l.replace('-', "_")),
         Some(l) => l,
         None => Cow::Borrowed(""),
@@ -86,13 +90,4 @@ fn is_ios(os: &str) -> bool {
     ["ios", "ipados"]
         .iter()
         .any(|name| os.eq_ignore_ascii_case(name))
-}
-
-/// A string (trimmed) or a number as text; anything else counts as absent.
-fn text<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
-    match value {
-        Json::String(s) => Some(Cow::Borrowed(s.trim())).filter(|s| !s.is_empty()),
-        Json::Number(_) => value.to_text(),
-        _ => None,
-    }
 }

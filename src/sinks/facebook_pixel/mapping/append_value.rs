@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::OriginalEvent;
 use super::event_time;
-use super::message::SegmentMessage;
+use super::message::{SegmentMessage, plain_text};
 use super::outcome::Rejection;
 use crate::json::{Json, Object, member};
 use crate::sinks::facebook_pixel::capi::OriginalEventData;
@@ -23,7 +23,7 @@ pub const WINDOW_SECS: i64 = 7 * 86_400;
 /// The `order_id` (or `orderId`) property, the key of remembered conversions.
 pub fn order_id<'j>(message: &'j SegmentMessage<'_>) -> Option<Cow<'j, str>> {
     let properties = message.properties.as_object()?;
-    first(properties, &["order_id", "orderId"]).and_then(text)
+    first(properties, &["order_id", "orderId"]).and_then(plain_text)
 }
 
 /// `original_event_data` from the message's `original_event_*` properties, completed by what
@@ -38,7 +38,7 @@ pub fn original_event_data<'j>(
     let properties = message.properties.as_object().unwrap_or(&NONE);
     let order_id = order_id(message);
     let event_id = first(properties, &["original_event_id", "originalEventId"])
-        .and_then(text)
+        .and_then(plain_text)
         .or_else(|| Some(Cow::Owned(recalled.as_ref()?.event_id.clone()?)));
     if order_id.is_none() && event_id.is_none() {
         return Err(Rejection::new(
@@ -47,7 +47,7 @@ pub fn original_event_data<'j>(
         ));
     }
     let event_name = match first(properties, &["original_event_name", "originalEventName"]) {
-        Some(name) => text(name).ok_or_else(|| {
+        Some(name) => plain_text(name).ok_or_else(|| {
             Rejection::new(
                 "properties.original_event_name",
                 "expected the conversion's event name",
@@ -110,12 +110,4 @@ fn first<'j, 'a>(properties: &'j Object<'a>, keys: &[&str]) -> Option<&'j Json<'
     keys.iter()
         .find_map(|key| member(properties, key))
         .filter(|v| !v.is_null())
-}
-
-fn text<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
-    match value {
-        Json::String(s) => Some(Cow::Borrowed(s.trim())).filter(|s| !s.is_empty()),
-        Json::Number(_) => value.to_text(),
-        _ => None,
-    }
 }

@@ -6,6 +6,8 @@
 //! `page.title`, unknown trait keys) without building it. Every slot is lenient — a value of the wrong type is kept and reported by field, never
 //! turned into a parser error that would echo it.
 
+use std::borrow::Cow;
+
 use simd_json::{Node, StaticNode};
 
 use super::outcome::Rejection;
@@ -376,6 +378,16 @@ fn page_field<'j, 'a>(
         .and_then(|c| in_context(c))
         .and_then(usable)
         .or_else(|| member(message.properties.as_object()?, property).and_then(usable))
+}
+
+/// A value that is sent as text: a string, trimmed (blank counts as absent), or a number in
+/// its decimal form. Ids, names and device fields are read this way.
+pub(super) fn plain_text<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
+    match value {
+        Json::String(text) => Some(Cow::Borrowed(text.trim())).filter(|t| !t.is_empty()),
+        Json::Number(_) => value.to_text(),
+        _ => None,
+    }
 }
 
 /// The value at `at`, with null as absent.

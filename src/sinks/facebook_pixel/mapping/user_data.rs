@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::message::{Part, SegmentMessage, Trait, Traits};
+use super::message::{Part, SegmentMessage, Trait, Traits, plain_text};
 use smallvec::SmallVec;
 
 use super::{DroppedValues, UserDataField};
@@ -124,7 +124,7 @@ pub fn build<'j>(
                     .filter(|v| usable(v))
                     .or_else(|| member(properties, camel).filter(|v| usable(v)))
             })
-            .and_then(id_value)
+            .and_then(plain_text)
     };
     user.subscription_id = plain_id(traits.subscription_id, "subscription_id", "subscriptionId");
     user.lead_id = plain_id(traits.lead_id, "lead_id", "leadId");
@@ -141,16 +141,6 @@ pub fn build<'j>(
         .and_then(non_empty_str)
         .filter(|id| tracking_allowed && !is_zeroed_advertising_id(id));
     (user, facts)
-}
-
-/// A plain id's text: a string as given, a number in its decimal form (lead ids are 15–17
-/// digit numbers, and some senders send them as JSON numbers).
-fn id_value<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
-    match value {
-        Json::String(text) => Some(Cow::Borrowed(text.trim())).filter(|t| !t.is_empty()),
-        Json::Number(_) => value.to_text(),
-        _ => None,
-    }
 }
 
 /// iOS answers `00000000-0000-0000-0000-000000000000` when tracking is not authorized.
