@@ -354,23 +354,6 @@ impl UserData<'_> {
     }
 }
 
-impl<'a> UserData<'a> {
-    /// The business-messaging id slot of `key` (a [`MessagingId`] key).
-    ///
-    /// [`MessagingId`]: crate::sinks::facebook_pixel::mapping::message::MessagingId
-    pub fn messaging_id_mut(&mut self, key: &str) -> Option<&mut Option<Cow<'a, str>>> {
-        Some(match key {
-            "ctwa_clid" => &mut self.ctwa_clid,
-            "page_id" => &mut self.page_id,
-            "page_scoped_user_id" => &mut self.page_scoped_user_id,
-            "ig_account_id" => &mut self.ig_account_id,
-            "ig_sid" => &mut self.ig_sid,
-            "whatsapp_business_account_id" => &mut self.whatsapp_business_account_id,
-            _ => return None,
-        })
-    }
-}
-
 /// `external_id` is hashed unless the setting `hash_external_id` is off.
 #[derive(Debug, PartialEq)]
 pub enum ExternalId<'a> {

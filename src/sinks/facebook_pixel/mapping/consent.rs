@@ -191,9 +191,10 @@ mod tests {
         assert_eq!(parsed.matching, ConsentMatch::Any);
         assert_eq!(parsed.when_missing, WhenMissing::Skip);
         let err = toml::from_str::<ConsentRules>("match = \"some\"").unwrap_err();
+        let err = err.to_string();
         assert!(
-            err.to_string().contains("`all`, `any`") || err.to_string().contains("all"),
-            "{err}"
+            err.contains("some") && err.contains("`all`") && err.contains("`any`"),
+            "names the value and both choices: {err}"
         );
         let empty = rules(&["Ads", " "], ConsentMatch::All, WhenMissing::Send);
         assert_eq!(

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::message::{MessagingId, Part, SegmentMessage};
+use super::message::{MessagingId, Part, SegmentMessage, plain_text};
 use super::outcome::{Rejection, quote};
 use crate::json::{Json, member};
 use crate::sinks::facebook_pixel::capi::{MessagingChannel, UserData};
@@ -64,14 +64,14 @@ pub fn build<'j>(
         let value = properties
             .and_then(|p| member(p, id.key()).or_else(|| member(p, id.camel())))
             .or_else(|| context?.messaging_ids[id as usize].as_ref())
-            .and_then(id_text);
-        if let (Some(value), Some(slot)) = (value, user.messaging_id_mut(id.key())) {
-            *slot = Some(value);
+            .and_then(plain_text);
+        if value.is_some() {
+            *slot(user, id) = value;
         }
     }
     let missing: Vec<&str> = required(channel)
         .iter()
-        .filter(|id| user.keys().iter().all(|key| key != id.key()))
+        .filter(|&&id| slot(user, id).is_none())
         .map(|id| id.key())
         .collect();
     if !missing.is_empty() {
@@ -87,10 +87,14 @@ pub fn build<'j>(
     Ok(channel)
 }
 
-fn id_text<'j>(value: &'j Json<'_>) -> Option<Cow<'j, str>> {
-    match value {
-        Json::String(text) => Some(Cow::Borrowed(text.trim())).filter(|t| !t.is_empty()),
-        Json::Number(_) => value.to_text(),
-        _ => None,
+/// Where `id` goes in user_data.
+fn slot<'u, 'j>(user: &'u mut UserData<'j>, id: MessagingId) -> &'u mut Option<Cow<'j, str>> {
+    match id {
+        MessagingId::CtwaClid => &mut user.ctwa_clid,
+        MessagingId::PageId => &mut user.page_id,
+        MessagingId::PageScopedUserId => &mut user.page_scoped_user_id,
+        MessagingId::IgAccountId => &mut user.ig_account_id,
+        MessagingId::IgSid => &mut user.ig_sid,
+        MessagingId::WhatsappBusinessAccountId => &mut user.whatsapp_business_account_id,
     }
 }
