@@ -10,6 +10,7 @@ pub(crate) mod capi;
 pub(crate) mod config;
 pub(crate) mod dead_letter;
 pub mod enrichment;
+pub mod ledger;
 pub(crate) mod mapping;
 pub(crate) mod normalize;
 pub(crate) mod retry;

@@ -1,0 +1,248 @@
+//! The delivery ledger: for every message the sink handled, what became of it — delivered
+//! (with Meta's `fbtrace_id` and `events_received`), dead-lettered or rejected (with the stage
+//! and Meta's error), skipped (with the reason) — so that `fbpixel explain` and
+//! `fbpixel reconcile` can answer "it said success, but Events Manager shows fewer events".
+//!
+//! The hot path only hands over what it already holds: the request body (a reference-counted
+//! [`Bytes`]), each event's range in it and its key bits. Everything costly — reading the ids
+//! back from the events, masking the values that were sent unhashed, writing redb — happens on
+//! the ledger's own thread ([`store`]), in batches. The queue to it is bounded: when the thread
+//! cannot keep up, records are dropped and counted (`fbpixel_ledger_dropped_events_total`),
+//! never waited for, so the ledger can slow delivery down by its CPU only.
+//!
+//! What is kept is [`record::Record`]: ids, outcome, times, Meta's answer, key names and the
+//! server event with every customer-information value as a SHA-256 hash (see
+//! [`record::mask_event`]). No raw personal data.
+
+pub mod record;
+pub mod store;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+
+use bytes::Bytes;
+use metrics::counter;
+use serde::Deserialize;
+
+use crate::telemetry::{ComponentMetrics, Throttle};
+
+pub use record::{MetaError, Outcome, Record, Stage, Verdict};
+pub use store::{Found, Reader};
+
+/// The `ledger` settings of a sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Keep the ledger; default: on when `data_dir` is set.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Largest size of what the ledger keeps, in bytes; the oldest records go first.
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+    /// How long a record is kept, in seconds.
+    #[serde(default = "default_retention_secs")]
+    pub retention_secs: u64,
+}
+
+fn default_max_size() -> u64 {
+    1 << 30
+}
+
+fn default_retention_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            max_size: default_max_size(),
+            retention_secs: default_retention_secs(),
+        }
+    }
+}
+
+/// The smallest `max_size`: below this, a few requests' records would not fit.
+const MIN_MAX_SIZE: u64 = 1 << 20;
+
+impl LedgerConfig {
+    /// Whether the ledger is kept, given the config's `data_dir`.
+    pub fn is_enabled(&self, data_dir: Option<&Path>) -> bool {
+        self.enabled.unwrap_or(data_dir.is_some())
+    }
+
+    /// Problems with the settings, each naming its key.
+    pub fn problems(&self, data_dir: Option<&Path>) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.is_enabled(data_dir) {
+            return problems;
+        }
+        if data_dir.is_none() {
+            problems.push(
+                "ledger.enabled: the ledger keeps its file under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` at the top of the config, or `ledger.enabled = false`"
+                    .to_owned(),
+            );
+        }
+        if self.max_size < MIN_MAX_SIZE {
+            problems.push(format!(
+                "ledger.max_size: {} bytes is too small; give at least {MIN_MAX_SIZE} (1 MiB)",
+                self.max_size
+            ));
+        }
+        if self.retention_secs == 0 {
+            problems.push("ledger.retention_secs: must be at least 1".to_owned());
+        }
+        problems
+    }
+
+    /// The folder of the ledger of sink `id` under `data_dir`.
+    pub fn dir(data_dir: Option<&Path>, id: &str) -> Result<PathBuf, String> {
+        crate::config::state_dir(data_dir, "ledger", "ledger", id)
+    }
+}
+
+/// One event of a request, as the ledger is told of it: where its server event is in the
+/// body, and its key bits.
+#[derive(Clone, Debug)]
+pub struct SentEvent {
+    /// Its server event's JSON in the body.
+    pub range: Range<usize>,
+    /// The user_data keys it carries ([`super::capi::UserDataKeys`] bits).
+    pub keys: u32,
+    /// Those enrichment added.
+    pub enriched: u32,
+}
+
+/// What the ledger is told, on the hot path: references to what the sink already holds.
+pub enum Entry {
+    /// A request's events reached their end together: delivered, or given up on.
+    Sent {
+        /// Unix milliseconds.
+        at_ms: i64,
+        /// The pixel it went to.
+        pixel: Arc<str>,
+        /// The body the events are in.
+        body: Bytes,
+        /// The events.
+        events: Vec<SentEvent>,
+        /// What became of them.
+        verdict: Verdict,
+        /// Requests made for them.
+        attempts: u32,
+    },
+    /// Messages that ended in the mapping (skipped, rejected): their originals, each with why.
+    Mapping {
+        /// Unix milliseconds.
+        at_ms: i64,
+        /// What became of them.
+        verdict: Verdict,
+        /// Each message as it entered the sink, and the reason.
+        messages: Vec<(Bytes, String)>,
+    },
+}
+
+impl Entry {
+    pub(crate) fn events(&self) -> usize {
+        match self {
+            Entry::Sent { events, .. } => events.len(),
+            Entry::Mapping { messages, .. } => messages.len(),
+        }
+    }
+}
+
+/// Records waiting for the ledger's thread; beyond this, records are dropped and counted.
+const MAX_PENDING: usize = 4096;
+
+/// How often dropped records are logged again.
+const DROP_LOG_INTERVAL_SECS: u64 = 60;
+
+/// The sink's handle on its ledger: queues entries for the writer thread.
+pub struct Ledger {
+    queue: Option<SyncSender<Entry>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    metrics: ComponentMetrics,
+    drop_log: Throttle,
+}
+
+impl Ledger {
+    /// Open (or create) the ledger in `dir` and start its writer thread. Records older than
+    /// `retention_secs` are pruned at once.
+    pub fn open(
+        dir: &Path,
+        config: &LedgerConfig,
+        metrics: ComponentMetrics,
+    ) -> Result<Self, String> {
+        let store = store::Store::open(dir, config, metrics.clone())?;
+        let (queue, entries) = mpsc::sync_channel(MAX_PENDING);
+        let writer = std::thread::Builder::new()
+            .name("fbpixel-ledger".into())
+            .spawn(move || store.run(entries))
+            .map_err(|e| format!("ledger: cannot start its writer: {e}"))?;
+        register_counters(&metrics);
+        Ok(Self {
+            queue: Some(queue),
+            writer: Some(writer),
+            metrics,
+            drop_log: Throttle::new(DROP_LOG_INTERVAL_SECS),
+        })
+    }
+
+    /// Queue an entry; never waits.
+    pub fn record(&self, entry: Entry) {
+        let Some(queue) = &self.queue else { return };
+        let events = entry.events();
+        match queue.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.dropped(events, "queue_full"),
+            Err(TrySendError::Disconnected(_)) => self.dropped(events, "writer_stopped"),
+        }
+    }
+
+    fn dropped(&self, events: usize, reason: &'static str) {
+        dropped(&self.metrics, events, reason);
+        if self.drop_log.ready() {
+            tracing::warn!(
+                component = %self.metrics.info().id,
+                events,
+                "ledger: records dropped ({reason}): the ledger's writer cannot keep up; delivery is not affected, but `fbpixel explain` will not know these events (counted in fbpixel_ledger_dropped_events_total; logged at most every {DROP_LOG_INTERVAL_SECS} s)"
+            );
+        }
+    }
+}
+
+impl Drop for Ledger {
+    /// Write what is queued and close the file, so that a clean stop loses no record and
+    /// `explain` can open the file at once.
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+const EVENTS: &str = "fbpixel_ledger_events_total";
+const DROPPED: &str = "fbpixel_ledger_dropped_events_total";
+
+fn register_counters(metrics: &ComponentMetrics) {
+    counter!(EVENTS, metrics.labels()).absolute(0);
+    for reason in ["queue_full", "writer_stopped", "write_failed"] {
+        let mut labels = metrics.labels();
+        labels.push(metrics::Label::new("reason", reason));
+        counter!(DROPPED, labels).absolute(0);
+    }
+}
+
+/// Count records written.
+fn written(metrics: &ComponentMetrics, events: usize) {
+    counter!(EVENTS, metrics.labels()).increment(events as u64);
+}
+
+/// Count records lost.
+fn dropped(metrics: &ComponentMetrics, events: usize, reason: &'static str) {
+    let mut labels = metrics.labels();
+    labels.push(metrics::Label::new("reason", reason));
+    counter!(DROPPED, labels).increment(events as u64);
+}

@@ -1,0 +1,537 @@
+//! The ledger's redb file under `data_dir` (`ledger/<sink id>/ledger.redb`): the writer thread
+//! of a running sink ([`Store`]), and the reader `explain`, `reconcile` and `quality` use
+//! ([`Reader`]) — also while the sink runs, which is why the file is opened in redb's
+//! single-writer mode (one process writes, others may read its commits).
+//!
+//! Tables: `records` (a sequence number → a [`Record`] as [`Record::encode`] lays it out),
+//! `ids` (every event id and order id → the records that mention it; an id sent twice, or an
+//! order with a Purchase and an AppendValue, has several) and `meta` (the next sequence number
+//! and the bytes kept, so the bounds hold across restarts). Records are pruned oldest first,
+//! by age (`retention_secs`) and by size (`max_size`), in the same transaction that adds new
+//! ones, and at open.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use redb::{
+    Builder, ConcurrencyMode, Database, DatabaseError, MultimapTableDefinition, ReadOnlyDatabase,
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use sha2::{Digest, Sha256};
+
+use super::record::{EventRecord, Record, mask_event, message_ids};
+use super::{Entry, LedgerConfig};
+use crate::telemetry::{ComponentMetrics, Throttle};
+
+const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+const IDS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The file's name in the ledger's folder.
+pub const FILE_NAME: &str = "ledger.redb";
+
+/// How long the writer gathers entries before it commits them (and how stale a reader's view
+/// of a running sink can be).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Most entries in one commit.
+const MAX_ENTRIES_PER_COMMIT: usize = 512;
+
+/// What an id entry costs besides its id, counted against `max_size` (its sequence number
+/// and the B-tree's share).
+const ID_OVERHEAD: u64 = 24;
+
+/// The file in a ledger folder.
+pub fn file_path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The writer side: owned by the ledger's thread.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    max_size: u64,
+    retention_ms: i64,
+    next_seq: u64,
+    bytes: u64,
+    metrics: ComponentMetrics,
+    error_log: Throttle,
+}
+
+impl Store {
+    /// Open or create the file in `dir` (folder 0700, file 0600: hashes are still the users'),
+    /// and prune what is past `retention_secs`.
+    pub fn open(
+        dir: &Path,
+        config: &LedgerConfig,
+        metrics: ComponentMetrics,
+    ) -> Result<Self, String> {
+        Self::open_at(dir, config, metrics, now_ms())
+    }
+
+    fn open_at(
+        dir: &Path,
+        config: &LedgerConfig,
+        metrics: ComponentMetrics,
+        now: i64,
+    ) -> Result<Self, String> {
+        crate::state::create_dir(dir)
+            .map_err(|e| format!("ledger: cannot create {}: {e}", dir.display()))?;
+        let path = file_path(dir);
+        crate::state::create_file(&path)
+            .map_err(|e| format!("ledger: cannot create {}: {e}", path.display()))?;
+        let db = Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(&path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => format!(
+                    "ledger: {} is in use by another fbpixel process (give each instance its own data_dir)",
+                    path.display()
+                ),
+                e => format!("ledger: cannot open {}: {e}", path.display()),
+            })?;
+        let mut store = Store {
+            db,
+            path,
+            max_size: config.max_size,
+            retention_ms: i64::try_from(config.retention_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            next_seq: 0,
+            bytes: 0,
+            metrics,
+            error_log: Throttle::new(60),
+        };
+        store
+            .write(&[], now)
+            .map_err(|e| format!("ledger: {}: {e}", store.path.display()))?;
+        Ok(store)
+    }
+
+    /// Write what arrives until every sender is gone, one transaction per
+    /// [`COMMIT_INTERVAL`].
+    pub fn run(mut self, entries: Receiver<Entry>) {
+        while let Ok(first) = entries.recv() {
+            let until = Instant::now() + COMMIT_INTERVAL;
+            let mut batch = vec![first];
+            while batch.len() < MAX_ENTRIES_PER_COMMIT {
+                match entries.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(entry) => batch.push(entry),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            let events: usize = batch.iter().map(Entry::events).sum();
+            match self.write(&batch, now_ms()) {
+                Ok(()) => super::written(&self.metrics, events),
+                Err(e) => {
+                    super::dropped(&self.metrics, events, "write_failed");
+                    if self.error_log.ready() {
+                        tracing::error!(component = %self.metrics.info().id, "ledger: cannot write {}: {e}; {events} records lost (delivery is not affected)", self.path.display());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Add the records of `batch` and prune, in one transaction. The counters move only when
+    /// it commits.
+    fn write(&mut self, batch: &[Entry], now: i64) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        let (mut next_seq, mut bytes);
+        {
+            let mut meta = txn.open_table(META)?;
+            next_seq = meta.get("next_seq")?.map_or(0, |v| v.value());
+            bytes = meta.get("bytes")?.map_or(0, |v| v.value());
+            let mut records = txn.open_table(RECORDS)?;
+            let mut ids = txn.open_multimap_table(IDS)?;
+            let mut events = Vec::new();
+            for entry in batch {
+                let record = build(entry, &mut events);
+                let value = record.encode(&events);
+                let seq = next_seq;
+                next_seq += 1;
+                records.insert(seq, value.as_slice())?;
+                bytes += value.len() as u64;
+                for id in ids_of(&record) {
+                    ids.insert(id, seq)?;
+                    bytes += id.len() as u64 + ID_OVERHEAD;
+                }
+            }
+            let cutoff = now.saturating_sub(self.retention_ms);
+            loop {
+                let old = match records.first()? {
+                    Some((_, value)) => Record::at_ms(value.value()).is_none_or(|at| at < cutoff),
+                    None => break,
+                };
+                if !old && bytes <= self.max_size {
+                    break;
+                }
+                let Some((seq, value)) = records.pop_first()? else {
+                    break;
+                };
+                let (seq, value) = (seq.value(), value.value().to_vec());
+                bytes = bytes.saturating_sub(value.len() as u64);
+                if let Some((record, _)) = Record::decode(&value) {
+                    for id in ids_of(&record) {
+                        ids.remove(id, seq)?;
+                        bytes = bytes.saturating_sub(id.len() as u64 + ID_OVERHEAD);
+                    }
+                }
+            }
+            if records.is_empty()? {
+                bytes = 0;
+            }
+            meta.insert("next_seq", next_seq)?;
+            meta.insert("bytes", bytes)?;
+        }
+        txn.commit()?;
+        self.next_seq = next_seq;
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+/// The ids a record is found by: each event's id and order id.
+fn ids_of(record: &Record) -> impl Iterator<Item = &str> {
+    record
+        .events
+        .iter()
+        .flat_map(|e| std::iter::once(e.id.as_str()).chain(e.order_id.as_deref()))
+}
+
+/// The record of an entry, its masked events written to `events`.
+fn build(entry: &Entry, events: &mut Vec<u8>) -> Record {
+    events.clear();
+    match entry {
+        Entry::Sent {
+            at_ms,
+            pixel,
+            body,
+            events: sent,
+            verdict,
+            attempts,
+        } => {
+            let records = sent
+                .iter()
+                .map(|e| {
+                    let json = body.get(e.range.clone()).unwrap_or_default();
+                    let start = events.len();
+                    let mut record = EventRecord {
+                        keys: e.keys,
+                        enriched: e.enriched,
+                        ..EventRecord::default()
+                    };
+                    match mask_event(json, events) {
+                        Some(ids) => {
+                            record.sent = Some((start as u32, events.len() as u32));
+                            record.id = ids.event_id.unwrap_or_else(|| digest(json));
+                            record.order_id = ids.order_id;
+                            record.event_name = ids.event_name;
+                        }
+                        None => {
+                            events.truncate(start);
+                            record.id = digest(json);
+                        }
+                    }
+                    record
+                })
+                .collect();
+            Record::new(
+                *at_ms,
+                Some(pixel.to_string()),
+                *attempts,
+                verdict.clone(),
+                records,
+            )
+        }
+        Entry::Mapping {
+            at_ms,
+            verdict,
+            messages,
+        } => {
+            let records = messages
+                .iter()
+                .map(|(original, reason)| {
+                    let ids = message_ids(original);
+                    EventRecord {
+                        id: ids.id,
+                        order_id: ids.order_id,
+                        event_name: ids.name,
+                        reason: Some(reason.clone()),
+                        ..EventRecord::default()
+                    }
+                })
+                .collect();
+            Record::new(*at_ms, None, 0, verdict.clone(), records)
+        }
+    }
+}
+
+fn digest(json: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(json)))
+}
+
+/// One event found in the ledger: the record it is in (its `events` left empty) and the event
+/// with its server event as sent, masked.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// How the request (or mapping batch) carrying it ended.
+    pub record: Record,
+    /// The event.
+    pub event: EventRecord,
+    /// Its server event as sent, customer information hashed.
+    pub sent: Option<String>,
+}
+
+/// A ledger opened for reading.
+pub struct Reader {
+    db: ReadOnlyDatabase,
+    path: PathBuf,
+}
+
+impl Reader {
+    /// Open the ledger at `path`: its folder or the file itself.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let file = if path.is_dir() {
+            file_path(path)
+        } else {
+            path.to_owned()
+        };
+        if !file.exists() {
+            return Err(format!(
+                "there is no ledger at {}: the sink writes one under data_dir/ledger/<sink id>/ while `ledger.enabled` (default: on when data_dir is set)",
+                file.display()
+            ));
+        }
+        let db = Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .open_read_only(&file)
+            .map_err(|e| format!("ledger: cannot open {}: {e}", file.display()))?;
+        Ok(Self { db, path: file })
+    }
+
+    /// The file read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> String {
+        format!("ledger: {}: {e}", self.path.display())
+    }
+
+    /// Every event the ledger holds under `id` (an event id, a messageId or an order id),
+    /// oldest first.
+    pub fn find(&self, id: &str) -> Result<Vec<Found>, String> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let records = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.fail(e)),
+        };
+        let ids = txn.open_multimap_table(IDS).map_err(|e| self.fail(e))?;
+        let mut found = Vec::new();
+        for seq in ids.get(id).map_err(|e| self.fail(e))? {
+            let seq = seq.map_err(|e| self.fail(e))?.value();
+            let Some(value) = records.get(seq).map_err(|e| self.fail(e))? else {
+                continue;
+            };
+            let Some((mut record, events)) = Record::decode(value.value()) else {
+                continue;
+            };
+            let matching: Vec<EventRecord> = std::mem::take(&mut record.events)
+                .into_iter()
+                .filter(|e| e.id == id || e.order_id.as_deref() == Some(id))
+                .collect();
+            for event in matching {
+                let sent = Record::event_json(&event, events).map(str::to_owned);
+                found.push(Found {
+                    record: record.clone(),
+                    event,
+                    sent,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Call `each` with every record (its masked events aside), oldest first.
+    pub fn for_each(&self, mut each: impl FnMut(Record)) -> Result<(), String> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let records = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.fail(e)),
+        };
+        for item in records.iter().map_err(|e| self.fail(e))? {
+            let (_, value) = item.map_err(|e| self.fail(e))?;
+            if let Some((record, _)) = Record::decode(value.value()) {
+                each(record);
+            }
+        }
+        Ok(())
+    }
+
+    /// How many records it holds, and the time of the oldest.
+    pub fn summary(&self) -> Result<(u64, Option<i64>), String> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let records = match txn.open_table(RECORDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, None)),
+            Err(e) => return Err(self.fail(e)),
+        };
+        let oldest = records
+            .first()
+            .map_err(|e| self.fail(e))?
+            .and_then(|(_, v)| Record::at_ms(v.value()));
+        Ok((records.len().map_err(|e| self.fail(e))?, oldest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::super::record::{Outcome, Stage, Verdict};
+    use super::super::{Entry, SentEvent};
+    use super::*;
+    use crate::telemetry::ComponentInfo;
+
+    fn metrics() -> ComponentMetrics {
+        ComponentMetrics::new(ComponentInfo {
+            id: "fb".into(),
+            kind: "sink",
+            type_name: "facebook_pixel_server_side".into(),
+        })
+    }
+
+    fn sent(at_ms: i64, ids: &[&str]) -> Entry {
+        let mut body = b"{\"data\":[".to_vec();
+        let mut events = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let start = body.len();
+            body.extend_from_slice(
+                format!(r#"{{"event_name":"Purchase","event_id":"{id}","user_data":{{"client_ip_address":"198.51.100.{i}"}},"custom_data":{{"order_id":"o-{id}"}}}}"#)
+                    .as_bytes(),
+            );
+            events.push(SentEvent {
+                range: start..body.len(),
+                keys: 1 << 11,
+                enriched: 0,
+            });
+        }
+        body.extend_from_slice(b"]}");
+        Entry::Sent {
+            at_ms,
+            pixel: Arc::from("123"),
+            body: Bytes::from(body),
+            events,
+            verdict: Verdict::delivered(Some("trace-1".into()), Some(ids.len() as u64)),
+            attempts: 1,
+        }
+    }
+
+    fn config(max_size: u64, retention_secs: u64) -> LedgerConfig {
+        LedgerConfig {
+            enabled: Some(true),
+            max_size,
+            retention_secs,
+        }
+    }
+
+    #[test]
+    fn records_are_found_by_event_id_and_order_id_with_the_event_masked() {
+        let dir = tempdir("find");
+        let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 1_000).unwrap();
+        let skipped = Entry::Mapping {
+            at_ms: 1_500,
+            verdict: Verdict::failed(Outcome::Skipped, Stage::Mapping, None),
+            messages: vec![(
+                Bytes::from_static(br#"{"type":"track","event":"Viewed","messageId":"m-3"}"#),
+                "consent".to_owned(),
+            )],
+        };
+        store
+            .write(&[sent(1_000, &["m-1", "m-2"]), skipped], 2_000)
+            .unwrap();
+        drop(store);
+        let reader = Reader::open(&dir).unwrap();
+        let found = reader.find("m-2").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].record.outcome, Outcome::Delivered);
+        assert_eq!(found[0].record.fbtrace_id.as_deref(), Some("trace-1"));
+        assert_eq!(found[0].event.order_id.as_deref(), Some("o-m-2"));
+        let sent = found[0].sent.as_deref().unwrap();
+        assert!(sent.contains("\"event_id\":\"m-2\"") && !sent.contains("198.51.100"));
+        assert_eq!(reader.find("o-m-1").unwrap()[0].event.id, "m-1");
+        let skipped = reader.find("m-3").unwrap();
+        assert_eq!(skipped[0].record.outcome, Outcome::Skipped);
+        assert_eq!(skipped[0].event.reason.as_deref(), Some("consent"));
+        assert!(reader.find("never").unwrap().is_empty());
+        assert_eq!(reader.summary().unwrap(), (2, Some(1_000)));
+        let raw = std::fs::read(file_path(&dir)).unwrap();
+        assert!(!raw.windows(10).any(|w| w == b"198.51.100"));
+    }
+
+    #[test]
+    fn records_past_their_retention_are_pruned_at_the_next_write_and_at_open() {
+        let dir = tempdir("age");
+        let mut store = Store::open_at(&dir, &config(1 << 30, 10), metrics(), 0).unwrap();
+        store.write(&[sent(1_000, &["old"])], 1_000).unwrap();
+        store.write(&[sent(20_000, &["new"])], 20_000).unwrap();
+        drop(store);
+        let reader = Reader::open(&dir).unwrap();
+        assert!(reader.find("old").unwrap().is_empty());
+        assert!(reader.find("o-old").unwrap().is_empty());
+        assert_eq!(reader.find("new").unwrap().len(), 1);
+        drop(reader);
+        Store::open_at(&dir, &config(1 << 30, 10), metrics(), 40_000).unwrap();
+        assert_eq!(Reader::open(&dir).unwrap().summary().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn the_oldest_records_go_when_the_ledger_is_over_its_size() {
+        let dir = tempdir("size");
+        let mut store = Store::open_at(&dir, &config(4_000, 3600), metrics(), 0).unwrap();
+        for i in 0..40 {
+            store.write(&[sent(i, &[&format!("e-{i}")])], 100).unwrap();
+        }
+        assert!(store.bytes <= 4_000, "{} bytes kept", store.bytes);
+        drop(store);
+        let reader = Reader::open(&dir).unwrap();
+        assert!(reader.find("e-0").unwrap().is_empty());
+        assert_eq!(reader.find("e-39").unwrap().len(), 1);
+        let (kept, oldest) = reader.summary().unwrap();
+        assert!(
+            kept > 1 && kept < 40 && oldest > Some(0),
+            "{kept} {oldest:?}"
+        );
+    }
+
+    #[test]
+    fn a_running_ledger_can_be_read_by_another_handle() {
+        let dir = tempdir("concurrent");
+        let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 0).unwrap();
+        store.write(&[sent(10, &["a"])], 10).unwrap();
+        let reader = Reader::open(&dir).unwrap();
+        assert_eq!(reader.find("a").unwrap().len(), 1);
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "fbpixel-ledger-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}
