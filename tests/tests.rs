@@ -14,6 +14,7 @@ mod enrichment;
 mod examples;
 mod generate;
 mod golden;
+mod ledger;
 mod map_command;
 mod mapping_properties;
 mod nats;

@@ -2,8 +2,11 @@
 
 mod config_args;
 mod enrichment;
+mod explain;
 mod generate;
+mod ledger;
 mod map;
+mod reconcile;
 mod replay;
 mod run;
 mod sink;
@@ -49,6 +52,12 @@ enum Command {
     /// Print an example config with every setting of the named component types, each at its
     /// default with a comment, wired by `inputs` in the order given (as `vector generate`).
     Generate(generate::GenerateArgs),
+    /// Tell what became of one message, by its event_id, messageId or order_id, from the sink's
+    /// delivery ledger.
+    Explain(explain::ExplainArgs),
+    /// Check a list of ids (an export of orders) against the delivery ledger: delivered,
+    /// skipped, dead-lettered or never seen; exits 1 when any was never seen.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 impl Cli {
@@ -62,6 +71,8 @@ impl Cli {
             Some(Command::Replay(args)) => replay::run(args),
             Some(Command::Enrichment(args)) => enrichment::run(args),
             Some(Command::Generate(args)) => generate::run(args),
+            Some(Command::Explain(args)) => explain::run(args),
+            Some(Command::Reconcile(args)) => reconcile::run(args),
         }
     }
 }

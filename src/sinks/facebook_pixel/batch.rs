@@ -11,6 +11,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use tokio::time::{Duration, Instant};
 
+use super::capi::UserDataKeys;
 use crate::acks::EventFinalizer;
 
 const PREFIX: &[u8] = b"{\"data\":[";
@@ -23,6 +24,8 @@ pub struct Entry {
     pub finalizer: EventFinalizer,
     /// Its server event's JSON in the body.
     range: Range<usize>,
+    /// The user_data keys it carries, and those enrichment added: for the ledger.
+    pub keys: (UserDataKeys, UserDataKeys),
 }
 
 /// Mapped events ready for one request.
@@ -36,6 +39,11 @@ impl Batch {
     /// The server event JSON of entry `i`.
     pub fn event_json(&self, i: usize) -> &[u8] {
         &self.body[self.entries[i].range.clone()]
+    }
+
+    /// Where entry `i`'s server event is in [`Batch::body`].
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.entries[i].range.clone()
     }
 
     /// The request body carrying every event of the batch.
@@ -117,6 +125,7 @@ impl BatchBuilder {
         mark: Mark,
         original: Bytes,
         finalizer: EventFinalizer,
+        keys: (UserDataKeys, UserDataKeys),
     ) -> Option<Batch> {
         let end = self.json.len();
         let projected = end + self.closing.len();
@@ -130,17 +139,24 @@ impl BatchBuilder {
                 PREFIX.len()..PREFIX.len() + event.len(),
                 original,
                 finalizer,
+                keys,
             );
             return full;
         }
-        self.push(mark.start..end, original, finalizer);
+        self.push(mark.start..end, original, finalizer, keys);
         if self.entries.len() >= self.max_events || projected >= self.max_bytes {
             return self.take();
         }
         None
     }
 
-    fn push(&mut self, range: Range<usize>, original: Bytes, finalizer: EventFinalizer) {
+    fn push(
+        &mut self,
+        range: Range<usize>,
+        original: Bytes,
+        finalizer: EventFinalizer,
+        keys: (UserDataKeys, UserDataKeys),
+    ) {
         if self.entries.is_empty() {
             self.deadline = Some(Instant::now() + self.timeout);
         }
@@ -148,6 +164,7 @@ impl BatchBuilder {
             original,
             finalizer,
             range,
+            keys,
         });
     }
 
@@ -194,7 +211,12 @@ mod tests {
     fn add(b: &mut BatchBuilder, json: &str) -> Option<Batch> {
         let mark = b.begin();
         b.json().extend_from_slice(json.as_bytes());
-        b.commit(mark, Bytes::from(json.to_owned()), EventFinalizer::none())
+        b.commit(
+            mark,
+            Bytes::from(json.to_owned()),
+            EventFinalizer::none(),
+            Default::default(),
+        )
     }
 
     fn events(batch: &Batch) -> Vec<String> {

@@ -278,6 +278,11 @@ impl UserDataKeys {
             .map(|(_, name)| name)
     }
 
+    /// The bits, as [`UserDataKeys::from_bits`] takes them.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
     /// Whether the key at bit `i` is present.
     pub fn has(self, i: usize) -> bool {
         self.0 & (1 << i) != 0

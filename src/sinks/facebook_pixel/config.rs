@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::capi::ActionSource;
 pub(crate) use super::enrichment::{EnrichmentConfig, StoreKind};
+use super::ledger::LedgerConfig;
 use super::mapping::consent::ConsentRules;
 use super::mapping::{Mapper, MappingSettings, Paths, StandardEvent, ValueField, money};
 use super::normalize::Normalizer;
@@ -127,6 +128,9 @@ pub struct FacebookPixelConfig {
     /// Remember users' hashed keys and add them to their later events.
     #[serde(default)]
     pub(crate) enrichment: EnrichmentConfig,
+    /// What became of every message, for `fbpixel explain` and `reconcile`.
+    #[serde(default)]
+    pub(crate) ledger: LedgerConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,6 +275,12 @@ enrichment.bucket = "fbpixel_users"
 # enrichment.auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
 # enrichment.auth = { token = "${NATS_TOKEN}" }
 # enrichment.auth = { nkey_seed = "${NATS_NKEY_SEED}" }
+# Keep what became of every message (for `fbpixel explain`/`reconcile`): ids, outcome, Meta's answer, hashes only; unset: on when data_dir is set.
+# ledger.enabled = true
+# Most bytes the ledger keeps under data_dir; the oldest records go first (1 GiB).
+ledger.max_size = 1073741824
+# Seconds a ledger record is kept (7 days).
+ledger.retention_secs = 604800
 "#;
 
 fn split_path(path: Option<&str>) -> Option<Vec<String>> {
@@ -638,6 +648,7 @@ pub struct ValidFacebookPixel {
     delivering: Delivering,
     dead_letter: Option<PathBuf>,
     enrichment: Option<EnrichmentConfig>,
+    ledger: Option<LedgerConfig>,
 }
 
 impl SinkConfig for FacebookPixelConfig {
@@ -663,6 +674,7 @@ impl FacebookPixelConfig {
         if let Err(e) = self.check_enrichment(cx) {
             problems.push(e);
         }
+        problems.extend(self.ledger.problems(cx.data_dir.as_deref()));
         match (mapping, graph) {
             (Some(mapping), Ok(graph)) if problems.is_empty() => Ok(ValidFacebookPixel {
                 mapping,
@@ -680,6 +692,10 @@ impl FacebookPixelConfig {
                 },
                 dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
                 enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
+                ledger: self
+                    .ledger
+                    .is_enabled(cx.data_dir.as_deref())
+                    .then(|| self.ledger.clone()),
             }),
             _ => Err(BuildError(problems.join("; "))),
         }
@@ -763,6 +779,7 @@ impl ValidSink for ValidFacebookPixel {
             this.delivering,
             this.dead_letter,
             this.enrichment,
+            this.ledger,
             cx,
         );
         Ok((Box::new(sink), healthcheck))

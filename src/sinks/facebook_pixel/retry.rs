@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::batch::Batch;
 use super::dead_letter::{DeadLetter, Failed, Stage};
+use super::ledger::{self, Ledger, MetaError, Outcome, SentEvent, Verdict};
 use super::service::{Answer, GraphClient, GraphError, advice};
 use crate::acks::EventStatus;
 use crate::backoff::Backoff;
@@ -23,6 +24,8 @@ pub struct Delivery {
     pub client: GraphClient,
     /// The sink's dead letter, if configured (shared by its pixels).
     pub dead_letter: Option<Arc<DeadLetter>>,
+    /// The sink's ledger, if kept (shared by its pixels).
+    pub ledger: Option<Arc<Ledger>>,
     /// The sink's counters, labelled with the pixel.
     pub metrics: ComponentMetrics,
     /// First wait between attempts.
@@ -46,10 +49,15 @@ const CREDENTIALS_LOG_INTERVAL_SECS: u64 = 60;
 /// How often transient failures are logged again (every retry is counted).
 const TRANSIENT_LOG_INTERVAL_SECS: u64 = 10;
 
+/// How sending a range ended, and after how many requests.
 enum Final {
-    Delivered,
-    Rejected(GraphError),
-    GaveUp(String),
+    Delivered {
+        fbtrace_id: Option<String>,
+        events_received: Option<u64>,
+        attempts: u32,
+    },
+    Rejected(GraphError, u32),
+    GaveUp(String, u32),
 }
 
 impl Delivery {
@@ -58,6 +66,7 @@ impl Delivery {
         pixel: String,
         client: GraphClient,
         dead_letter: Option<Arc<DeadLetter>>,
+        ledger: Option<Arc<Ledger>>,
         metrics: ComponentMetrics,
         initial_backoff: Duration,
         max_backoff: Duration,
@@ -67,6 +76,7 @@ impl Delivery {
             pixel,
             client,
             dead_letter,
+            ledger,
             metrics,
             initial_backoff,
             max_backoff,
@@ -87,27 +97,47 @@ impl Delivery {
         let mut statuses: Vec<Option<EventStatus>> = vec![None; batch.len()];
         while let Some(range) = pending.pop() {
             match self.send(&batch, range.clone()).await {
-                Final::Delivered => {
+                Final::Delivered {
+                    fbtrace_id,
+                    events_received,
+                    attempts,
+                } => {
                     let bytes: usize = range.clone().map(|i| batch.event_json(i).len()).sum();
                     self.metrics.sent(range.len(), bytes);
+                    let verdict = Verdict::delivered(fbtrace_id, events_received);
+                    self.record(&batch, range.clone(), verdict, attempts);
                     for i in range {
                         statuses[i] = Some(EventStatus::Delivered);
                     }
                 }
-                Final::Rejected(error) if range.len() > 1 => {
+                Final::Rejected(error, _) if range.len() > 1 => {
                     telemetry::bisection(&self.metrics);
                     let mid = range.start + range.len() / 2;
                     tracing::debug!(component = %self.metrics.info().id, pixel = %self.pixel, events = range.len(), "Meta rejected a batch ({error}); bisecting to find the bad events");
                     pending.push(mid..range.end);
                     pending.push(range.start..mid);
                 }
-                Final::Rejected(error) => {
+                Final::Rejected(error, attempts) => {
                     let i = range.start;
                     let reason = format!("Meta rejected the event: {error}");
-                    statuses[i] = Some(self.dead_letter(&batch, i..i + 1, &reason, Some(&error)));
+                    let status = self.dead_letter(&batch, i..i + 1, &reason, Some(&error));
+                    let mut verdict =
+                        Verdict::failed(outcome(status), ledger::Stage::Delivery, None);
+                    verdict.fbtrace_id = error.fbtrace_id.clone();
+                    verdict.error = Some(MetaError {
+                        code: error.code,
+                        subcode: error.error_subcode,
+                        message: error.message.clone(),
+                        user_message: error.error_user_msg.clone(),
+                    });
+                    self.record(&batch, i..i + 1, verdict, attempts);
+                    statuses[i] = Some(status);
                 }
-                Final::GaveUp(reason) => {
+                Final::GaveUp(reason, attempts) => {
                     let status = self.dead_letter(&batch, range.clone(), &reason, None);
+                    let verdict =
+                        Verdict::failed(outcome(status), ledger::Stage::Delivery, Some(reason));
+                    self.record(&batch, range.clone(), verdict, attempts);
                     for i in range {
                         statuses[i] = Some(status);
                     }
@@ -118,6 +148,30 @@ impl Delivery {
             let mut finalizer = entry.finalizer;
             finalizer.update(status.unwrap_or(EventStatus::Errored));
         }
+    }
+
+    /// Tell the ledger how the events of `range` ended: the body and their ranges in it, the
+    /// work of reading them is the ledger thread's.
+    fn record(&self, batch: &Batch, range: Range<usize>, verdict: Verdict, attempts: u32) {
+        let Some(ledger) = &self.ledger else { return };
+        let events = range
+            .map(|i| {
+                let (keys, enriched) = batch.entries[i].keys;
+                SentEvent {
+                    range: batch.range(i),
+                    keys: keys.bits(),
+                    enriched: enriched.bits(),
+                }
+            })
+            .collect();
+        ledger.record(ledger::Entry::Sent {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            pixel: Arc::from(self.pixel.as_str()),
+            body: batch.body(),
+            events,
+            verdict,
+            attempts,
+        });
     }
 
     fn dead_letter(
@@ -158,7 +212,10 @@ impl Delivery {
             let (answer, took) = self.client.send(body.clone()).await;
             telemetry::request(&self.metrics, answer_label(&answer), took);
             match answer {
-                Answer::Accepted { events_received } => {
+                Answer::Accepted {
+                    events_received,
+                    fbtrace_id,
+                } => {
                     if !self.healthy.swap(true, Ordering::Relaxed) {
                         telemetry::healthy(&self.metrics, true);
                         tracing::info!(component = %self.metrics.info().id, pixel = %self.pixel, "the Graph API accepts requests again");
@@ -167,14 +224,19 @@ impl Delivery {
                         telemetry::unconfirmed(&self.metrics, range.len() as u64 - received);
                         tracing::warn!(component = %self.metrics.info().id, pixel = %self.pixel, sent = range.len(), received, "Meta confirmed fewer events than were sent");
                     }
-                    return Final::Delivered;
+                    return Final::Delivered {
+                        fbtrace_id,
+                        events_received,
+                        attempts,
+                    };
                 }
-                Answer::Rejected(error) => return Final::Rejected(error),
+                Answer::Rejected(error) => return Final::Rejected(error, attempts),
                 Answer::Transient { reason, detail } => {
                     if self.max_attempts.is_some_and(|max| attempts >= max) {
-                        return Final::GaveUp(format!(
-                            "gave up after {attempts} attempts: {detail}"
-                        ));
+                        return Final::GaveUp(
+                            format!("gave up after {attempts} attempts: {detail}"),
+                            attempts,
+                        );
                     }
                     telemetry::retry(&self.metrics, reason);
                     let wait = backoff.next_wait();
@@ -238,6 +300,17 @@ pub fn dead_letter_events(
             metrics.discarded(events.len(), false);
             EventStatus::Rejected
         }
+    }
+}
+
+/// The ledger's name for an event's final status.
+pub fn outcome(status: EventStatus) -> Outcome {
+    match status {
+        EventStatus::Delivered => Outcome::Delivered,
+        EventStatus::DeadLettered => Outcome::DeadLettered,
+        EventStatus::Rejected => Outcome::Rejected,
+        EventStatus::Dropped => Outcome::Skipped,
+        EventStatus::Errored => Outcome::Errored,
     }
 }
 

@@ -83,6 +83,8 @@ pub enum Answer {
     Accepted {
         /// `events_received`.
         events_received: Option<u64>,
+        /// Meta's request id, for the ledger and for support.
+        fbtrace_id: Option<String>,
     },
     /// Try again after a pause; `reason` is a metric label.
     Transient {
@@ -102,6 +104,7 @@ pub enum Answer {
 struct Reply {
     error: Option<GraphError>,
     events_received: Option<u64>,
+    fbtrace_id: Option<String>,
 }
 
 /// Classify a Graph API reply (SPEC §7). A 2xx counts as a delivery only when its body is
@@ -124,9 +127,11 @@ pub fn classify(
         None if status.is_success() => match (&reply, expect) {
             (Some(r), Expect::Events) if r.events_received.is_some() => Answer::Accepted {
                 events_received: r.events_received,
+                fbtrace_id: r.fbtrace_id.clone(),
             },
             (Some(_), Expect::Object) => Answer::Accepted {
                 events_received: None,
+                fbtrace_id: None,
             },
             (reply, _) => Answer::Transient {
                 reason: "invalid_answer",
@@ -541,8 +546,9 @@ mod tests {
         assert!(matches!(
             graph(200, r#"{"events_received":3,"fbtrace_id":"x"}"#),
             Answer::Accepted {
-                events_received: Some(3)
-            }
+                events_received: Some(3),
+                fbtrace_id: Some(ref trace),
+            } if trace == "x"
         ));
         assert!(matches!(
             graph(500, "oops"),

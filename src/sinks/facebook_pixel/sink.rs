@@ -15,6 +15,7 @@ use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
+use super::ledger::{self, Ledger, LedgerConfig, Verdict};
 use super::mapping::{Buffers, Mapper, Outcome, SkipReason, UserMemory};
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
@@ -50,6 +51,23 @@ fn open_enrichment(config: &EnrichmentConfig, cx: &BuildContext) -> Identities {
         // Connects in the background (and keeps trying); until then, memory only.
         StoreKind::NatsKv => {
             identities.with_store(Box::new(NatsKvStore::start(config, info)), Vec::new(), now)
+        }
+    }
+}
+
+/// The sink's ledger, opened under `data_dir`. One that cannot be opened is logged and the
+/// sink goes on without it: the ledger must never stop delivery.
+fn open_ledger(config: &LedgerConfig, cx: &BuildContext) -> Option<Arc<Ledger>> {
+    let id = &cx.metrics.info().id;
+    let opened = LedgerConfig::dir(cx.data_dir.as_deref(), id)
+        .and_then(|dir| Ledger::open(&dir, config, cx.metrics.clone()));
+    match opened {
+        Ok(ledger) => Some(Arc::new(ledger)),
+        Err(e) => {
+            cx.metrics
+                .error("ledger_open_failed", telemetry::Stage::Processing);
+            tracing::error!(component = %id, "{e}; the sink runs without its ledger until a restart (`fbpixel explain` will not know these events)");
+            None
         }
     }
 }
@@ -118,6 +136,8 @@ pub struct FacebookPixelSink {
     /// The pixels, in the mapping's pixel order, until the sink runs.
     pixels: Vec<Pixel>,
     dead_letter_path: Option<std::path::PathBuf>,
+    /// `ledger`, when kept: opened when the sink starts.
+    ledger: Option<LedgerConfig>,
     delivering: Delivering,
     cx: BuildContext,
 }
@@ -130,6 +150,7 @@ impl FacebookPixelSink {
         delivering: Delivering,
         dead_letter_path: Option<std::path::PathBuf>,
         enrichment: Option<EnrichmentConfig>,
+        ledger: Option<LedgerConfig>,
         cx: BuildContext,
     ) -> Self {
         Self {
@@ -138,6 +159,7 @@ impl FacebookPixelSink {
             identities: None,
             pixels,
             dead_letter_path,
+            ledger,
             delivering,
             cx,
         }
@@ -153,6 +175,10 @@ impl Sink for FacebookPixelSink {
             None => None,
         };
         telemetry::register_delivery_counters(&metrics);
+        let ledger = self
+            .ledger
+            .as_ref()
+            .and_then(|config| open_ledger(config, &self.cx));
         let lanes = std::mem::take(&mut self.pixels)
             .into_iter()
             .map(|pixel| {
@@ -165,6 +191,7 @@ impl Sink for FacebookPixelSink {
                         pixel.id,
                         pixel.client,
                         dead_letter.clone(),
+                        ledger.clone(),
                         pixel_metrics,
                         self.delivering.initial_backoff,
                         self.delivering.max_backoff,
@@ -212,6 +239,8 @@ impl Sink for FacebookPixelSink {
             let mut counts = [0u64; UserDataKeys::NAMES.len()];
             // Mapping rejections of this input batch, dead-lettered together.
             let mut rejected: Vec<(String, bytes::Bytes, crate::acks::EventFinalizer)> = Vec::new();
+            // Skipped messages of this input batch, for the ledger.
+            let mut skipped: Vec<(bytes::Bytes, String)> = Vec::new();
             for event in events {
                 let (original, mut finalizer) = event.into_bytes_parts();
                 // Mapping unescapes strings in place, and the original must
@@ -235,7 +264,8 @@ impl Sink for FacebookPixelSink {
                             *count += u64::from(notes.user_data_keys.has(i));
                         }
                         let lane = &mut lanes.lanes[pixel];
-                        if let Some(batch) = lane.batches.commit(mark, original, finalizer) {
+                        let keys = (notes.user_data_keys, notes.enriched);
+                        if let Some(batch) = lane.batches.commit(mark, original, finalizer, keys) {
                             dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
                         }
                     }
@@ -247,6 +277,9 @@ impl Sink for FacebookPixelSink {
                         telemetry::skipped(&metrics, skip_label(&reason));
                         metrics.discarded(1, true);
                         finalizer.update(EventStatus::Dropped);
+                        if ledger.is_some() {
+                            skipped.push((original, format!("{}: {reason}", skip_label(&reason))));
+                        }
                     }
                     (Outcome::Rejected(rejection), begun) => {
                         abandon(&mut lanes, begun);
@@ -275,9 +308,30 @@ impl Sink for FacebookPixelSink {
                     log_dead_lettered_rejections(dead_letter.as_deref(), &metrics, &failed);
                 }
                 drop(failed);
-                for (_, _, mut finalizer) in rejected {
+                let mut messages = Vec::with_capacity(rejected.len());
+                for (reason, original, mut finalizer) in rejected {
                     finalizer.update(status);
+                    messages.push((original, reason));
                 }
+                if let Some(ledger) = &ledger {
+                    let outcome = super::retry::outcome(status);
+                    ledger.record(ledger::Entry::Mapping {
+                        at_ms: now.timestamp_millis(),
+                        verdict: Verdict::failed(outcome, ledger::Stage::Mapping, None),
+                        messages,
+                    });
+                }
+            }
+            if let (Some(ledger), false) = (&ledger, skipped.is_empty()) {
+                ledger.record(ledger::Entry::Mapping {
+                    at_ms: now.timestamp_millis(),
+                    verdict: Verdict::failed(
+                        ledger::Outcome::Skipped,
+                        ledger::Stage::Mapping,
+                        None,
+                    ),
+                    messages: skipped,
+                });
             }
         }
         for lane in &mut lanes.lanes {

@@ -1,0 +1,108 @@
+//! What `explain`, `reconcile` and `quality` share: finding the ledgers to read — the sink's
+//! own under `data_dir`, or the folders `--ledger` names (one per instance, with NATS scale-out)
+//! — and looking an id up in all of them.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use super::config_args::ConfigArgs;
+use super::sink::load_sink;
+use crate::config::MissingVars;
+use crate::sinks::facebook_pixel::ledger::{Found, LedgerConfig, Reader};
+
+/// Where the ledgers are: a config's sink, or folders.
+#[derive(Debug, clap::Args)]
+pub struct LedgerArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Which `facebook_pixel_server_side` sink, when the config has several.
+    #[arg(long, value_name = "ID")]
+    pub sink: Option<String>,
+    /// Read this ledger (a folder such as data_dir/ledger/<sink id>, or its ledger.redb) instead
+    /// of the config's; repeat it to read every instance's of a scaled-out pipeline.
+    #[arg(long = "ledger", value_name = "DIR")]
+    pub ledgers: Vec<PathBuf>,
+}
+
+/// The ledgers opened, each with where it is, and the name to report them by.
+pub struct Ledgers {
+    /// Every ledger read.
+    pub readers: Vec<Reader>,
+    /// `sinks.ID`, or the folders.
+    pub name: String,
+}
+
+impl LedgerArgs {
+    /// Open every ledger named: `--ledger`, else the sink's of the config.
+    pub fn open(&self) -> anyhow::Result<Ledgers> {
+        if !self.ledgers.is_empty() {
+            let readers = self
+                .ledgers
+                .iter()
+                .map(|path| Reader::open(path).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let name = self
+                .ledgers
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Ok(Ledgers { readers, name });
+        }
+        let sink = load_sink(&self.config, self.sink.as_deref(), MissingVars::Placeholder)?;
+        let path = sink.component.path();
+        let data_dir = sink.pipeline.data_dir.as_deref();
+        if !sink.settings.ledger.is_enabled(data_dir) {
+            bail!(
+                "{path} keeps no ledger: {}",
+                if data_dir.is_none() {
+                    "the config sets no data_dir (set one, or pass --ledger DIR)"
+                } else {
+                    "its ledger.enabled is false"
+                }
+            );
+        }
+        let dir = LedgerConfig::dir(data_dir, &sink.component.id).map_err(anyhow::Error::msg)?;
+        let reader = Reader::open(&dir).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        Ok(Ledgers {
+            readers: vec![reader],
+            name: path,
+        })
+    }
+}
+
+impl Ledgers {
+    /// Every event held under `id` in any of the ledgers, oldest first.
+    pub fn find(&self, id: &str) -> anyhow::Result<Vec<Found>> {
+        let mut found = Vec::new();
+        for reader in &self.readers {
+            found.extend(reader.find(id).map_err(anyhow::Error::msg)?);
+        }
+        found.sort_by_key(|f| f.record.at_ms);
+        Ok(found)
+    }
+
+    /// How many records they hold, and the oldest time.
+    pub fn summary(&self) -> anyhow::Result<(u64, Option<i64>)> {
+        let mut total = 0;
+        let mut oldest: Option<i64> = None;
+        for reader in &self.readers {
+            let (n, first) = reader.summary().map_err(anyhow::Error::msg)?;
+            total += n;
+            oldest = match (oldest, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok((total, oldest))
+    }
+}
+
+/// A Unix-milliseconds time as RFC 3339, UTC.
+pub fn time(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms).map_or_else(
+        || format!("{at_ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
