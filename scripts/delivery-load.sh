@@ -7,6 +7,8 @@
 #   SOURCE=segment scripts/delivery-load.sh 1000000 100 16    # Segment batches of 100 to /v1/batch
 #   BUFFER=disk scripts/delivery-load.sh 1000000 500 16       # through the disk buffer: the 200s
 #                                     # come once events are on disk; also times full delivery
+#   LEDGER=1 scripts/delivery-load.sh 1000000 500 16          # with the delivery ledger on
+#                                     # (scripts/ledger-bench.sh pairs it with the ledger off)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
@@ -15,14 +17,15 @@ connections=${3:-4}
 export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
 export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
+release=${CARGO_TARGET_DIR:-target}/release
 log=$(mktemp)
 trap 'rm -f "$log" "$log.standin"; kill $standin 2>/dev/null || true' EXIT
 export BENCH_DATA_DIR=${BENCH_DATA_DIR:-target/bench-data}
 rm -rf "$BENCH_DATA_DIR"
-target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
+$release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
 standin=$!
-FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v target/release/fbpixel \
-  --config "examples/configs/bench-${SOURCE:-http}-to-capi${BUFFER:+-$BUFFER}.toml" 2> "$log" &
+FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v $release/fbpixel \
+  --config "examples/configs/bench-${SOURCE:-http}-to-capi${BUFFER:+-$BUFFER}${LEDGER:+-ledger}.toml" 2> "$log" &
 wrapper=$!
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/${BENCH_ADDRESS%:*}/${BENCH_ADDRESS#*:}) 2>/dev/null && break
@@ -34,7 +37,7 @@ pid=$(pgrep -P "$wrapper" fbpixel)
 segment_flag=()
 [ "${SOURCE:-http}" = segment ] && segment_flag=(--segment bench-key)
 start=$(date +%s.%N)
-target/release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
+$release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
   --batch "$batch" --connections "$connections" "${segment_flag[@]}"
 # With a disk buffer the load generator's rate is the rate into the buffer: also report the
 # delivery rate the stand-in saw (its count stops growing once the buffer is drained; skipped

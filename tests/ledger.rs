@@ -258,3 +258,76 @@ fn the_ledger_survives_a_restart_and_is_pruned_by_age() {
     assert!(!explain(&config, "old", false).0, "kept past its retention");
     assert!(explain(&config, "new", false).0);
 }
+
+#[test]
+fn with_nats_kv_two_instances_keep_one_ledger_that_explain_and_reconcile_read() {
+    let Some(nats) = crate::support::nats::NatsServer::start("ledger nats_kv", &[]) else {
+        return;
+    };
+    let graph = graph();
+    let shared = format!("ledger.store = \"nats_kv\"\nledger.url = \"{}\"", nats.url);
+    let a_dir = temp_dir("ledger-kv-a");
+    let b_dir = temp_dir("ledger-kv-b");
+    let a = support::temp_file("kv-a.toml", &config(&graph.endpoint, &a_dir, &shared));
+    let b = support::temp_file("kv-b.toml", &config(&graph.endpoint, &b_dir, &shared));
+    // Two instances, each with its own data_dir, one bucket.
+    let mut first = Proc::spawn(
+        &["--config", a.to_str().unwrap()],
+        &[],
+        Some(good("kv-a", "o-kv-a").as_bytes()),
+    );
+    let input = [good("kv-b", "o-kv-b"), track_event("poison-kv", EMAIL)].join("\n");
+    let mut second = Proc::spawn(
+        &["--config", b.to_str().unwrap()],
+        &[],
+        Some(input.as_bytes()),
+    );
+    for p in [&mut first, &mut second] {
+        assert!(
+            p.wait_exit(Duration::from_secs(30)).success(),
+            "{}",
+            p.stderr()
+        );
+    }
+    assert!(
+        !a_dir.join("ledger").exists(),
+        "nats_kv wrote a local ledger"
+    );
+
+    let (found, a_seen) = explain(&b, "kv-a", false);
+    assert!(
+        found && a_seen.contains("delivered to pixel 123"),
+        "{a_seen}"
+    );
+    assert!(a_seen.contains("fbtrace_id TRACE-OK"), "{a_seen}");
+    let (_, by_order) = explain(&a, "o-kv-b", false);
+    assert!(by_order.contains("event_id kv-b"), "{by_order}");
+    let (_, poison) = explain(&a, "poison-kv", false);
+    assert!(
+        poison.contains("dead-lettered") && poison.contains("code 100"),
+        "{poison}"
+    );
+
+    let ids = support::temp_file("kv-ids.txt", "kv-a\no-kv-b\nkv-never\n");
+    let out = support::fbpixel(
+        &[
+            "reconcile",
+            "--config",
+            a.to_str().unwrap(),
+            "--ids",
+            ids.to_str().unwrap(),
+            "--json",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["counts"]["delivered"], 2, "{json}");
+    assert_eq!(json["counts"]["never_seen"], 1, "{json}");
+}

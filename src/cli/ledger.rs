@@ -9,7 +9,32 @@ use anyhow::bail;
 use super::config_args::ConfigArgs;
 use super::sink::load_sink;
 use crate::config::MissingVars;
-use crate::sinks::facebook_pixel::ledger::{Found, LedgerConfig, Reader};
+use crate::sinks::facebook_pixel::ledger::nats_kv::KvReader;
+use crate::sinks::facebook_pixel::ledger::{Found, LedgerConfig, LedgerStore, Reader};
+
+/// One ledger to read.
+pub enum Source {
+    /// A redb file.
+    Disk(Reader),
+    /// The bucket of `ledger.store = "nats_kv"`.
+    NatsKv(KvReader),
+}
+
+impl Source {
+    fn find(&self, id: &str) -> Result<Vec<Found>, String> {
+        match self {
+            Source::Disk(r) => r.find(id),
+            Source::NatsKv(r) => r.find(id),
+        }
+    }
+
+    fn summary(&self) -> Result<(u64, Option<i64>), String> {
+        match self {
+            Source::Disk(r) => r.summary(),
+            Source::NatsKv(r) => r.summary(),
+        }
+    }
+}
 
 /// Where the ledgers are: a config's sink, or folders.
 #[derive(Debug, clap::Args)]
@@ -28,7 +53,7 @@ pub struct LedgerArgs {
 /// The ledgers opened, each with where it is, and the name to report them by.
 pub struct Ledgers {
     /// Every ledger read.
-    pub readers: Vec<Reader>,
+    pub readers: Vec<Source>,
     /// `sinks.ID`, or the folders.
     pub name: String,
 }
@@ -40,7 +65,11 @@ impl LedgerArgs {
             let readers = self
                 .ledgers
                 .iter()
-                .map(|path| Reader::open(path).map_err(anyhow::Error::msg))
+                .map(|path| {
+                    Reader::open(path)
+                        .map(Source::Disk)
+                        .map_err(anyhow::Error::msg)
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let name = self
                 .ledgers
@@ -57,14 +86,23 @@ impl LedgerArgs {
             bail!(
                 "{path} keeps no ledger: {}",
                 if data_dir.is_none() {
-                    "the config sets no data_dir (set one, or pass --ledger DIR)"
+                    "the config sets no data_dir and no ledger.store = \"nats_kv\" (set one, or pass --ledger DIR)"
                 } else {
                     "its ledger.enabled is false"
                 }
             );
         }
-        let dir = LedgerConfig::dir(data_dir, &sink.component.id).map_err(anyhow::Error::msg)?;
-        let reader = Reader::open(&dir).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let ledger = &sink.settings.ledger;
+        let reader = match ledger.store {
+            LedgerStore::Disk => {
+                let dir =
+                    LedgerConfig::dir(data_dir, &sink.component.id).map_err(anyhow::Error::msg)?;
+                Source::Disk(Reader::open(&dir).map_err(|e| anyhow::anyhow!("{path}: {e}"))?)
+            }
+            LedgerStore::NatsKv => Source::NatsKv(
+                KvReader::open(ledger).map_err(|e| anyhow::anyhow!("{path}.ledger: {e}"))?,
+            ),
+        };
         Ok(Ledgers {
             readers: vec![reader],
             name: path,

@@ -281,6 +281,14 @@ enrichment.bucket = "fbpixel_users"
 ledger.max_size = 1073741824
 # Seconds a ledger record is kept (7 days).
 ledger.retention_secs = 604800
+# Where ledger records are kept: `disk` (under data_dir, one file per instance) or `nats_kv` (one bucket all instances share).
+ledger.store = "disk"
+# With store = "nats_kv": the NATS server(s).
+# ledger.url = "nats://127.0.0.1:4222"
+# With store = "nats_kv": the key-value bucket, created when missing.
+ledger.bucket = "fbpixel_ledger"
+# With store = "nats_kv": how to authenticate, as the nats source and sink do; unset: none.
+# ledger.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
 "#;
 
 fn split_path(path: Option<&str>) -> Option<Vec<String>> {

@@ -59,9 +59,7 @@ fn open_enrichment(config: &EnrichmentConfig, cx: &BuildContext) -> Identities {
 /// sink goes on without it: the ledger must never stop delivery.
 fn open_ledger(config: &LedgerConfig, cx: &BuildContext) -> Option<Arc<Ledger>> {
     let id = &cx.metrics.info().id;
-    let opened = LedgerConfig::dir(cx.data_dir.as_deref(), id)
-        .and_then(|dir| Ledger::open(&dir, config, cx.metrics.clone()));
-    match opened {
+    match Ledger::open(config, cx.data_dir.as_deref(), cx.metrics.clone()) {
         Ok(ledger) => Some(Arc::new(ledger)),
         Err(e) => {
             cx.metrics

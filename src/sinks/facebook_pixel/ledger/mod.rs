@@ -14,13 +14,15 @@
 //! server event with every customer-information value as a SHA-256 hash (see
 //! [`record::mask_event`]). No raw personal data.
 
+pub mod nats_kv;
 pub mod record;
 pub mod store;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use bytes::Bytes;
 use metrics::counter;
@@ -44,6 +46,34 @@ pub struct LedgerConfig {
     /// How long a record is kept, in seconds.
     #[serde(default = "default_retention_secs")]
     pub retention_secs: u64,
+    /// Where records are kept: `disk` (under `data_dir`) or `nats_kv` (a bucket every instance
+    /// shares).
+    #[serde(default)]
+    pub store: LedgerStore,
+    /// `nats_kv`: the NATS server(s).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `nats_kv`: the key-value bucket (created when missing).
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+    /// `nats_kv`: how to authenticate, as the `nats` source and sink do.
+    #[serde(default)]
+    pub auth: Option<crate::nats::NatsAuth>,
+}
+
+/// Where the ledger's records are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerStore {
+    /// A redb file under `data_dir`, one per sink and instance.
+    #[default]
+    Disk,
+    /// A JetStream key-value bucket shared by every instance.
+    NatsKv,
+}
+
+fn default_bucket() -> String {
+    "fbpixel_ledger".to_owned()
 }
 
 fn default_max_size() -> u64 {
@@ -60,6 +90,10 @@ impl Default for LedgerConfig {
             enabled: None,
             max_size: default_max_size(),
             retention_secs: default_retention_secs(),
+            store: LedgerStore::default(),
+            url: None,
+            bucket: default_bucket(),
+            auth: None,
         }
     }
 }
@@ -68,9 +102,11 @@ impl Default for LedgerConfig {
 const MIN_MAX_SIZE: u64 = 1 << 20;
 
 impl LedgerConfig {
-    /// Whether the ledger is kept, given the config's `data_dir`.
+    /// Whether the ledger is kept, given the config's `data_dir`: by default, when there is
+    /// somewhere to keep it (a `data_dir`, or a bucket named by `store = "nats_kv"`).
     pub fn is_enabled(&self, data_dir: Option<&Path>) -> bool {
-        self.enabled.unwrap_or(data_dir.is_some())
+        self.enabled
+            .unwrap_or(data_dir.is_some() || self.store == LedgerStore::NatsKv)
     }
 
     /// Problems with the settings, each naming its key.
@@ -79,7 +115,22 @@ impl LedgerConfig {
         if !self.is_enabled(data_dir) {
             return problems;
         }
-        if data_dir.is_none() {
+        if self.store == LedgerStore::NatsKv {
+            if self.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                problems.push(
+                    "ledger.url: the nats_kv store needs the NATS server's URL (nats://host:4222)"
+                        .to_owned(),
+                );
+            } else if let Some(Err(e)) = self.url.as_deref().map(crate::nats::server_urls) {
+                problems.push(format!("ledger.url: {e}"));
+            }
+            if let Err(e) = crate::nats::check_name("ledger.bucket", &self.bucket) {
+                problems.push(e);
+            }
+            if let Some(Err(e)) = self.auth.as_ref().map(crate::nats::NatsAuth::check) {
+                problems.push(format!("ledger.auth: {e}"));
+            }
+        } else if data_dir.is_none() {
             problems.push(
                 "ledger.enabled: the ledger keeps its file under `data_dir`: set `data_dir = \"/var/lib/fbpixel\"` at the top of the config, or `ledger.enabled = false`"
                     .to_owned(),
@@ -160,26 +211,38 @@ const DROP_LOG_INTERVAL_SECS: u64 = 60;
 
 /// The sink's handle on its ledger: queues entries for the writer thread.
 pub struct Ledger {
-    queue: Option<SyncSender<Entry>>,
+    queue: Option<mpsc::Sender<Entry>>,
     writer: Option<std::thread::JoinHandle<()>>,
     metrics: ComponentMetrics,
     drop_log: Throttle,
 }
 
 impl Ledger {
-    /// Open (or create) the ledger in `dir` and start its writer thread. Records older than
-    /// `retention_secs` are pruned at once.
+    /// Open the ledger and start its writer thread: the redb file under `data_dir` (created,
+    /// and pruned of what is past `retention_secs`), or the bucket, connected in the background.
     pub fn open(
-        dir: &Path,
         config: &LedgerConfig,
+        data_dir: Option<&Path>,
         metrics: ComponentMetrics,
     ) -> Result<Self, String> {
-        let store = store::Store::open(dir, config, metrics.clone())?;
-        let (queue, entries) = mpsc::sync_channel(MAX_PENDING);
-        let writer = std::thread::Builder::new()
-            .name("fbpixel-ledger".into())
-            .spawn(move || store.run(entries))
-            .map_err(|e| format!("ledger: cannot start its writer: {e}"))?;
+        let (queue, entries) = mpsc::channel(MAX_PENDING);
+        let thread = std::thread::Builder::new().name("fbpixel-ledger".into());
+        let writer = match config.store {
+            LedgerStore::Disk => {
+                let dir = LedgerConfig::dir(data_dir, &metrics.info().id)?;
+                let store = store::Store::open(&dir, config, metrics.clone())?;
+                thread.spawn(move || store.run(entries))
+            }
+            LedgerStore::NatsKv => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("ledger: {e}"))?;
+                let (config, metrics) = (config.clone(), metrics.clone());
+                thread.spawn(move || runtime.block_on(nats_kv::run(config, entries, metrics)))
+            }
+        }
+        .map_err(|e| format!("ledger: cannot start its writer: {e}"))?;
         register_counters(&metrics);
         Ok(Self {
             queue: Some(queue),
@@ -196,7 +259,7 @@ impl Ledger {
         match queue.try_send(entry) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.dropped(events, "queue_full"),
-            Err(TrySendError::Disconnected(_)) => self.dropped(events, "writer_stopped"),
+            Err(TrySendError::Closed(_)) => self.dropped(events, "writer_stopped"),
         }
     }
 

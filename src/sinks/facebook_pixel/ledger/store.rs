@@ -11,14 +11,15 @@
 //! ones, and at open.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use redb::{
     Builder, ConcurrencyMode, Database, DatabaseError, MultimapTableDefinition, ReadOnlyDatabase,
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::Receiver;
 
 use super::record::{EventRecord, Record, mask_event, message_ids};
 use super::{Entry, LedgerConfig};
@@ -31,8 +32,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The file's name in the ledger's folder.
 pub const FILE_NAME: &str = "ledger.redb";
 
-/// How long the writer gathers entries before it commits them (and how stale a reader's view
-/// of a running sink can be).
+/// The least time between two commits: entries that arrive meanwhile wait in the queue and go
+/// in the next one (this is also how stale a reader's view of a running sink can be).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Most entries in one commit.
@@ -112,17 +113,16 @@ impl Store {
         Ok(store)
     }
 
-    /// Write what arrives until every sender is gone, one transaction per
-    /// [`COMMIT_INTERVAL`].
-    pub fn run(mut self, entries: Receiver<Entry>) {
-        while let Ok(first) = entries.recv() {
-            let until = Instant::now() + COMMIT_INTERVAL;
+    /// Write what arrives until every sender is gone, at most one transaction per
+    /// [`COMMIT_INTERVAL`]. Runs on a thread of its own (redb is blocking).
+    pub fn run(mut self, mut entries: Receiver<Entry>) {
+        while let Some(first) = entries.blocking_recv() {
+            let started = Instant::now();
             let mut batch = vec![first];
-            while batch.len() < MAX_ENTRIES_PER_COMMIT {
-                match entries.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                    Ok(entry) => batch.push(entry),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
+            while batch.len() < MAX_ENTRIES_PER_COMMIT
+                && let Ok(entry) = entries.try_recv()
+            {
+                batch.push(entry);
             }
             let events: usize = batch.iter().map(Entry::events).sum();
             match self.write(&batch, now_ms()) {
@@ -133,6 +133,11 @@ impl Store {
                         tracing::error!(component = %self.metrics.info().id, "ledger: cannot write {}: {e}; {events} records lost (delivery is not affected)", self.path.display());
                     }
                 }
+            }
+            if let Some(rest) = COMMIT_INTERVAL.checked_sub(started.elapsed())
+                && !entries.is_closed()
+            {
+                std::thread::sleep(rest);
             }
         }
     }
@@ -204,7 +209,7 @@ fn ids_of(record: &Record) -> impl Iterator<Item = &str> {
 }
 
 /// The record of an entry, its masked events written to `events`.
-fn build(entry: &Entry, events: &mut Vec<u8>) -> Record {
+pub(super) fn build(entry: &Entry, events: &mut Vec<u8>) -> Record {
     events.clear();
     match entry {
         Entry::Sent {
@@ -277,7 +282,7 @@ fn digest(json: &[u8]) -> String {
 
 /// One event found in the ledger: the record it is in (its `events` left empty) and the event
 /// with its server event as sent, masked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Found {
     /// How the request (or mapping batch) carrying it ended.
     pub record: Record,
@@ -285,6 +290,24 @@ pub struct Found {
     pub event: EventRecord,
     /// Its server event as sent, customer information hashed.
     pub sent: Option<String>,
+}
+
+/// A record's events, each with the record (its `events` left empty) and its masked server
+/// event out of `events`.
+pub(super) fn found(mut record: Record, events: &[u8]) -> Vec<Found> {
+    let items = std::mem::take(&mut record.events);
+    items
+        .into_iter()
+        .map(|mut event| {
+            let sent = Record::event_json(&event, events).map(str::to_owned);
+            event.sent = None;
+            Found {
+                record: record.clone(),
+                event,
+                sent,
+            }
+        })
+        .collect()
 }
 
 /// A ledger opened for reading.
