@@ -51,7 +51,7 @@ pub fn run(args: QualityArgs) -> anyhow::Result<ExitCode> {
     } in &sinks
     {
         let meta = runtime
-            .block_on(ask_meta(&settings))
+            .block_on(ask_meta(settings))
             .map_err(|problems| anyhow!("sinks.{}: {}", component.id, problems.join("; ")))?;
         failed |= meta.iter().any(|m| m.answer.is_err());
         reports.push(SinkReport {
