@@ -19,5 +19,6 @@ mod map_command;
 mod mapping_properties;
 mod nats;
 mod permissions;
+mod quality;
 mod runtime;
 mod segment;

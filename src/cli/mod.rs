@@ -6,6 +6,7 @@ mod explain;
 mod generate;
 mod ledger;
 mod map;
+mod quality;
 mod reconcile;
 mod replay;
 mod run;
@@ -47,6 +48,9 @@ enum Command {
     /// Send the events of a dead-letter file through the sink again (after fixing a setting or
     /// the data); what fails again goes to the current dead letter.
     Replay(replay::ReplayArgs),
+    /// Meta's verdict on each pixel's data (Event Match Quality, per-key coverage, freshness,
+    /// diagnostics, from its Dataset Quality API) beside our own coverage, with hints.
+    Quality(quality::QualityArgs),
     /// Manage what the sink's `enrichment` remembers about users.
     Enrichment(enrichment::EnrichmentArgs),
     /// Print an example config with every setting of the named component types, each at its
@@ -69,6 +73,7 @@ impl Cli {
             Some(Command::Validate(args)) => validate::run(args),
             Some(Command::Map(args)) => map::run(args),
             Some(Command::Replay(args)) => replay::run(args),
+            Some(Command::Quality(args)) => quality::run(args),
             Some(Command::Enrichment(args)) => enrichment::run(args),
             Some(Command::Generate(args)) => generate::run(args),
             Some(Command::Explain(args)) => explain::run(args),

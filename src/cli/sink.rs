@@ -1,5 +1,5 @@
-//! What the commands that act on one `facebook_pixel_server_side` sink (`map`, `replay`,
-//! `enrichment forget`) share: loading the config and finding the sink in it.
+//! What the commands that act on `facebook_pixel_server_side` sinks (`map`, `replay`,
+//! `enrichment forget`, `quality`) share: loading the config and finding the sink(s) in it.
 
 use anyhow::bail;
 
@@ -25,6 +25,36 @@ pub(crate) fn load_sink(
     sink_id: Option<&str>,
     missing_vars: MissingVars,
 ) -> anyhow::Result<Sink> {
+    let pipeline = load_pipeline(args, missing_vars)?;
+    let component = pick_sink(&pipeline, sink_id)?.clone();
+    parse_sink(pipeline, component)
+}
+
+/// Every `facebook_pixel_server_side` sink of the config `args` name, or only `sink_id`.
+pub(crate) fn load_sinks(
+    args: &ConfigArgs,
+    sink_id: Option<&str>,
+    missing_vars: MissingVars,
+) -> anyhow::Result<Vec<Sink>> {
+    let pipeline = load_pipeline(args, missing_vars)?;
+    let components: Vec<ComponentConfig> = match sink_id {
+        Some(_) => vec![pick_sink(&pipeline, sink_id)?.clone()],
+        None => pipeline
+            .sinks()
+            .filter(|c| c.type_name == SINK_TYPE)
+            .cloned()
+            .collect(),
+    };
+    if components.is_empty() {
+        bail!("the config has no `{SINK_TYPE}` sink");
+    }
+    components
+        .into_iter()
+        .map(|component| parse_sink(pipeline.clone(), component))
+        .collect()
+}
+
+fn load_pipeline(args: &ConfigArgs, missing_vars: MissingVars) -> anyhow::Result<PipelineConfig> {
     let env = |name: &str| std::env::var(name).ok();
     let paths = args.paths(&[], &env)?;
     let options = LoadOptions {
@@ -35,7 +65,10 @@ pub(crate) fn load_sink(
     for warning in &pipeline.warnings {
         eprintln!("warning: {warning}");
     }
-    let component = pick_sink(&pipeline, sink_id)?.clone();
+    Ok(pipeline)
+}
+
+fn parse_sink(pipeline: PipelineConfig, component: ComponentConfig) -> anyhow::Result<Sink> {
     // The settings every sink shares (buffer, acknowledgements, healthcheck) are not the
     // sink's own.
     let (_, own, errors) = SinkOptions::split(&component);

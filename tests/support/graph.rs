@@ -54,6 +54,20 @@ impl Request {
         path.ends_with("/events")
     }
 
+    /// Whether this is a request to Meta's Dataset Quality API (`…/dataset_quality`).
+    pub fn is_dataset_quality(&self) -> bool {
+        let path = self.target.split('?').next().unwrap_or_default();
+        path.ends_with("/dataset_quality")
+    }
+
+    /// The first query parameter with this name, decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
     /// The body parsed as JSON (`Null` when empty or not JSON).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_default()
@@ -677,9 +691,13 @@ pub fn invalid_parameter(parameter: &str, problem: &str) -> serde_json::Value {
 
 /// How the strict stand-in answers a request: for one to `…/events`, a 400 with
 /// [`invalid_parameter`] when the body or one of its events breaks a rule, else Meta's 200
-/// (`events_received`, `messages`, `fbtrace_id`); for any other (the sink's health check, a GET
-/// of the pixel's `id`), the pixel as Meta shows it, `{"id": …}`.
+/// (`events_received`, `messages`, `fbtrace_id`); for one to `…/dataset_quality`, a
+/// [`dataset_quality`] answer for Purchase; for any other (the sink's health check, a GET of the
+/// pixel's `id`), the pixel as Meta shows it, `{"id": …}`.
 pub fn strict_reply(request: &Request) -> Reply {
+    if request.is_dataset_quality() {
+        return (200, dataset_quality(&[QualityEvent::new("Purchase")])).into();
+    }
     if !request.is_events() {
         let path = request.target.split('?').next().unwrap_or_default();
         let id = path
@@ -703,4 +721,93 @@ pub fn strict_reply(request: &Request) -> Reply {
             (400, invalid_parameter(&parameter, &invalid.problem)).into()
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Meta's Dataset Quality API.
+// ---------------------------------------------------------------------------
+
+/// What the stand-in's Dataset Quality API says of one event name; [`QualityEvent::new`] gives
+/// realistic values, which a test changes as it needs.
+#[derive(Clone, Debug)]
+pub struct QualityEvent {
+    /// `event_name`.
+    pub event_name: String,
+    /// `event_match_quality.composite_score`.
+    pub composite_score: f64,
+    /// `match_key_feedback`: Meta's identifier and its coverage, in percent.
+    pub match_keys: Vec<(String, f64)>,
+    /// `diagnostics`: name and percentage of affected events.
+    pub diagnostics: Vec<(String, f64)>,
+    /// `event_coverage.percentage` (goal 75).
+    pub event_coverage: f64,
+    /// `dedupe_key_feedback` for `event_id`: server events carrying it, in percent.
+    pub server_event_id: f64,
+    /// `data_freshness.upload_frequency`.
+    pub upload_frequency: String,
+}
+
+impl QualityEvent {
+    /// An event as Meta's own examples describe one.
+    pub fn new(event_name: &str) -> Self {
+        Self {
+            event_name: event_name.to_owned(),
+            composite_score: 6.2,
+            match_keys: vec![
+                ("email".into(), 100.0),
+                ("ip_address".into(), 99.9),
+                ("user_agent".into(), 100.0),
+                ("external_id".into(), 100.0),
+            ],
+            diagnostics: vec![("Server sending mismatched IP addresses".into(), 61.5)],
+            event_coverage: 34.1,
+            server_event_id: 100.0,
+            upload_frequency: "hourly".into(),
+        }
+    }
+}
+
+/// The answer of `GET /{version}/dataset_quality` in the shape of Meta's documented examples:
+/// `{"web": [...]}`, one entry per event with every metric the sink asks for.
+pub fn dataset_quality(events: &[QualityEvent]) -> serde_json::Value {
+    let pct = |p: f64| serde_json::json!({ "percentage": p });
+    let web: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            let total = 31830_u64;
+            serde_json::json!({
+                "event_name": e.event_name,
+                "event_match_quality": {
+                    "composite_score": e.composite_score,
+                    "match_key_feedback": e.match_keys.iter().map(|(identifier, p)| {
+                        serde_json::json!({ "identifier": identifier, "coverage": pct(*p) })
+                    }).collect::<Vec<_>>(),
+                    "diagnostics": e.diagnostics.iter().map(|(name, p)| serde_json::json!({
+                        "name": name,
+                        "description": "Your server is sending client IP addresses that do not match those from Meta Pixel.",
+                        "solution": "In your server payload, send the client_ip_address retrieved from customer interactions.",
+                        "percentage": p,
+                        "affected_event_count": (total as f64 * p / 100.0).round() as u64,
+                        "total_event_count": total,
+                    })).collect::<Vec<_>>(),
+                },
+                "event_coverage": {
+                    "percentage": e.event_coverage,
+                    "goal_percentage": 75,
+                    "description": "The percentage of events received from your Conversions API compared to unique browser events from the Meta Pixel."
+                },
+                "dedupe_key_feedback": [{
+                    "dedupe_key": "event_id",
+                    "browser_events_with_dedupe_key": pct(100.0),
+                    "server_events_with_dedupe_key": pct(e.server_event_id),
+                    "overall_browser_coverage_from_dedupe_key": pct(14.8),
+                }],
+                "data_freshness": {
+                    "upload_frequency": e.upload_frequency,
+                    "description": "The average frequency with which instances of this event are received through the Conversions API."
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({ "web": web })
 }

@@ -16,6 +16,7 @@ use super::ledger::LedgerConfig;
 use super::mapping::consent::ConsentRules;
 use super::mapping::{Mapper, MappingSettings, Paths, StandardEvent, ValueField, money};
 use super::normalize::Normalizer;
+use super::quality::{self, QualityConfig};
 use super::service::{GraphClient, GraphSettings, GraphTarget};
 use super::sink::{Delivering, FacebookPixelSink, Pixel};
 use crate::component::{
@@ -131,6 +132,9 @@ pub struct FacebookPixelConfig {
     /// What became of every message, for `fbpixel explain` and `reconcile`.
     #[serde(default)]
     pub(crate) ledger: LedgerConfig,
+    /// Poll Meta's Dataset Quality API into the `fbpixel_meta_*` gauges.
+    #[serde(default)]
+    pub(crate) quality: QualityConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +293,10 @@ ledger.store = "disk"
 ledger.bucket = "fbpixel_ledger"
 # With store = "nats_kv": how to authenticate, as the nats source and sink do; unset: none.
 # ledger.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# Poll Meta's Dataset Quality API (EMQ, match-key coverage, freshness) into the fbpixel_meta_* gauges.
+quality.enabled = false
+# Seconds between two polls of each pixel (at least 60).
+quality.interval_secs = 3600
 "#;
 
 fn split_path(path: Option<&str>) -> Option<Vec<String>> {
@@ -556,6 +564,7 @@ impl FacebookPixelConfig {
             }
         }
         problems.extend(self.enrichment.problems());
+        problems.extend(self.quality.problems());
         if !self.endpoint.starts_with("http://") && !self.endpoint.starts_with("https://") {
             problems.push(format!(
                 "endpoint: {:?} is not an http(s) URL (default \"https://graph.facebook.com\")",
@@ -630,6 +639,54 @@ impl FacebookPixelConfig {
         }
     }
 
+    /// Every pixel's Dataset Quality API request, in the mapping's pixel order, with
+    /// `agent_name` from `partner_agent` and `appsecret_proof` when `app_secret` is set.
+    fn quality_urls(&self) -> Result<Vec<hyper::Uri>, String> {
+        let agent = self
+            .partner_agent
+            .as_deref()
+            .map(quality::dataset::agent_name);
+        let secret = self
+            .app_secret
+            .as_ref()
+            .map(|s| s.expose())
+            .filter(|s| !s.is_empty());
+        std::iter::once((&self.pixel_id, &self.access_token))
+            .chain(&self.pixels)
+            .map(|(id, token)| {
+                let proof = secret.map(|s| super::service::appsecret_proof(token.expose(), s));
+                quality::dataset::url(
+                    &self.endpoint,
+                    &self.api_version,
+                    id,
+                    agent.as_deref(),
+                    proof.as_deref(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every pixel's Dataset Quality API target with its own client, for `fbpixel quality`
+    /// (a running sink shares its delivery clients instead).
+    pub(crate) fn quality_targets(&self) -> Result<Vec<quality::Target>, Vec<String>> {
+        let settings = self.graph_settings()?;
+        let urls = self.quality_urls().map_err(|e| vec![e])?;
+        let mut settings = settings.into_iter();
+        let first = GraphClient::new(settings.next().expect("pixel_id's settings"))
+            .map_err(|e| vec![e.to_string()])?;
+        let clients = std::iter::once(first.clone()).chain(settings.map(|s| first.for_pixel(s)));
+        Ok(std::iter::once(&self.pixel_id)
+            .chain(self.pixels.keys())
+            .zip(urls)
+            .zip(clients)
+            .map(|((pixel, url), client)| quality::Target {
+                pixel: pixel.clone(),
+                url,
+                client,
+            })
+            .collect())
+    }
+
     /// What `validate` can check of `enrichment` without opening its store (a running
     /// instance holds it).
     fn check_enrichment(&self, cx: &ValidateContext) -> Result<(), String> {
@@ -657,6 +714,8 @@ pub struct ValidFacebookPixel {
     dead_letter: Option<PathBuf>,
     enrichment: Option<EnrichmentConfig>,
     ledger: Option<LedgerConfig>,
+    /// With `quality.enabled`: the interval, and each pixel's Dataset Quality URL.
+    quality: Option<(Duration, Vec<hyper::Uri>)>,
 }
 
 impl SinkConfig for FacebookPixelConfig {
@@ -683,6 +742,16 @@ impl FacebookPixelConfig {
             problems.push(e);
         }
         problems.extend(self.ledger.problems(cx.data_dir.as_deref()));
+        let quality = if self.quality.enabled {
+            self.quality_urls()
+                .map(|urls| Some((Duration::from_secs(self.quality.interval_secs), urls)))
+                .unwrap_or_else(|e| {
+                    problems.push(e);
+                    None
+                })
+        } else {
+            None
+        };
         match (mapping, graph) {
             (Some(mapping), Ok(graph)) if problems.is_empty() => Ok(ValidFacebookPixel {
                 mapping,
@@ -704,6 +773,7 @@ impl FacebookPixelConfig {
                     .ledger
                     .is_enabled(cx.data_dir.as_deref())
                     .then(|| self.ledger.clone()),
+                quality,
             }),
             _ => Err(BuildError(problems.join("; "))),
         }
@@ -781,6 +851,14 @@ impl ValidSink for ValidFacebookPixel {
             }
             Ok(())
         });
+        let quality = this.quality.map(|(interval, urls)| {
+            let targets = pixels.iter().zip(urls).map(|(p, url)| quality::Target {
+                pixel: p.id.clone(),
+                url,
+                client: p.client.clone(),
+            });
+            quality::Poller::new(interval, targets.collect())
+        });
         let sink = FacebookPixelSink::new(
             Mapper::new(this.mapping),
             pixels,
@@ -789,7 +867,8 @@ impl ValidSink for ValidFacebookPixel {
             this.enrichment,
             this.ledger,
             cx,
-        );
+        )
+        .with_quality(quality);
         Ok((Box::new(sink), healthcheck))
     }
 }

@@ -4,6 +4,7 @@
 //! - [`mapping`]: pure Segment message → [`capi::ServerEvent`] (SPEC §1–6).
 //! - [`normalize`]: Meta's normalization and SHA-256 of customer information.
 //! - [`capi`]: the typed Conversions API structs.
+//! - [`quality`]: Meta's Dataset Quality API, polled into gauges and reported by `fbpixel quality`.
 
 pub(crate) mod batch;
 pub(crate) mod capi;
@@ -13,6 +14,7 @@ pub mod enrichment;
 pub mod ledger;
 pub(crate) mod mapping;
 pub(crate) mod normalize;
+pub(crate) mod quality;
 pub(crate) mod retry;
 pub(crate) mod service;
 mod sink;

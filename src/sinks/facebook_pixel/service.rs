@@ -443,12 +443,40 @@ impl GraphClient {
         }
     }
 
+    /// GET a Graph API object with this pixel's token (Meta's Dataset Quality API): its JSON
+    /// body, or what the answer meant when it is not the object.
+    pub async fn get_object(&self, uri: Uri) -> Result<Bytes, Answer> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(header::AUTHORIZATION, self.authorization.clone())
+            .header(
+                header::USER_AGENT,
+                concat!("fbpixel/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let (status, content_type, body) = self.fetch_in_time(request).await?;
+        match classify(status, content_type.as_deref(), &body, Expect::Object) {
+            Answer::Accepted { .. } => Ok(body),
+            other => Err(other),
+        }
+    }
+
     async fn exchange(&self, request: Request<Full<Bytes>>, expect: Expect) -> Answer {
-        let exchange = self.fetch(request);
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(Ok((status, content_type, body)))) => {
+        match self.fetch_in_time(request).await {
+            Ok((status, content_type, body)) => {
                 classify(status, content_type.as_deref(), &body, expect)
             }
+            Err(answer) => answer,
+        }
+    }
+
+    /// The answer read whole within `request.timeout_secs`, or the transient failure it was.
+    async fn fetch_in_time(&self, request: Request<Full<Bytes>>) -> Result<Fetched, Answer> {
+        let exchange = self.fetch(request);
+        Err(match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(Ok(fetched))) => return Ok(fetched),
             Ok(Ok(Err(status))) => Answer::Transient {
                 reason: "oversized_answer",
                 detail: format!(
@@ -463,7 +491,7 @@ impl GraphClient {
                 reason: "timeout",
                 detail: format!("no answer within request.timeout_secs ({:?})", self.timeout),
             },
-        }
+        })
     }
 
     /// Send a request and read its answer, at most `MAX_ANSWER_BYTES` of it (`Err(status)`:

@@ -17,6 +17,7 @@ use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::ledger::{self, Ledger, LedgerConfig, Verdict};
 use super::mapping::{Buffers, Mapper, Outcome, SkipReason, UserMemory};
+use super::quality;
 use super::retry::{Delivery, dead_letter_events};
 use super::service::GraphClient;
 use crate::acks::EventStatus;
@@ -138,6 +139,8 @@ pub struct FacebookPixelSink {
     ledger: Option<LedgerConfig>,
     delivering: Delivering,
     cx: BuildContext,
+    /// `quality`, when enabled: started with the sink, stopped when it returns.
+    quality: Option<quality::Poller>,
 }
 
 impl FacebookPixelSink {
@@ -160,7 +163,14 @@ impl FacebookPixelSink {
             ledger,
             delivering,
             cx,
+            quality: None,
         }
+    }
+
+    /// Poll Meta's Dataset Quality API while the sink runs.
+    pub fn with_quality(mut self, quality: Option<quality::Poller>) -> Self {
+        self.quality = quality;
+        self
     }
 }
 
@@ -177,6 +187,7 @@ impl Sink for FacebookPixelSink {
             .ledger
             .as_ref()
             .and_then(|config| open_ledger(config, &self.cx));
+        let _quality = self.quality.take().map(|poller| poller.spawn(&metrics));
         let lanes = std::mem::take(&mut self.pixels)
             .into_iter()
             .map(|pixel| {
