@@ -18,5 +18,6 @@ mod map_command;
 mod mapping_properties;
 mod nats;
 mod permissions;
+mod reload;
 mod runtime;
 mod segment;

@@ -172,6 +172,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_re_pointed_output_sends_to_the_new_reader_and_no_clone_keeps_the_old_one_open() {
+        let (old_tx, mut old_rx) = mpsc::channel(4);
+        let (new_tx, mut new_rx) = mpsc::channel(4);
+        let handle = OutputHandle::new(vec![(old_tx, Backlog::default())]);
+        let mut out = handle.output();
+        let idle = out.clone();
+        out.send(vec![Event::from_json(Bytes::from_static(b"{}"))])
+            .await
+            .unwrap();
+        handle.set(vec![(new_tx, Backlog::default())]);
+        out.send(vec![Event::from_json(Bytes::from_static(b"{}"))])
+            .await
+            .unwrap();
+        assert_eq!(old_rx.recv().await.map(|b| b.len()), Some(1));
+        assert!(
+            old_rx.recv().await.is_none(),
+            "the old reader's input ends although clones of the output live"
+        );
+        assert_eq!(new_rx.recv().await.map(|b| b.len()), Some(1));
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn a_closed_output_fails_what_it_sends_instead_of_discarding_it() {
+        let (tx, _rx) = mpsc::channel(4);
+        let handle = OutputHandle::new(vec![(tx, Backlog::default())]);
+        handle.close();
+        let mut events = vec![Event::from_json(Bytes::from_static(b"{}"))];
+        let status = track(&mut events);
+        assert!(handle.output().send(events).await.is_err());
+        assert_eq!(status.wait().await, BatchStatus::Errored);
+    }
+
+    #[tokio::test]
     async fn an_output_whose_readers_stopped_fails_the_batch() {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
