@@ -3,7 +3,7 @@
 //!
 //! [`validate`] checks every component's settings once, purely; [`Validated::build`] builds
 //! them from those settings ([`build`]); [`Pieces::start`] wires the channels and runs one task
-//! per component ([`run`]); [`Running::reload`] applies a new configuration by difference
+//! per component ([`run`], [`task`]); [`Running::reload`] applies a new configuration by difference
 //! ([`reload`], comparing components with [`diff`]). The topology knows components only
 //! through the contracts of [`crate::component`] and the table in [`crate::components`].
 //!
@@ -21,6 +21,7 @@ mod build;
 mod diff;
 mod reload;
 mod run;
+mod task;
 
 pub use self::build::{BuildErrors, Pieces, Validated, validate};
 pub use self::diff::Changes;

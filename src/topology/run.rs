@@ -14,17 +14,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::build::{NewComponent, PendingBuffer, Pieces, SinkBuffer, Start, info, open_buffer};
+use super::build::{NewComponent, PendingBuffer, Pieces, SinkBuffer, Start, info};
 use super::diff::Identity;
+use super::task::{Finished, Outcome, TaskEnv, Wiring, component_task};
 use crate::component::{
-    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, ComponentError, EventStream, Output,
-    OutputHandle, Reader, ShutdownTrigger, SourceContext, Transform, WhenFull, shutdown_pair,
+    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, OutputHandle, Reader, ShutdownTrigger,
+    WhenFull, shutdown_pair,
 };
 use crate::config::ComponentConfig;
 use crate::event::EventArray;
@@ -57,17 +58,6 @@ pub(super) struct Live {
     /// Sources: stops this one alone.
     stop: Option<ShutdownTrigger>,
     finished: Finished,
-}
-
-/// Resolves once a component's task has ended, however it ended (its sender lives in the task).
-#[derive(Clone)]
-struct Finished(watch::Receiver<()>);
-
-impl Finished {
-    async fn wait(mut self) {
-        // Nothing is ever sent: this returns when the task drops the sender.
-        let _ = self.0.changed().await;
-    }
 }
 
 /// How a pipeline ended.
@@ -228,6 +218,24 @@ impl Running {
         }
     }
 
+    fn spawn(&mut self, c: ComponentConfig, start: Start, w: Wiring) {
+        let info = info(&c);
+        let backlog = w.backlog.clone();
+        let source = matches!(start, Start::Source { .. });
+        let env = TaskEnv {
+            not_running: self.not_running.clone(),
+            data_dir: self.data_dir.clone(),
+            permissions: self.permissions,
+        };
+        let task = component_task(c, start, w, env);
+        let handle = if source {
+            self.sources.spawn(task)
+        } else {
+            self.downstream.spawn(task)
+        };
+        self.tasks.insert(handle.id(), (info, backlog));
+    }
+
     /// Point every output, and those of the old instances still draining, at the readers the
     /// configuration in force gives their id.
     fn rewire(&self, draining: &[(String, OutputHandle)]) {
@@ -247,100 +255,6 @@ impl Running {
             handle.set(readers_of(id));
         }
     }
-
-    fn spawn(&mut self, c: ComponentConfig, start: Start, w: Wiring) {
-        let info = info(&c);
-        let task = info.clone();
-        let path = c.path();
-        let Wiring {
-            output,
-            backlog,
-            rx,
-            signal,
-            done,
-            predecessor,
-        } = w;
-        let handle = match start {
-            Start::Source {
-                build,
-                acknowledgements,
-            } => {
-                let signal = signal.expect("a source has its stop signal");
-                let not_running = self.not_running.clone();
-                let cx = SourceContext {
-                    out: output.expect("a source has an output"),
-                    shutdown: signal.clone(),
-                    acknowledgements,
-                    metrics: ComponentMetrics::new(info.clone()),
-                };
-                self.sources.spawn(async move {
-                    let _done = done;
-                    let replacing = predecessor.is_some();
-                    if let Some(p) = predecessor {
-                        p.wait().await;
-                    }
-                    // Stopped (a later reload, or shutdown) before it could start.
-                    if signal.is_triggered() {
-                        return (task, Ok(()));
-                    }
-                    let result = match build.await {
-                        Ok(source) => {
-                            if replacing {
-                                tracing::info!(component = %path, "the old source stopped; its replacement runs");
-                            }
-                            not_running.lock().unwrap_or_else(PoisonError::into_inner).remove(&c.id);
-                            source.run(cx).await
-                        }
-                        Err(e) if replacing => {
-                            tracing::error!(component = %path, "cannot start after the reload: {e}; it is not running (fix the config and reload)");
-                            not_running.lock().unwrap_or_else(PoisonError::into_inner).insert(c.id.clone());
-                            Ok(())
-                        }
-                        Err(e) => Err(ComponentError(e.to_string())),
-                    };
-                    (task, result)
-                })
-            }
-            Start::Transform(transform) => {
-                let metrics = ComponentMetrics::new(info.clone());
-                let rx = rx.expect("a transform has an input");
-                let stream = EventStream::new(rx, backlog.clone(), metrics.clone());
-                let out = output.expect("a transform has an output");
-                self.downstream.spawn(async move {
-                    let _done = done;
-                    if let Some(p) = predecessor {
-                        p.wait().await;
-                        tracing::info!(component = %path, "the old transform drained; its replacement runs");
-                    }
-                    run_transform(transform, stream, out, metrics).await;
-                    (task, Ok(()))
-                })
-            }
-            Start::Sink {
-                sink,
-                healthcheck,
-                buffer,
-            } => {
-                let input = SinkInput {
-                    rx: rx.expect("a sink has an input"),
-                    backlog: backlog.clone(),
-                    buffer,
-                    data_dir: self.data_dir.clone(),
-                    permissions: self.permissions,
-                };
-                self.downstream.spawn(async move {
-                    let _done = done;
-                    if let Some(p) = predecessor {
-                        p.wait().await;
-                        tracing::info!(component = %path, "the old sink drained; its replacement runs");
-                    }
-                    let result = run_sink(c, sink, healthcheck, input).await;
-                    (task, result)
-                })
-            }
-        };
-        self.tasks.insert(handle.id(), (info, backlog));
-    }
 }
 
 impl Live {
@@ -359,94 +273,6 @@ impl Live {
                 None
             }
             None => None,
-        }
-    }
-}
-
-/// What a new component's task is handed when it is installed.
-struct Wiring {
-    output: Option<Output>,
-    backlog: Backlog,
-    rx: Option<mpsc::Receiver<EventArray>>,
-    signal: Option<crate::component::ShutdownSignal>,
-    /// Dropped when the task ends: resolves its [`Finished`].
-    done: watch::Sender<()>,
-    /// The task it replaces, which must be done first.
-    predecessor: Option<Finished>,
-}
-
-/// A sink's input channel and its buffer, opened (or reopened) when the sink starts.
-struct SinkInput {
-    rx: mpsc::Receiver<EventArray>,
-    backlog: Backlog,
-    buffer: PendingBuffer,
-    data_dir: Option<PathBuf>,
-    permissions: Permissions,
-}
-
-async fn run_sink(
-    c: ComponentConfig,
-    sink: Box<dyn crate::component::Sink>,
-    healthcheck: Option<crate::component::Healthcheck>,
-    input: SinkInput,
-) -> Result<(), ComponentError> {
-    let path = c.path();
-    let metrics = ComponentMetrics::new(info(&c));
-    let buffer = match input.buffer {
-        PendingBuffer::Opened(b) => b,
-        PendingBuffer::Reopen(b) => {
-            open_buffer(&input.data_dir, &c, b, input.permissions).map_err(ComponentError)?
-        }
-    };
-    let (stream, closing) = match buffer {
-        SinkBuffer::Disk(disk) => {
-            let (rx, closing) = disk.start(input.rx, input.backlog, BufferMetrics::new(&metrics));
-            // What waits on disk is not lost at a forced stop, so the sink's own queue is
-            // what a shutdown report counts.
-            (
-                EventStream::new(rx, Backlog::default(), metrics),
-                Some(closing),
-            )
-        }
-        SinkBuffer::Memory(_) => (EventStream::new(input.rx, input.backlog, metrics), None),
-    };
-    // `healthcheck.enabled = false`, or already run by --require-healthy.
-    if let Some(check) = healthcheck {
-        tokio::spawn(async move {
-            match check.await {
-                Ok(()) => tracing::info!(component = %path, "healthcheck passed"),
-                Err(e) => tracing::error!(component = %path, "healthcheck failed: {e}"),
-            }
-        });
-    }
-    let mut result = sink.run(stream).await;
-    // A sink that finished cleanly has reported every event: wait until the disk buffer has
-    // recorded that, so a restart (or its replacement) does not send them again. (After a
-    // failure the sources are still running, and the buffer ends with them.) A buffer whose
-    // file failed fails the sink, so the pipeline stops.
-    if let (Ok(()), Some(closing)) = (&result, closing) {
-        result = closing.wait().await.map_err(ComponentError);
-    }
-    result
-}
-
-async fn run_transform(
-    mut transform: Box<dyn Transform>,
-    mut input: EventStream,
-    mut out: Output,
-    metrics: ComponentMetrics,
-) {
-    let mut buffer = Vec::new();
-    while let Some(events) = input.next().await {
-        transform.transform(events, &mut buffer);
-        let batch = std::mem::take(&mut buffer);
-        let (n, bytes) = (batch.len(), batch.iter().map(|e| e.size_hint()).sum());
-        if out.send(batch).await.is_err() {
-            // Nothing reads this transform any more; what it receives from
-            // now on fails its acknowledgements as it is dropped.
-            tracing::warn!(component = %metrics.info().id, "every downstream component has stopped");
-        } else {
-            metrics.sent(n, bytes);
         }
     }
 }
@@ -545,5 +371,4 @@ impl Running {
     }
 }
 
-type Outcome = (ComponentInfo, Result<(), ComponentError>);
 type Joined = Result<(tokio::task::Id, Outcome), tokio::task::JoinError>;
