@@ -390,3 +390,66 @@ fn a_changed_sink_with_a_disk_buffer_drains_before_its_replacement_and_nothing_i
     );
     stop(p);
 }
+
+#[test]
+fn a_file_added_to_a_watched_config_folder_is_loaded_and_an_edit_with_an_unset_variable_is_refused()
+{
+    let graph = graph(Duration::ZERO);
+    let port = free_port();
+    let dir = temp_dir("reload-dir");
+    let conf = dir.join("conf.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    let copy = dir.join("copy.ndjson");
+    write(&conf.join("a.toml"), &config(port, &graph, "", ""));
+    let conf_arg = conf.to_str().unwrap();
+    let mut p = Proc::spawn(&["run", "-w", "--config-dir", conf_arg], &[], None);
+    p.wait_for_port(port);
+
+    write(
+        &conf.join("b.yaml"),
+        &format!(
+            "sinks:\n  copy:\n    type: file\n    inputs: [web]\n    path: \"{}\"\n",
+            copy.display()
+        ),
+    );
+    wait_for_log(
+        &p,
+        "configuration reloaded: added [sinks.copy], removed [], changed [], unchanged 2",
+    );
+    let answer = support::post(
+        port,
+        &[],
+        track_event("in-dir", "jane@example.com").as_bytes(),
+    );
+    assert_eq!(answer.status, 200);
+    assert!(wait_until(Duration::from_secs(10), || lines_of(&copy)
+        .contains("in-dir")));
+
+    // The same interpolation as at start: an unset variable refuses the whole file.
+    write(
+        &conf.join("b.yaml"),
+        "sinks:\n  copy:\n    type: file\n    inputs: [web]\n    path: \"${RELOAD_TEST_UNSET}\"\n",
+    );
+    wait_for_log(
+        &p,
+        "configuration refused; the running pipeline is unchanged:",
+    );
+    assert!(p.stderr().contains("RELOAD_TEST_UNSET"), "{}", p.stderr());
+    let answer = support::post(
+        port,
+        &[],
+        track_event("after-refusal", "jane@example.com").as_bytes(),
+    );
+    assert_eq!(answer.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(10), || lines_of(&copy)
+            .contains("after-refusal")),
+        "the file sink from before the refusal still runs"
+    );
+    assert_delivered_exactly_once(
+        &graph,
+        &["in-dir".to_owned(), "after-refusal".to_owned()],
+        &p,
+    );
+    stop(p);
+}

@@ -228,9 +228,12 @@ async fn reload(
 /// they need a restart and keeps the ones in force.
 fn keep_globals(current: &PipelineConfig, new: &mut PipelineConfig) {
     if new.data_dir != current.data_dir {
+        let kept = match &current.data_dir {
+            Some(dir) => format!("data_dir = \"{}\"", dir.display()),
+            None => "no data_dir".to_owned(),
+        };
         tracing::warn!(
-            "data_dir changed; it takes effect only after a restart: the pipeline keeps data_dir = {:?}",
-            current.data_dir
+            "data_dir changed; it takes effect only after a restart: the pipeline keeps {kept}"
         );
         new.data_dir = current.data_dir.clone();
     }
