@@ -22,6 +22,14 @@ pub(crate) const ERRORS: &str = "component_errors_total";
 /// `component_discarded_events_total{intentional}`
 pub(crate) const DISCARDED_EVENTS: &str = "component_discarded_events_total";
 
+/// `fbpixel_config_reloads_total{outcome="applied"|"refused"}`
+pub(crate) const CONFIG_RELOADS: &str = "fbpixel_config_reloads_total";
+
+/// Count configuration reloads by outcome (`n` = 0 registers the counter).
+pub fn config_reloaded(outcome: &'static str, n: u64) {
+    counter!(CONFIG_RELOADS, "outcome" => outcome).increment(n);
+}
+
 /// Where in a component an error happened (the `stage` label).
 #[derive(Clone, Copy, Debug)]
 pub enum Stage {

@@ -20,5 +20,6 @@ mod mapping_properties;
 mod nats;
 mod permissions;
 mod quality;
+mod reload;
 mod runtime;
 mod segment;

@@ -12,6 +12,7 @@ mod replay;
 mod run;
 mod sink;
 mod validate;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,8 @@ use clap::{Parser, Subcommand};
 /// Segment-spec events to Meta's Conversions API.
 ///
 /// Without a subcommand, runs the pipeline of the given config files until
-/// SIGINT/SIGTERM, or until every source has finished (stdin at end of input).
+/// SIGINT/SIGTERM, or until every source has finished (stdin at end of input). SIGHUP (or,
+/// with --watch-config, a changed file) reloads the config without losing events.
 #[derive(Debug, Parser)]
 #[command(
     name = "fbpixel",

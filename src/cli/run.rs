@@ -1,4 +1,5 @@
-//! `fbpixel [run] --config FILE… --config-dir DIR…`: run a pipeline.
+//! `fbpixel [run] --config FILE… --config-dir DIR… [--watch-config]`: run a pipeline, and
+//! reload its configuration on SIGHUP or, watched, when a file changes.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::config_args::ConfigArgs;
+use super::watch::{Reloads, Trigger};
 use crate::component::shutdown_pair;
-use crate::config::{self, LoadOptions, MissingVars, PipelineConfig};
+use crate::config::{self, ConfigPaths, LoadOptions, MissingVars, PipelineConfig};
 use crate::state::Permissions;
 use crate::telemetry::{self, LogFormat};
 use crate::topology;
@@ -34,6 +36,17 @@ pub struct RunArgs {
     /// letter) can be read or written by other users, instead of logging a warning.
     #[arg(long)]
     pub strict_permissions: bool,
+    /// Reload the configuration when one of its files changes (checked every second; a file
+    /// added to or removed from a --config-dir folder too). SIGHUP reloads with or without it.
+    /// Unchanged components keep running; a config that does not validate is refused and the
+    /// running pipeline is kept (see README, "Reloading").
+    #[arg(
+        long,
+        short = 'w',
+        env = "FBPIXEL_WATCH_CONFIG",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub watch_config: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -49,13 +62,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime.block_on(run_pipeline(config, &args));
+    let code = runtime.block_on(run_pipeline(config, &paths, &args));
     // stdin's reader may be blocked in a read that never returns; do not wait for it.
     runtime.shutdown_background();
     code
 }
 
-async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<ExitCode> {
+async fn run_pipeline(
+    config: PipelineConfig,
+    paths: &ConfigPaths,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -95,12 +112,23 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
     });
 
     let mut signals = Signals::install()?;
+    let mut reloads = Reloads::install(paths, args.watch_config)?;
     let mut running = pieces.start();
     tracing::info!(components = config.components.len(), "pipeline started");
+    for outcome in ["applied", "refused"] {
+        telemetry::config_reloaded(outcome, 0);
+    }
+    let mut current = config;
     let limit = Duration::from_secs(args.graceful_shutdown_limit_secs);
-    let (failure, signalled) = tokio::select! {
-        failure = running.wait() => (failure, false),
-        () = signals.next() => (None, true),
+    let (failure, signalled) = loop {
+        tokio::select! {
+            failure = running.wait() => break (failure, false),
+            () = signals.next() => break (None, true),
+            trigger = reloads.next() => {
+                reloads.loaded();
+                reload(&mut running, &mut current, paths, trigger).await;
+            }
+        }
     };
     if let Some((info, error)) = &failure {
         tracing::error!(component = %info.id, "component failed: {error}; shutting down");
@@ -146,6 +174,75 @@ async fn run_pipeline(config: PipelineConfig, args: &RunArgs) -> anyhow::Result<
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Load the configuration again and apply it by difference; refuse it, keeping the running
+/// pipeline, when it does not load or validate. Global settings are kept as they were.
+async fn reload(
+    running: &mut topology::Running,
+    current: &mut PipelineConfig,
+    paths: &ConfigPaths,
+    trigger: Trigger,
+) {
+    tracing::info!(trigger = trigger.as_str(), "reloading configuration…");
+    let env = |name: &str| std::env::var(name).ok();
+    let options = LoadOptions {
+        env: &env,
+        missing_vars: MissingVars::Error,
+    };
+    let refuse = |errors: &dyn std::fmt::Display| {
+        let listed: String = errors
+            .to_string()
+            .lines()
+            .map(|line| format!("\n  x {line}"))
+            .collect();
+        tracing::error!("configuration refused; the running pipeline is unchanged:{listed}");
+        telemetry::config_reloaded("refused", 1);
+    };
+    let mut config = match config::load(paths, &options) {
+        Ok(config) => config,
+        Err(errors) => return refuse(&errors),
+    };
+    keep_globals(current, &mut config);
+    match running.reload(&config).await {
+        Ok(changes) => {
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(
+                "configuration reloaded: added [{}], removed [{}], changed [{}], unchanged {}",
+                changes.added.join(", "),
+                changes.removed.join(", "),
+                changes.changed.join(", "),
+                changes.unchanged
+            );
+            telemetry::config_reloaded("applied", 1);
+            *current = config;
+        }
+        Err(errors) => refuse(&errors),
+    }
+}
+
+/// `data_dir` and `[api]` hold state and a listener the whole process shares: a reload says
+/// they need a restart and keeps the ones in force.
+fn keep_globals(current: &PipelineConfig, new: &mut PipelineConfig) {
+    if new.data_dir != current.data_dir {
+        let kept = match &current.data_dir {
+            Some(dir) => format!("data_dir = \"{}\"", dir.display()),
+            None => "no data_dir".to_owned(),
+        };
+        tracing::warn!(
+            "data_dir changed; it takes effect only after a restart: the pipeline keeps {kept}"
+        );
+        new.data_dir = current.data_dir.clone();
+    }
+    if new.api != current.api {
+        tracing::warn!(
+            "[api] changed; it takes effect only after a restart: the API keeps its settings"
+        );
+        new.api = current.api.clone();
+        new.api_file = current.api_file.clone();
     }
 }
 

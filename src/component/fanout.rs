@@ -1,48 +1,104 @@
 //! A component's output: every downstream component gets every event.
+//!
+//! The readers an output sends to live behind an [`OutputHandle`], which the topology re-points
+//! when a configuration reload adds, removes or replaces a reader. Each send loads the current
+//! list (one atomic load, no lock: the list is swapped whole, never edited in place) and holds
+//! it only while sending, so an idle clone of an output keeps no stale reader alive: once the
+//! sends in flight are done, a reader taken out of every list sees its input end and drains.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use super::stream::Backlog;
 use crate::acks::EventStatus;
 use crate::event::EventArray;
 
+/// One reader of an output: its channel and its queue's count.
+pub type Reader = (mpsc::Sender<EventArray>, Backlog);
+
+/// The readers of an output as the topology last wired them.
+struct Readers {
+    list: Vec<Reader>,
+    /// Nothing is wired to read this output (the config loader warns about it): its events are
+    /// discarded as configured, not failed. `false` with no reader: the component was removed
+    /// by a reload, and what it still sends fails, so its senders retry.
+    unread: bool,
+}
+
+/// Where the topology points an output: shared by every clone of it, swapped whole.
+#[derive(Clone)]
+pub struct OutputHandle(Arc<ArcSwap<Readers>>);
+
+impl OutputHandle {
+    /// A handle sending to `readers` (none: the output is unread).
+    pub(crate) fn new(readers: Vec<Reader>) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(Readers::wired(readers))))
+    }
+
+    /// Send to `readers` from the next batch on (a batch being sent finishes with the old list).
+    pub(crate) fn set(&self, readers: Vec<Reader>) {
+        self.0.store(Arc::new(Readers::wired(readers)));
+    }
+
+    /// The component was removed: from now on its sends fail (their events' acknowledgements
+    /// fail, so their senders retry), and it keeps no reader alive.
+    pub(crate) fn close(&self) {
+        self.0.store(Arc::new(Readers {
+            list: Vec::new(),
+            unread: false,
+        }));
+    }
+
+    /// The output a component sends through.
+    pub(crate) fn output(&self) -> Output {
+        Output(self.clone())
+    }
+}
+
+impl Readers {
+    fn wired(list: Vec<Reader>) -> Self {
+        let unread = list.is_empty();
+        Self { list, unread }
+    }
+}
+
 /// The sending half of a component: one bounded channel per downstream
 /// component. Sending waits while the slowest reader is full (backpressure).
 #[derive(Clone)]
-pub struct Output {
-    senders: Vec<(mpsc::Sender<EventArray>, Backlog)>,
-    /// Nothing was ever wired to read this output (the config loader warns
-    /// about it): its events are discarded as configured, not failed.
-    unread: bool,
-}
+pub struct Output(OutputHandle);
 
 /// Every downstream component has stopped; nothing more can be sent.
 #[derive(Debug)]
 pub struct Closed;
 
 impl Output {
-    pub(crate) fn new(senders: Vec<(mpsc::Sender<EventArray>, Backlog)>) -> Self {
-        let unread = senders.is_empty();
-        Self { senders, unread }
+    /// An output wired once, to `readers`.
+    #[cfg(test)]
+    pub(crate) fn new(readers: Vec<Reader>) -> Self {
+        OutputHandle::new(readers).output()
     }
 
     /// Send a batch to every reader: copies to all but the last, the batch
-    /// itself to the last. A reader that has stopped is removed; its copy is
-    /// dropped, which fails the events' acknowledgements.
+    /// itself to the last. A copy for a reader that has stopped is dropped,
+    /// which fails the events' acknowledgements.
     pub async fn send(&mut self, events: EventArray) -> Result<(), Closed> {
         if events.is_empty() {
             return Ok(());
         }
-        if self.unread {
+        let readers = self.0.0.load_full();
+        if readers.unread {
             for event in events {
                 event.finalize(EventStatus::Dropped);
             }
             return Ok(());
         }
-        let mut i = 0;
+        let last = readers.list.len().saturating_sub(1);
         let mut events = Some(events);
-        while i < self.senders.len() {
-            let batch = if i + 1 == self.senders.len() {
+        let mut delivered = false;
+        for (i, (sender, backlog)) in readers.list.iter().enumerate() {
+            let batch = if i == last {
                 events
                     .take()
                     .expect("the batch is sent to the last reader only")
@@ -50,39 +106,22 @@ impl Output {
                 let all = events.as_ref().expect("kept until the last reader");
                 all.iter().map(|e| e.clone_for_fanout()).collect()
             };
-            let (sender, backlog) = &self.senders[i];
             let n = batch.len();
             if backlog.drops_newest() {
-                match try_send(sender, backlog, batch) {
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        self.senders.remove(i);
-                        if i == self.senders.len() {
-                            break;
-                        }
-                        continue;
-                    }
-                    _ => {
-                        i += 1;
-                        continue;
-                    }
-                }
+                delivered |= !matches!(
+                    try_send(sender, backlog, batch),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                );
+                continue;
             }
             backlog.reserve(n).await;
             if sender.send(batch).await.is_err() {
                 backlog.release(n);
-                self.senders.remove(i);
-                if i == self.senders.len() {
-                    break;
-                }
-                continue;
+            } else {
+                delivered = true;
             }
-            i += 1;
         }
-        if self.senders.is_empty() {
-            Err(Closed)
-        } else {
-            Ok(())
-        }
+        if delivered { Ok(()) } else { Err(Closed) }
     }
 }
 
@@ -130,6 +169,40 @@ mod tests {
         let status = track(&mut events);
         Output::new(Vec::new()).send(events).await.unwrap();
         assert_eq!(status.wait().await, BatchStatus::Delivered);
+    }
+
+    #[tokio::test]
+    async fn a_re_pointed_output_sends_to_the_new_reader_and_no_clone_keeps_the_old_one_open() {
+        let (old_tx, mut old_rx) = mpsc::channel(4);
+        let (new_tx, mut new_rx) = mpsc::channel(4);
+        let handle = OutputHandle::new(vec![(old_tx, Backlog::default())]);
+        let mut out = handle.output();
+        let idle = out.clone();
+        out.send(vec![Event::from_json(Bytes::from_static(b"{}"))])
+            .await
+            .unwrap();
+        handle.set(vec![(new_tx, Backlog::default())]);
+        out.send(vec![Event::from_json(Bytes::from_static(b"{}"))])
+            .await
+            .unwrap();
+        assert_eq!(old_rx.recv().await.map(|b| b.len()), Some(1));
+        assert!(
+            old_rx.recv().await.is_none(),
+            "the old reader's input ends although clones of the output live"
+        );
+        assert_eq!(new_rx.recv().await.map(|b| b.len()), Some(1));
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn a_closed_output_fails_what_it_sends_instead_of_discarding_it() {
+        let (tx, _rx) = mpsc::channel(4);
+        let handle = OutputHandle::new(vec![(tx, Backlog::default())]);
+        handle.close();
+        let mut events = vec![Event::from_json(Bytes::from_static(b"{}"))];
+        let status = track(&mut events);
+        assert!(handle.output().send(events).await.is_err());
+        assert_eq!(status.wait().await, BatchStatus::Errored);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ mod sink_options;
 mod stream;
 
 pub use self::buffer::{BufferConfig, BufferType, MIN_DISK_SIZE, WhenFull};
-pub use self::fanout::{Closed, Output};
+pub use self::fanout::{Closed, Output, OutputHandle, Reader};
 pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
 pub use self::sink_options::{HealthcheckConfig, SinkOptions};
 pub use self::stream::{Backlog, CHANNEL_CAPACITY, EventStream};
