@@ -15,6 +15,8 @@ use super::config_args::ConfigArgs;
 use super::sink::{Sink, load_sinks};
 use crate::config::MissingVars;
 use crate::sinks::facebook_pixel::FacebookPixelConfig;
+use crate::sinks::facebook_pixel::capi::UserDataKeys;
+use crate::sinks::facebook_pixel::ledger::{LedgerConfig, LedgerStore, Reader, coverage};
 use crate::sinks::facebook_pixel::quality::report::{self, MetaQuality, OwnCoverage, Report};
 
 #[derive(Debug, clap::Args)]
@@ -44,19 +46,19 @@ pub fn run(args: QualityArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut reports = Vec::new();
     let mut failed = false;
-    for Sink {
-        component,
-        settings,
-        ..
-    } in &sinks
-    {
+    for sink in &sinks {
+        let Sink {
+            component,
+            settings,
+            ..
+        } = sink;
         let meta = runtime
             .block_on(ask_meta(settings))
             .map_err(|problems| anyhow!("sinks.{}: {}", component.id, problems.join("; ")))?;
         failed |= meta.iter().any(|m| m.answer.is_err());
         reports.push(SinkReport {
             sink: component.id.clone(),
-            report: report::report(&meta, &own_coverage(settings)),
+            report: report::report(&meta, &own_coverage(sink)),
         });
     }
     if args.json {
@@ -86,8 +88,31 @@ async fn ask_meta(settings: &FacebookPixelConfig) -> Result<Vec<MetaQuality>, Ve
     Ok(meta)
 }
 
-/// Our own per-key coverage of the sink's events.
-// TODO(ledger): read it from the delivery ledger; until then the report is Meta's side only.
-fn own_coverage(_settings: &FacebookPixelConfig) -> Vec<OwnCoverage> {
-    Vec::new()
+/// Our own per-key coverage of the events the sink delivered, from its delivery ledger on
+/// disk. None (the report is then Meta's side only, and says so) when the sink keeps no ledger
+/// there: off, not written yet, or in a `nats_kv` bucket, which is read by id, not scanned.
+fn own_coverage(sink: &Sink) -> Vec<OwnCoverage> {
+    let data_dir = sink.pipeline.data_dir.as_deref();
+    let ledger = &sink.settings.ledger;
+    if !ledger.is_enabled(data_dir) || ledger.store != LedgerStore::Disk {
+        return Vec::new();
+    }
+    let read = LedgerConfig::dir(data_dir, &sink.component.id)
+        .and_then(|dir| Reader::open(&dir))
+        .and_then(|reader| coverage(&reader));
+    match read {
+        Ok(coverage) => coverage
+            .into_iter()
+            .map(|c| OwnCoverage {
+                pixel: c.pixel,
+                event_name: c.event_name,
+                events: c.events,
+                keys: UserDataKeys::NAMES.iter().copied().zip(c.keys).collect(),
+            })
+            .collect(),
+        Err(e) => {
+            eprintln!("warning: sinks.{}: {e}; our own coverage is left out", sink.component.id);
+            Vec::new()
+        }
+    }
 }

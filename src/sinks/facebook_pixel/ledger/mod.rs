@@ -154,6 +154,49 @@ impl LedgerConfig {
     }
 }
 
+/// What share of the events delivered to one pixel under one name carried each key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// The pixel.
+    pub pixel: String,
+    /// The Conversions API event name.
+    pub event_name: String,
+    /// Events delivered.
+    pub events: u64,
+    /// Per key, in [`super::capi::UserDataKeys::NAMES`] order, the events that carried it.
+    pub keys: [u64; super::capi::UserDataKeys::NAMES.len()],
+}
+
+/// Our own per-key coverage of what the ledger says was delivered, per pixel and event name
+/// (for `fbpixel quality`), sorted by pixel then name.
+pub fn coverage(reader: &Reader) -> Result<Vec<Coverage>, String> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<(String, String), Coverage> = BTreeMap::new();
+    reader.for_each(|record| {
+        if record.outcome != Outcome::Delivered {
+            return;
+        }
+        let pixel = record.pixel.unwrap_or_default();
+        for event in record.events {
+            let name = event.event_name.unwrap_or_default();
+            let c = by
+                .entry((pixel.clone(), name.clone()))
+                .or_insert_with(|| Coverage {
+                    pixel: pixel.clone(),
+                    event_name: name,
+                    events: 0,
+                    keys: [0; super::capi::UserDataKeys::NAMES.len()],
+                });
+            c.events += 1;
+            let keys = super::capi::UserDataKeys::from_bits(event.keys);
+            for (i, count) in c.keys.iter_mut().enumerate() {
+                *count += u64::from(keys.has(i));
+            }
+        }
+    })?;
+    Ok(by.into_values().collect())
+}
+
 /// One event of a request, as the ledger is told of it: where its server event is in the
 /// body, and its key bits.
 #[derive(Clone, Debug)]
