@@ -3,6 +3,7 @@
 use tokio::sync::mpsc;
 
 use super::stream::Backlog;
+use super::tap::TapPoint;
 use crate::acks::EventStatus;
 use crate::event::EventArray;
 
@@ -14,6 +15,8 @@ pub struct Output {
     /// Nothing was ever wired to read this output (the config loader warns
     /// about it): its events are discarded as configured, not failed.
     unread: bool,
+    /// Where open taps see what leaves the component (see [`super::Taps`]).
+    tap: Option<TapPoint>,
 }
 
 /// Every downstream component has stopped; nothing more can be sent.
@@ -23,7 +26,17 @@ pub struct Closed;
 impl Output {
     pub(crate) fn new(senders: Vec<(mpsc::Sender<EventArray>, Backlog)>) -> Self {
         let unread = senders.is_empty();
-        Self { senders, unread }
+        Self {
+            senders,
+            unread,
+            tap: None,
+        }
+    }
+
+    /// The same output, offering what it sends to the open taps.
+    pub fn with_tap(mut self, tap: TapPoint) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Send a batch to every reader: copies to all but the last, the batch
@@ -32,6 +45,9 @@ impl Output {
     pub async fn send(&mut self, events: EventArray) -> Result<(), Closed> {
         if events.is_empty() {
             return Ok(());
+        }
+        if let Some(tap) = &self.tap {
+            tap.offer(&events);
         }
         if self.unread {
             for event in events {

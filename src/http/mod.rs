@@ -185,10 +185,15 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// accepting (further clients wait in the kernel's backlog) until one closes,
 /// rather than accepting and closing in a loop. Quiet connections are closed,
 /// and old ones retired, as [`connections`] describes.
-pub async fn serve<H, F>(listener: Listener, shutdown: ShutdownSignal, handler: H)
+///
+/// A handler's body may be a stream (the `[api]`'s `/tap`): the connection counts as busy until
+/// its answer has been written, not only until its head is ready.
+pub async fn serve<H, F, B>(listener: Listener, shutdown: ShutdownSignal, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = HttpResponse> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Listener {
         tcp: listener,
@@ -287,8 +292,7 @@ where
                             hyper::header::HeaderValue::from_static("close"),
                         );
                     }
-                    drop(busy);
-                    Ok::<_, Infallible>(response)
+                    Ok::<_, Infallible>(response.map(|body| Answer { body, _busy: busy }))
                 }
             })
         };
@@ -326,6 +330,33 @@ where
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = permits.acquire_many(all).await;
+}
+
+/// A response body that keeps its connection busy (see [`Activity`]) until it is dropped, that
+/// is until hyper has written it: an answer streamed for minutes is not an idle connection.
+struct Answer<B> {
+    body: B,
+    _busy: connections::Busy,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Answer<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A response with a plain-text body.

@@ -10,8 +10,9 @@ use tokio::task::JoinSet;
 use super::build::{Pieces, SinkBuffer, info};
 use crate::component::{
     Backlog, CHANNEL_CAPACITY, ComponentError, EventStream, Output, ShutdownTrigger, SourceContext,
-    Transform, WhenFull, shutdown_pair,
+    Taps, Transform, WhenFull, shutdown_pair,
 };
+use crate::config::ComponentConfig;
 use crate::telemetry::{BufferMetrics, ComponentInfo, ComponentMetrics};
 
 /// A running pipeline.
@@ -104,7 +105,11 @@ impl Pieces {
                     .push((tx.clone(), backlog.clone()));
             }
         }
-        let mut output = |id: &str| Output::new(senders.remove(id).unwrap_or_default());
+        // Taps outlive this topology (a reload builds another); see `crate::component::Taps`.
+        let taps = Taps::global();
+        let mut output = |c: &ComponentConfig| {
+            Output::new(senders.remove(&c.id).unwrap_or_default()).with_tap(taps.point(info(c)))
+        };
 
         let mut tasks = HashMap::new();
         let mut downstream = JoinSet::new();
@@ -154,7 +159,7 @@ impl Pieces {
             let (rx, backlog) = receivers.remove(&c.id).expect("a channel per transform");
             let metrics = ComponentMetrics::new(info.clone());
             let stream = EventStream::new(rx, backlog, metrics.clone());
-            let out = output(&c.id);
+            let out = output(&c);
             let task = info.clone();
             let handle = downstream.spawn(async move {
                 run_transform(transform, stream, out, metrics).await;
@@ -166,7 +171,7 @@ impl Pieces {
         for (c, source, acknowledgements) in sources {
             let info = info(&c);
             let cx = SourceContext {
-                out: output(&c.id),
+                out: output(&c),
                 shutdown: signal.clone(),
                 acknowledgements,
                 metrics: ComponentMetrics::new(info.clone()),
