@@ -87,7 +87,7 @@ impl Api {
         let Api { handle, taps, .. } = self;
         let stop = shutdown.clone();
         http::serve(self.listener, shutdown, move |req, peer| {
-            let answer = answer(&req, peer, &handle, &taps, &stop);
+            let answer = answer(req.method(), req.uri(), peer, &handle, &taps, &stop);
             async move { answer }
         })
         .await;
@@ -95,17 +95,18 @@ impl Api {
 }
 
 fn answer(
-    req: &hyper::Request<hyper::body::Incoming>,
+    method: &Method,
+    uri: &hyper::Uri,
     peer: SocketAddr,
     handle: &PrometheusHandle,
     taps: &Taps,
     shutdown: &ShutdownSignal,
 ) -> ApiResponse {
     let whole = |r: HttpResponse| r.map(Either::Left);
-    if req.method() != Method::GET {
+    if method != Method::GET {
         return whole(text(StatusCode::METHOD_NOT_ALLOWED, "use GET"));
     }
-    match req.uri().path() {
+    match uri.path() {
         "/health" => whole(typed(
             text(StatusCode::OK, r#"{"ok":true}"#),
             "application/json",
@@ -114,7 +115,7 @@ fn answer(
             text(StatusCode::OK, handle.render()),
             "text/plain; version=0.0.4",
         )),
-        "/tap" => match tap::TapQuery::parse(req.uri().query()) {
+        "/tap" => match tap::TapQuery::parse(uri.query()) {
             Err(e) => whole(text(StatusCode::BAD_REQUEST, format!("/tap: {e}"))),
             Ok(query) if query.raw && !tap::is_local(peer) => {
                 whole(text(StatusCode::FORBIDDEN, tap::RAW_REFUSED))
@@ -134,4 +135,52 @@ fn typed(mut r: HttpResponse, content_type: &'static str) -> HttpResponse {
         hyper::header::HeaderValue::from_static(content_type),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::component::shutdown_pair;
+
+    async fn get(path: &str, peer: &str) -> (StatusCode, String) {
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let (_stop, signal) = shutdown_pair();
+        let uri: hyper::Uri = path.parse().unwrap();
+        let r = answer(
+            &Method::GET,
+            &uri,
+            peer.parse().unwrap(),
+            &handle,
+            &Taps::default(),
+            &signal,
+        );
+        let status = r.status();
+        match r.into_body() {
+            Either::Left(full) => {
+                let bytes = full.collect().await.unwrap().to_bytes();
+                (status, String::from_utf8(bytes.to_vec()).unwrap())
+            }
+            Either::Right(_) => (status, "(a stream)".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_raw_tap_is_refused_to_another_machine_and_served_on_loopback() {
+        let (status, body) = get("/tap?raw=true", "192.0.2.7:40000").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.starts_with(tap::RAW_REFUSED), "{body}");
+        assert_eq!(
+            get("/tap?raw=true", "127.0.0.1:40000").await,
+            (StatusCode::OK, "(a stream)".into())
+        );
+        assert_eq!(
+            get("/tap", "192.0.2.7:40000").await,
+            (StatusCode::OK, "(a stream)".into())
+        );
+        let (status, body) = get("/tap?rate=x", "127.0.0.1:1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.starts_with("/tap: rate: \"x\""), "{body}");
+    }
 }

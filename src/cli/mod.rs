@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod api_client;
 mod config_args;
 mod enrichment;
 mod generate;
@@ -7,6 +8,8 @@ mod map;
 mod replay;
 mod run;
 mod sink;
+mod tap;
+mod top;
 mod validate;
 
 use std::process::ExitCode;
@@ -49,6 +52,14 @@ enum Command {
     /// Print an example config with every setting of the named component types, each at its
     /// default with a comment, wired by `inputs` in the order given (as `vector generate`).
     Generate(generate::GenerateArgs),
+    /// Watch a running pipeline live, from its [api]: events in and out per second, errors,
+    /// discarded and buffered events per component, and each Conversions API sink's user_data
+    /// coverage, retries and delivery per pixel (as `vector top`; q quits).
+    Top(top::TopArgs),
+    /// Print a sample of the events leaving components, from the pipeline's [api], as NDJSON
+    /// (as `vector tap --meta`), customer information masked unless --raw on the pipeline's own
+    /// machine; until Ctrl-C or --limit.
+    Tap(tap::TapArgs),
 }
 
 impl Cli {
@@ -62,6 +73,8 @@ impl Cli {
             Some(Command::Replay(args)) => replay::run(args),
             Some(Command::Enrichment(args)) => enrichment::run(args),
             Some(Command::Generate(args)) => generate::run(args),
+            Some(Command::Top(args)) => top::run(args),
+            Some(Command::Tap(args)) => tap::run(args),
         }
     }
 }
