@@ -20,3 +20,4 @@ mod nats;
 mod permissions;
 mod runtime;
 mod segment;
+mod top_tap;
