@@ -144,15 +144,15 @@ fn show(
         terminal
             .draw(|frame| draw(frame, &screen, base, period))
             .context("cannot draw on the terminal")?;
-        if event::poll(Duration::from_millis(100)).context("cannot read the keyboard")? {
-            if let Event::Key(key) = event::read().context("cannot read the keyboard")? {
-                let ctrl_c =
-                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-                if key.kind == KeyEventKind::Press
-                    && (ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc))
-                {
-                    return Ok(());
-                }
+        if event::poll(Duration::from_millis(100)).context("cannot read the keyboard")?
+            && let Event::Key(key) = event::read().context("cannot read the keyboard")?
+        {
+            let ctrl_c =
+                key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+            if key.kind == KeyEventKind::Press
+                && (ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc))
+            {
+                return Ok(());
             }
         }
     }

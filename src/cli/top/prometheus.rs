@@ -8,7 +8,7 @@ pub struct Sample {
     /// The metric's name (a histogram's series keep their `_bucket`, `_sum`, `_count`).
     pub name: String,
     /// Its labels, in the order written.
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     /// Its value (`+Inf`, `-Inf` and `NaN` included).
     pub value: f64,
 }
@@ -62,8 +62,11 @@ fn parse_line(line: &str) -> Result<Sample, String> {
     })
 }
 
+/// A sample's labels, as written.
+type Labels = Vec<(String, String)>;
+
 /// Labels up to the closing `}`, and what follows it.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',']);
