@@ -134,13 +134,20 @@ pub fn stream(taps: &Taps, query: TapQuery, mut shutdown: ShutdownSignal) -> Res
                     skipped => note(&format!("[tap] {skipped} events skipped: more than --rate {rate} per second")),
                 },
                 () = shutdown.wait() => {
-                    let _ = tx.send(note("[tap] the pipeline's API is stopping")).await;
+                    // Not waited for: the client may have stopped reading.
+                    let _ = tx.try_send(note("[tap] the pipeline's API is stopping"));
                     return;
                 }
             };
             quiet_since = tokio::time::Instant::now();
-            if tx.send(chunk).await.is_err() {
-                // The client has gone; dropping the subscription closes the tap.
+            // A client that has stopped reading must not hold the API's shutdown.
+            let sent = tokio::select! {
+                sent = tx.send(chunk) => sent.is_ok(),
+                () = shutdown.wait() => false,
+            };
+            if !sent {
+                // The client has gone (or the API is stopping); dropping the subscription
+                // closes the tap.
                 return;
             }
         }

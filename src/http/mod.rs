@@ -186,8 +186,9 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// rather than accepting and closing in a loop. Quiet connections are closed,
 /// and old ones retired, as [`connections`] describes.
 ///
-/// A handler's body may be a stream (the `[api]`'s `/tap`): the connection counts as busy until
-/// its answer has been written, not only until its head is ready.
+/// A handler's body may be a stream (the `[api]`'s `/tap`): the connection is not idle while its
+/// answer is being written; at shutdown, a client that stops reading it is dropped after one
+/// header timeout.
 pub async fn serve<H, F, B>(listener: Listener, shutdown: ShutdownSignal, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -292,7 +293,12 @@ where
                             hyper::header::HeaderValue::from_static("close"),
                         );
                     }
-                    Ok::<_, Infallible>(response.map(|body| Answer { body, _busy: busy }))
+                    drop(busy);
+                    let writing = activity.writing();
+                    Ok::<_, Infallible>(response.map(|body| Answer {
+                        body,
+                        _writing: writing,
+                    }))
                 }
             })
         };
@@ -332,11 +338,12 @@ where
     let _ = permits.acquire_many(all).await;
 }
 
-/// A response body that keeps its connection busy (see [`Activity`]) until it is dropped, that
-/// is until hyper has written it: an answer streamed for minutes is not an idle connection.
+/// A response body that keeps its connection from counting as idle (see [`Activity`]) until it
+/// is dropped, that is until hyper has written it: an answer streamed for minutes is not an
+/// idle connection.
 struct Answer<B> {
     body: B,
-    _busy: connections::Busy,
+    _writing: connections::Writing,
 }
 
 impl<B: hyper::body::Body + Unpin> hyper::body::Body for Answer<B> {
