@@ -23,3 +23,4 @@ mod quality;
 mod reload;
 mod runtime;
 mod segment;
+mod top_tap;

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod api_client;
 mod config_args;
 mod enrichment;
 mod explain;
@@ -11,6 +12,8 @@ mod reconcile;
 mod replay;
 mod run;
 mod sink;
+mod tap;
+mod top;
 mod validate;
 mod watch;
 
@@ -64,6 +67,14 @@ enum Command {
     /// Check a list of ids (an export of orders) against the delivery ledger: delivered,
     /// skipped, dead-lettered or never seen; exits 1 when any was never seen.
     Reconcile(reconcile::ReconcileArgs),
+    /// Watch a running pipeline live, from its [api]: events in and out per second, errors,
+    /// discarded and buffered events per component, and each Conversions API sink's user_data
+    /// coverage, retries and delivery per pixel (as `vector top`; q quits).
+    Top(top::TopArgs),
+    /// Print a sample of the events leaving components, from the pipeline's [api], as NDJSON
+    /// (as `vector tap --meta`), customer information masked unless --raw on the pipeline's own
+    /// machine; until Ctrl-C or --limit.
+    Tap(tap::TapArgs),
 }
 
 impl Cli {
@@ -80,6 +91,8 @@ impl Cli {
             Some(Command::Generate(args)) => generate::run(args),
             Some(Command::Explain(args)) => explain::run(args),
             Some(Command::Reconcile(args)) => reconcile::run(args),
+            Some(Command::Top(args)) => top::run(args),
+            Some(Command::Tap(args)) => tap::run(args),
         }
     }
 }

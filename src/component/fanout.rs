@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use super::stream::Backlog;
+use super::tap::TapPoint;
 use crate::acks::EventStatus;
 use crate::event::EventArray;
 
@@ -53,7 +54,10 @@ impl OutputHandle {
 
     /// The output a component sends through.
     pub(crate) fn output(&self) -> Output {
-        Output(self.clone())
+        Output {
+            handle: self.clone(),
+            tap: None,
+        }
     }
 }
 
@@ -67,7 +71,11 @@ impl Readers {
 /// The sending half of a component: one bounded channel per downstream
 /// component. Sending waits while the slowest reader is full (backpressure).
 #[derive(Clone)]
-pub struct Output(OutputHandle);
+pub struct Output {
+    handle: OutputHandle,
+    /// Where open taps see what leaves the component (see [`super::Taps`]).
+    tap: Option<TapPoint>,
+}
 
 /// Every downstream component has stopped; nothing more can be sent.
 #[derive(Debug)]
@@ -80,6 +88,12 @@ impl Output {
         OutputHandle::new(readers).output()
     }
 
+    /// The same output, offering what it sends to the open taps.
+    pub fn with_tap(mut self, tap: TapPoint) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     /// Send a batch to every reader: copies to all but the last, the batch
     /// itself to the last. A copy for a reader that has stopped is dropped,
     /// which fails the events' acknowledgements.
@@ -87,7 +101,10 @@ impl Output {
         if events.is_empty() {
             return Ok(());
         }
-        let readers = self.0.0.load_full();
+        if let Some(tap) = &self.tap {
+            tap.offer(&events);
+        }
+        let readers = self.handle.0.load_full();
         if readers.unread {
             for event in events {
                 event.finalize(EventStatus::Dropped);

@@ -1,8 +1,8 @@
 //! The component contract: what every source, transform and sink provides, and what the
 //! topology hands them, in Vector's shape (`vector-core` holds `SinkConfig`/`StreamSink`): a
 //! config that checks its settings and builds the running component, the channels between
-//! components ([`Output`], [`EventStream`]), the buffer settings every sink takes, and the
-//! shutdown signal.
+//! components ([`Output`], [`EventStream`]), the buffer settings every sink takes, the
+//! shutdown signal, and the taps that copy a sample of what leaves a component ([`Taps`]).
 //!
 //! This folder sits below everything that implements or runs it: it imports no component, no
 //! topology and no transport.
@@ -12,12 +12,14 @@ mod fanout;
 mod shutdown;
 mod sink_options;
 mod stream;
+mod tap;
 
 pub use self::buffer::{BufferConfig, BufferType, MIN_DISK_SIZE, WhenFull};
 pub use self::fanout::{Closed, Output, OutputHandle, Reader};
 pub use self::shutdown::{ShutdownSignal, ShutdownTrigger, shutdown_pair};
 pub use self::sink_options::{HealthcheckConfig, SinkOptions};
 pub use self::stream::{Backlog, CHANNEL_CAPACITY, EventStream};
+pub use self::tap::{Subscription, TapPoint, TapRequest, Tapped, Taps};
 /// What a component does with a state file other users can open; [`BuildContext`] carries it.
 pub use crate::state::Permissions;
 

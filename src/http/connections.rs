@@ -17,6 +17,10 @@
 //! answer past that age carries `Connection: close` (Vector's way: the client knows not to
 //! reuse it, so no request of its races the close), and an HTTP/2 one gets a GOAWAY, after
 //! which its streams under way finish.
+//!
+//! A connection whose answer is still being written (a stream, such as the `[api]`'s `/tap`)
+//! is not quiet; once asked to finish (shutdown), a client that has stopped reading it is given
+//! one header timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -226,6 +230,8 @@ pub struct Activity {
     requests: AtomicU64,
     /// Requests being handled now.
     in_flight: AtomicUsize,
+    /// Answers being written now (a streamed one, such as the `[api]`'s `/tap`, for long).
+    writing: AtomicUsize,
     /// When the last handled request was answered, in milliseconds after `accepted`.
     last_answered_ms: AtomicU64,
 }
@@ -241,9 +247,22 @@ impl Drop for Busy {
     }
 }
 
+/// Held while an answer is written; see [`Activity::writing`].
+pub struct Writing(Arc<Activity>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_answered_ms.store(ms, Ordering::Relaxed);
+        self.0.writing.fetch_sub(1, Ordering::Release);
+    }
+}
+
 enum State {
     /// A request is being handled.
     Busy,
+    /// An answer is being written: not idle, but not to be waited for once asked to finish.
+    Writing,
     /// No request head has arrived yet.
     Fresh,
     /// Quiet since this instant.
@@ -260,6 +279,7 @@ impl Activity {
             http2: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
             last_answered_ms: AtomicU64::new(0),
         })
     }
@@ -275,6 +295,13 @@ impl Activity {
         Busy(self.clone())
     }
 
+    /// An answer's body is being written; the connection is not idle until the guard is
+    /// dropped (when hyper has written the body, or given up on it).
+    pub fn writing(self: &Arc<Self>) -> Writing {
+        self.writing.fetch_add(1, Ordering::Acquire);
+        Writing(self.clone())
+    }
+
     /// Whether the connection is past its maximum age, so that an HTTP/1 answer should close
     /// it (`Connection: close`).
     pub fn is_past_max_age(&self) -> bool {
@@ -284,6 +311,8 @@ impl Activity {
     fn state(&self) -> State {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             State::Busy
+        } else if self.writing.load(Ordering::Acquire) > 0 {
+            State::Writing
         } else if self.requests.load(Ordering::Relaxed) == 0 {
             State::Fresh
         } else {
@@ -316,6 +345,7 @@ pub async fn drive<C, E>(
     let mut conn = std::pin::pin!(conn);
     let mut deadline = activity.accepted + header_timeout;
     let mut finishing = false;
+    let mut finishing_since = None;
     let mut retire_at = activity.retire_at;
     loop {
         tokio::select! {
@@ -331,6 +361,7 @@ pub async fn drive<C, E>(
                 }
                 graceful_shutdown(conn.as_mut());
                 finishing = true;
+                finishing_since = Some(Instant::now());
             }
             () = sleep_until_some(retire_at), if !finishing && retire_at.is_some() => {
                 retire_at = None;
@@ -344,6 +375,16 @@ pub async fn drive<C, E>(
             () = tokio::time::sleep_until(deadline) => match activity.state() {
                 // Slow handlers (acknowledgements) are bounded elsewhere; look again later.
                 State::Busy => deadline = Instant::now() + header_timeout,
+                // A streamed answer goes on as long as its client reads it; at shutdown, a
+                // client that has stopped reading is given one header timeout.
+                State::Writing => match finishing_since {
+                    Some(since) if since + header_timeout <= Instant::now() => {
+                        tracing::debug!("closed: an answer was still being written one header timeout after being asked to finish");
+                        return;
+                    }
+                    Some(since) => deadline = since + header_timeout,
+                    None => deadline = Instant::now() + header_timeout,
+                },
                 State::Fresh => {
                     tracing::debug!("closed: no request within {} s (header_timeout_secs)", header_timeout.as_secs());
                     return;
@@ -524,5 +565,52 @@ mod tests {
         // from `serve`); only the header timeout after that answer, had hyper not closed it.
         let at = asked_to_finish_after(Version::HTTP_11, Duration::from_secs(10)).await;
         assert_eq!(at, Some(Duration::from_secs(130)));
+    }
+
+    /// A connection that never ends by itself, even when asked to finish: a client that has
+    /// stopped reading an answer.
+    struct StuckConn;
+
+    impl Future for StuckConn {
+        type Output = Result<(), String>;
+        fn poll(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streamed_answer_is_never_idle_and_at_shutdown_gets_one_header_timeout() {
+        let (trigger, shutdown) = crate::component::shutdown_pair();
+        let activity = Activity::new(None);
+        drop(activity.begin(Version::HTTP_11));
+        let writing = activity.writing();
+        assert!(matches!(activity.state(), State::Writing));
+        let start = Instant::now();
+        let driving = drive(
+            StuckConn,
+            |_: Pin<&mut StuckConn>| {},
+            activity.clone(),
+            Duration::from_secs(30),
+            shutdown,
+        );
+        let stop_later = async {
+            tokio::time::sleep(Duration::from_secs(1000)).await;
+            trigger.trigger();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = driving => {}
+            () = stop_later => unreachable!(),
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1030),
+            "kept while written, then dropped one header timeout after shutdown"
+        );
+        drop(writing);
+        assert!(matches!(activity.state(), State::IdleSince(_)));
     }
 }

@@ -185,10 +185,16 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// accepting (further clients wait in the kernel's backlog) until one closes,
 /// rather than accepting and closing in a loop. Quiet connections are closed,
 /// and old ones retired, as [`connections`] describes.
-pub async fn serve<H, F>(listener: Listener, shutdown: ShutdownSignal, handler: H)
+///
+/// A handler's body may be a stream (the `[api]`'s `/tap`): the connection is not idle while its
+/// answer is being written; at shutdown, a client that stops reading it is dropped after one
+/// header timeout.
+pub async fn serve<H, F, B>(listener: Listener, shutdown: ShutdownSignal, handler: H)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-    F: Future<Output = HttpResponse> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Listener {
         tcp: listener,
@@ -288,7 +294,11 @@ where
                         );
                     }
                     drop(busy);
-                    Ok::<_, Infallible>(response)
+                    let writing = activity.writing();
+                    Ok::<_, Infallible>(response.map(|body| Answer {
+                        body,
+                        _writing: writing,
+                    }))
                 }
             })
         };
@@ -326,6 +336,34 @@ where
     drop(listener);
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = permits.acquire_many(all).await;
+}
+
+/// A response body that keeps its connection from counting as idle (see [`Activity`]) until it
+/// is dropped, that is until hyper has written it: an answer streamed for minutes is not an
+/// idle connection.
+struct Answer<B> {
+    body: B,
+    _writing: connections::Writing,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Answer<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A response with a plain-text body.

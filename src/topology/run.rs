@@ -24,7 +24,7 @@ use super::build::{NewComponent, PendingBuffer, Pieces, SinkBuffer, Start, info}
 use super::diff::Identity;
 use super::task::{Finished, Outcome, TaskEnv, Wiring, component_task};
 use crate::component::{
-    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, OutputHandle, Reader, ShutdownTrigger,
+    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, OutputHandle, Reader, ShutdownTrigger, Taps,
     WhenFull, shutdown_pair,
 };
 use crate::config::ComponentConfig;
@@ -198,7 +198,12 @@ impl Running {
                 }
             }
             let wiring = Wiring {
-                output: live.output.as_ref().map(OutputHandle::output),
+                // Taps outlive a topology (a reload re-points outputs); see `crate::component::Taps`.
+                output: live.output.as_ref().map(|handle| {
+                    handle
+                        .output()
+                        .with_tap(Taps::global().point(info(&n.config)))
+                }),
                 backlog: live
                     .input
                     .as_ref()
