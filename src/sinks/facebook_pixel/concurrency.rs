@@ -12,7 +12,11 @@
 //!   [`HOLD_PERCENT`] and the interval's mean RTT is no worse than the long-run mean;
 //! - it multiplies the limit by `decrease_ratio` when an answer pushed back (Meta's throttling
 //!   codes, HTTP 429, 5xx, a timeout), a usage figure reached [`CUT_PERCENT`], or the mean RTT
-//!   rose beyond `rtt_deviation_scale` standard deviations of the long-run mean.
+//!   rose beyond `rtt_deviation_scale` standard deviations (and a tenth) of the long-run mean.
+//!
+//! Meta's usage figures are averages over a window, so they trail the rate: from
+//! [`CAUTION_PERCENT`] on, the limit grows, and usage cuts it, at most once every
+//! [`CAUTION_INTERVAL`], or it would overshoot (or undershoot) before the figures show it.
 //!
 //! With `peers` instances sharing the pixel's budget, each grows on every `peers`-th chance
 //! only and stays below its share of `max`, so together they grow as one would.
@@ -20,12 +24,21 @@
 use std::time::{Duration, Instant};
 
 /// Usage (any figure of Meta's headers, in percent) from which the limit stops growing.
-pub const HOLD_PERCENT: f64 = 75.0;
+pub const HOLD_PERCENT: f64 = 85.0;
 /// Usage from which the limit is cut as if Meta had pushed back.
-pub const CUT_PERCENT: f64 = 90.0;
+pub const CUT_PERCENT: f64 = 95.0;
+/// Usage from which the limit grows at most once every [`CAUTION_INTERVAL`]: Meta's figures
+/// are averages over a window, so they trail a rising rate, and growing every round trip would
+/// overshoot the limit before they show it.
+pub const CAUTION_PERCENT: f64 = 50.0;
+/// See [`CAUTION_PERCENT`].
+pub const CAUTION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// RTT differences below a microsecond are rounding, not a change of pace.
 const NOISE_SECS: f64 = 1e-6;
+/// Nor is an RTT within this share of the mean a slowdown, however steady the RTTs were: once
+/// the variance has settled near zero, a scheduling hiccup would otherwise cut the limit.
+const RTT_NOISE_RATIO: f64 = 0.1;
 
 /// `request.concurrency`: a fixed number, or adaptive with its tuning.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,6 +146,10 @@ pub struct Controller {
     paused_until: Option<Instant>,
     /// Chances to grow so far, for the share of growth with peers.
     chances: u64,
+    /// When the limit last grew.
+    grown_at: Instant,
+    /// When usage last cut the limit.
+    usage_cut_at: Option<Instant>,
 }
 
 impl Controller {
@@ -158,6 +175,8 @@ impl Controller {
             },
             paused_until: None,
             chances: 0,
+            grown_at: now,
+            usage_cut_at: None,
         }
     }
 
@@ -260,7 +279,7 @@ impl Controller {
             return;
         }
         if let Some(settings) = self.settings {
-            self.manage(settings, past, current);
+            self.manage(now, settings, past, current);
         }
         let past = match current {
             Some(rtt) => {
@@ -279,13 +298,23 @@ impl Controller {
         self.reset();
     }
 
-    fn manage(&mut self, s: AdaptiveSettings, past: Ewma, current: Option<f64>) {
+    fn manage(&mut self, now: Instant, s: AdaptiveSettings, past: Ewma, current: Option<f64>) {
         let usage = self.usage_percent().unwrap_or(0.0);
         let slower = current.is_some_and(|rtt| {
-            rtt > past.mean + past.variance.sqrt() * s.rtt_deviation_scale + NOISE_SECS
+            let deviation =
+                (past.variance.sqrt() * s.rtt_deviation_scale).max(past.mean * RTT_NOISE_RATIO);
+            rtt > past.mean + deviation + NOISE_SECS
         });
         let max = share(s.max, self.peers.live);
-        if self.back_pressure || usage >= CUT_PERCENT || slower {
+        // The figures trail a cut as they trail growth: one cut on usage per interval of caution.
+        let usage_cut = usage >= CUT_PERCENT
+            && self
+                .usage_cut_at
+                .is_none_or(|at| now >= at + CAUTION_INTERVAL);
+        if usage_cut {
+            self.usage_cut_at = Some(now);
+        }
+        if self.back_pressure || usage_cut || slower {
             if self.limit > 1 {
                 // Floor, so the limit always goes down; at least one request.
                 self.limit = ((self.limit as f64 * s.decrease_ratio) as usize).max(1);
@@ -294,10 +323,12 @@ impl Controller {
             && self.reached_limit
             && usage < HOLD_PERCENT
             && current.is_some_and(|rtt| rtt <= past.mean + NOISE_SECS)
+            && (usage < CAUTION_PERCENT || now >= self.grown_at + CAUTION_INTERVAL)
         {
             self.chances += 1;
             if self.chances % self.peers.live as u64 == 0 {
                 self.limit += 1;
+                self.grown_at = now;
             }
         }
         self.limit = self.limit.min(max);
@@ -392,12 +423,22 @@ mod tests {
         let mut clock = Instant::now();
         let mut c = Controller::new(adaptive(10, 50), clock);
         rounds(&mut c, &mut clock, 1, accepted(None));
-        assert_eq!(
-            rounds(&mut c, &mut clock, 3, accepted(Some(80.0))),
-            [10, 10, 10]
-        );
-        assert_eq!(rounds(&mut c, &mut clock, 2, accepted(Some(92.0))), [9, 8]);
-        assert_eq!(rounds(&mut c, &mut clock, 2, accepted(Some(50.0))), [9, 10]);
+        let held = rounds(&mut c, &mut clock, 3, accepted(Some(88.0)));
+        assert_eq!(held, [10, 10, 10]);
+        // One cut, then none until the figures could show it, half a second on.
+        let cut = rounds(&mut c, &mut clock, 6, accepted(Some(97.0)));
+        assert_eq!(cut, [9, 9, 9, 9, 9, 8]);
+        assert_eq!(rounds(&mut c, &mut clock, 2, accepted(Some(40.0))), [9, 10]);
+    }
+
+    #[test]
+    fn past_half_the_budget_the_limit_grows_once_every_half_second_at_most() {
+        let mut clock = Instant::now();
+        let mut c = Controller::new(adaptive(4, 50), clock);
+        rounds(&mut c, &mut clock, 1, accepted(None));
+        // Round trips of 100 ms, from 0.2 s on: a step at 0.5 s, the next at 1 s.
+        let limits = rounds(&mut c, &mut clock, 11, accepted(Some(60.0)));
+        assert_eq!(limits, [4, 4, 4, 5, 5, 5, 5, 5, 6, 6, 6]);
     }
 
     #[test]
