@@ -326,7 +326,7 @@ impl Controller {
             && (usage < CAUTION_PERCENT || now >= self.grown_at + CAUTION_INTERVAL)
         {
             self.chances += 1;
-            if self.chances % self.peers.live as u64 == 0 {
+            if self.chances.is_multiple_of(self.peers.live as u64) {
                 self.limit += 1;
                 self.grown_at = now;
             }

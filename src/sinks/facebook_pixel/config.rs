@@ -426,8 +426,17 @@ request.adaptive_concurrency.decrease_ratio = 0.9
 request.adaptive_concurrency.ewma_alpha = 0.4
 # Adaptive: standard deviations above the mean round-trip time that count as Meta slowing down.
 request.adaptive_concurrency.rtt_deviation_scale = 2.5
-# Instances sending to the same pixels share Meta's budget through this NATS key-value bucket; unset: none.
-# request.shared_budget = { url = "nats://127.0.0.1:4222", bucket = "fbpixel_budget", ttl_secs = 5.0 }
+# Instances sending to the same pixels share Meta's budget through NATS (this server); unset: none.
+# request.shared_budget.url = "nats://127.0.0.1:4222"
+# With shared_budget: the key-value bucket, created when missing.
+# request.shared_budget.bucket = "fbpixel_budget"
+# With shared_budget: seconds after which an instance not heard of counts as gone.
+# request.shared_budget.ttl_secs = 5.0
+# With shared_budget: how to authenticate, as the nats source and sink do; unset: none.
+# request.shared_budget.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# request.shared_budget.auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# request.shared_budget.auth = { token = "${NATS_TOKEN}" }
+# request.shared_budget.auth = { nkey_seed = "${NATS_NKEY_SEED}" }
 # Seconds per request.
 request.timeout_secs = 10.0
 # First wait, in seconds, before a failed request is retried (exponential backoff, full jitter).

@@ -57,6 +57,8 @@ enum Final {
 
 impl Delivery {
     /// Shared delivery state; healthy until told otherwise.
+    // One argument per setting of the pixel's delivery, each named at the one call site.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pixel: String,
         client: GraphClient,
