@@ -153,6 +153,25 @@ fn two_instances_sharing_a_pixel_and_a_bucket_keep_together_under_metas_limit() 
         "together, at most 5% of requests throttled after warm-up: {:.2}%",
         throttled * 100.0
     );
+    // The gauges show the limit and what Meta's headers said.
+    let text = get(instances[0].1, "/metrics").text();
+    let pixel = [("pixel", "123")];
+    let limit = metric(&text, "fbpixel_request_concurrency_limit", &pixel);
+    assert!(limit.is_some_and(|l| l >= 1.0), "{text}");
+    let usage = metric(
+        &text,
+        "fbpixel_meta_usage_percent",
+        &[
+            ("pixel", "123"),
+            ("header", "x-business-use-case-usage"),
+            ("metric", "call_count"),
+        ],
+    );
+    assert!(usage.is_some_and(|u| u > 0.0 && u <= 100.0), "{text}");
+    assert!(
+        metric(&text, "fbpixel_requests_in_flight", &pixel).is_some(),
+        "{text}"
+    );
     drop(instances);
 }
 
