@@ -191,12 +191,21 @@ impl Flow {
 
     /// Take in what the other instances sharing this pixel report.
     pub fn set_peers(&self, peers: Peers) {
-        let limit = {
+        let now = Instant::now().into_std();
+        let (before, limit, paused) = {
             let mut c = self.lock();
-            c.set_peers(Instant::now().into_std(), peers);
-            c.limit()
+            let before = c.paused_until(now);
+            c.set_peers(now, peers);
+            (before, c.limit(), c.paused_until(now))
         };
         self.gauges.limit.set(limit as f64);
+        if let Some(until) = paused {
+            let secs = until.saturating_duration_since(now).as_secs_f64();
+            self.gauges.regain.set(secs);
+            if before.is_none() {
+                tracing::warn!(component = %self.gauges.component, pixel = %self.gauges.pixel, wait_secs = secs.round() as u64, "Meta asked another instance sharing this pixel's budget to wait; this one holds its events too until then (request.shared_budget)");
+            }
+        }
         self.report.send_if_modified(|r| {
             let changed = r.limit != limit;
             r.limit = limit;
