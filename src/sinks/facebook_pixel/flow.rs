@@ -263,3 +263,60 @@ impl Gauges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::ComponentInfo;
+
+    fn flow(concurrency: Concurrency) -> Arc<Flow> {
+        let metrics = ComponentMetrics::new(ComponentInfo {
+            id: "facebook".into(),
+            kind: "sink",
+            type_name: "facebook_pixel_server_side".into(),
+        });
+        Flow::new(concurrency, "123", &metrics)
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_slot_and_gets_the_one_given_back() {
+        let flow = flow(Concurrency::Fixed(1));
+        let first = flow.acquire().await;
+        let second = tokio::spawn({
+            let flow = flow.clone();
+            async move { flow.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "the only slot is taken");
+        drop(first);
+        let _second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the slot given back is taken")
+            .unwrap();
+        assert_eq!(flow.lock().in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn metas_wait_holds_new_requests_and_retries_until_it_is_over() {
+        let flow = flow(Concurrency::Fixed(4));
+        let throttled = Answer::Transient {
+            reason: "throttled",
+            detail: String::new(),
+        };
+        let usage = Usage {
+            wait: Some(Duration::from_millis(300)),
+            ..Usage::default()
+        };
+        let asked = Instant::now();
+        flow.observe(Duration::from_millis(10), &throttled, &usage);
+        assert_eq!(flow.reports().borrow().pushbacks, 1);
+        flow.ready().await;
+        assert!(
+            asked.elapsed() >= Duration::from_millis(290),
+            "{:?}",
+            asked.elapsed()
+        );
+        let _permit = flow.acquire().await;
+        assert!(asked.elapsed() >= Duration::from_millis(290));
+    }
+}
