@@ -449,6 +449,19 @@ impl Throttle {
     }
 }
 
+// ---- Flow control of the Conversions API sink, per pixel. ----
+
+/// `fbpixel_request_concurrency_limit{pixel}`: requests allowed in flight now.
+pub(crate) const CONCURRENCY_LIMIT: &str = "fbpixel_request_concurrency_limit";
+/// `fbpixel_requests_in_flight{pixel}`: requests in flight now.
+pub(crate) const IN_FLIGHT: &str = "fbpixel_requests_in_flight";
+/// `fbpixel_meta_usage_percent{pixel,header,metric}`: the latest figure of Meta's usage headers.
+pub(crate) const META_USAGE: &str = "fbpixel_meta_usage_percent";
+/// `fbpixel_meta_regain_access_seconds{pixel}`: how long Meta last asked to wait (0: no wait).
+pub(crate) const REGAIN_ACCESS: &str = "fbpixel_meta_regain_access_seconds";
+/// `fbpixel_shared_budget_instances{pixel}`: live instances sharing the pixel's budget.
+pub(crate) const SHARED_INSTANCES: &str = "fbpixel_shared_budget_instances";
+
 #[cfg(test)]
 mod throttle_tests {
     use super::Throttle;

@@ -12,6 +12,7 @@ mod delivery;
 mod durability;
 mod enrichment;
 mod examples;
+mod flow_control;
 mod generate;
 mod golden;
 mod ledger;

@@ -108,6 +108,8 @@ impl Deref for Recorded {
 pub enum Reply {
     /// A status and a JSON body, as the Graph API answers.
     Json(u16, String),
+    /// A status, a JSON body and more headers (Meta's usage headers).
+    Headed(u16, String, Vec<(&'static str, String)>),
     /// A status, a content type and a body, whatever they are (a proxy's HTML page, garbage).
     Raw(u16, &'static str, Vec<u8>),
     /// A head announcing `declared` bytes, then only `body`, then the connection closes.
@@ -120,9 +122,10 @@ impl Reply {
     /// The status it answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Reply::Json(status, _) | Reply::Raw(status, _, _) | Reply::Truncated(status, _, _) => {
-                *status
-            }
+            Reply::Json(status, _)
+            | Reply::Headed(status, _, _)
+            | Reply::Raw(status, _, _)
+            | Reply::Truncated(status, _, _) => *status,
             Reply::Endless => 200,
         }
     }
@@ -409,6 +412,17 @@ fn write_reply(stream: &mut TcpStream, reply: Reply) -> bool {
             r.extend_from_slice(body.as_bytes());
             (r, true)
         }
+        Reply::Headed(status, body, headers) => {
+            let mut r = head(status, "application/json", body.len());
+            // The extra headers go before the blank line that ends the head.
+            r.truncate(r.len() - 2);
+            for (name, value) in headers {
+                r.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
+            r.extend_from_slice(b"\r\n");
+            r.extend_from_slice(body.as_bytes());
+            (r, true)
+        }
         Reply::Raw(status, content_type, body) => {
             let mut r = head(status, content_type, body.len());
             r.extend_from_slice(&body);
@@ -432,6 +446,100 @@ fn write_reply(stream: &mut TcpStream, reply: Reply) -> bool {
         }
     };
     stream.write_all(&response).is_ok() && keep
+}
+
+// ---------------------------------------------------------------------------
+// Rate-limited mode: Meta's throttling, with its usage headers.
+// ---------------------------------------------------------------------------
+
+/// What [`RateLimit`] logged of one request to `…/events`.
+#[derive(Clone, Copy, Debug)]
+pub struct Throttling {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its server events.
+    pub events: u64,
+    /// Whether it was refused with Meta's throttling error.
+    pub throttled: bool,
+}
+
+/// A rate limit of `per_second` events a second per pixel (the path), over a sliding second.
+/// A request within it is accepted; one beyond it is refused whole, as Meta refuses a call past
+/// its limit: HTTP 400 with error code 17, subcode 2446079, "User request limit reached" (the
+/// Marketing API's "Rate Limiting" page). Every answer carries `X-Business-Use-Case-Usage` in
+/// the shape of Meta's "Rate Limits" page, its figures the share of the second's allowance used
+/// (the `type` is the stand-in's own; Meta's answers to the Conversions API name theirs).
+/// Refused requests do not count against the limit.
+pub struct RateLimit {
+    per_second: u64,
+    windows: Mutex<std::collections::HashMap<String, std::collections::VecDeque<(Instant, u64)>>>,
+    log: Mutex<Vec<Throttling>>,
+}
+
+impl RateLimit {
+    /// A limit of `per_second` events a second per pixel.
+    pub fn new(per_second: u64) -> Arc<Self> {
+        Arc::new(RateLimit {
+            per_second,
+            windows: Mutex::default(),
+            log: Mutex::default(),
+        })
+    }
+
+    /// The answer to `request` under the limit.
+    pub fn reply(&self, request: &Request) -> Reply {
+        let now = Instant::now();
+        let events = request.events as u64;
+        let path = request.target.split('?').next().unwrap_or_default();
+        let pixel = path.rsplit('/').nth(1).unwrap_or_default().to_owned();
+        let (throttled, used) = {
+            let mut windows = self.windows.lock().unwrap();
+            let window = windows.entry(path.to_owned()).or_default();
+            while window
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) >= Duration::from_secs(1))
+            {
+                window.pop_front();
+            }
+            let used: u64 = window.iter().map(|(_, n)| n).sum();
+            let throttled = used + events > self.per_second;
+            if !throttled {
+                window.push_back((now, events));
+            }
+            (throttled, used + if throttled { 0 } else { events })
+        };
+        self.log.lock().unwrap().push(Throttling {
+            at: now,
+            events,
+            throttled,
+        });
+        let percent = if throttled {
+            100
+        } else {
+            used * 100 / self.per_second
+        };
+        let usage = format!(
+            r#"{{"{pixel}":[{{"type":"standin","call_count":{percent},"total_cputime":{},"total_time":{},"estimated_time_to_regain_access":0}}]}}"#,
+            percent / 2,
+            percent / 2
+        );
+        let headers = vec![("x-business-use-case-usage", usage)];
+        if throttled {
+            let body = r#"{"error":{"message":"(#17) User request limit reached","type":"OAuthException","code":17,"error_subcode":2446079,"fbtrace_id":"StandinThrottled"}}"#;
+            Reply::Headed(400, body.to_owned(), headers)
+        } else {
+            Reply::Headed(
+                200,
+                format!(r#"{{"events_received":{events},"fbtrace_id":"StandinLimited"}}"#),
+                headers,
+            )
+        }
+    }
+
+    /// Every request to `…/events` so far, in arrival order.
+    pub fn log(&self) -> Vec<Throttling> {
+        self.log.lock().unwrap().clone()
+    }
 }
 
 // ---------------------------------------------------------------------------

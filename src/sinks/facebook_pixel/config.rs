@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::capi::ActionSource;
+use super::concurrency::{AdaptiveSettings, Concurrency};
 pub(crate) use super::enrichment::{EnrichmentConfig, StoreKind};
 use super::ledger::LedgerConfig;
 use super::mapping::consent::ConsentRules;
@@ -18,6 +19,7 @@ use super::mapping::{Mapper, MappingSettings, Paths, StandardEvent, ValueField, 
 use super::normalize::Normalizer;
 use super::quality::{self, QualityConfig};
 use super::service::{GraphClient, GraphSettings, GraphTarget};
+use super::shared_budget::SharedBudgetConfig;
 use super::sink::{Delivering, FacebookPixelSink, Pixel};
 use crate::component::{
     BuildContext, BuildError, Healthcheck, Sink, SinkConfig, ValidSink, ValidateContext,
@@ -152,8 +154,15 @@ pub struct BatchConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    /// `"adaptive"` (the default) or a fixed number of requests in flight per pixel.
+    #[serde(default)]
+    pub concurrency: ConcurrencySetting,
+    /// Tuning of adaptive concurrency, in Vector's names; rarely needed.
+    #[serde(default)]
+    pub adaptive_concurrency: AdaptiveConcurrencyConfig,
+    /// Instances sending to the same pixels share Meta's budget through a NATS bucket.
+    #[serde(default)]
+    pub shared_budget: Option<SharedBudgetConfig>,
     #[serde(default = "default_request_timeout")]
     pub timeout_secs: f64,
     #[serde(default = "default_initial_backoff")]
@@ -165,6 +174,169 @@ pub struct RequestConfig {
     /// retry for as long as it takes, so nothing is dropped while Meta is down.
     #[serde(default)]
     pub retry_attempts: Option<u32>,
+}
+
+/// `request.concurrency` as written: checked by [`FacebookPixelConfig::problems`], so a wrong
+/// value is reported with the others and with its key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConcurrencySetting {
+    /// A number.
+    Fixed(i64),
+    /// A word (only `"adaptive"` is one).
+    Word(String),
+    /// Anything else, described.
+    Other(String),
+}
+
+impl Default for ConcurrencySetting {
+    fn default() -> Self {
+        ConcurrencySetting::Word(ADAPTIVE.into())
+    }
+}
+
+const ADAPTIVE: &str = "adaptive";
+
+impl<'de> Deserialize<'de> for ConcurrencySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ConcurrencySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"adaptive\" or a number of requests")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(ConcurrencySetting::Fixed(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ConcurrencySetting::Fixed(
+                    i64::try_from(v).unwrap_or(i64::MAX),
+                ))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(ConcurrencySetting::Other(format!("{v}")))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(ConcurrencySetting::Other(format!("{v}")))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ConcurrencySetting::Word(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `request.adaptive_concurrency`: Vector's settings of the same name and defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConcurrencyConfig {
+    #[serde(default = "default_initial_concurrency")]
+    pub initial_concurrency: usize,
+    #[serde(default = "default_max_concurrency_limit")]
+    pub max_concurrency_limit: usize,
+    #[serde(default = "default_decrease_ratio")]
+    pub decrease_ratio: f64,
+    #[serde(default = "default_ewma_alpha")]
+    pub ewma_alpha: f64,
+    #[serde(default = "default_rtt_deviation_scale")]
+    pub rtt_deviation_scale: f64,
+}
+
+impl Default for AdaptiveConcurrencyConfig {
+    fn default() -> Self {
+        AdaptiveConcurrencyConfig {
+            initial_concurrency: default_initial_concurrency(),
+            max_concurrency_limit: default_max_concurrency_limit(),
+            decrease_ratio: default_decrease_ratio(),
+            ewma_alpha: default_ewma_alpha(),
+            rtt_deviation_scale: default_rtt_deviation_scale(),
+        }
+    }
+}
+
+fn default_initial_concurrency() -> usize {
+    AdaptiveSettings::default().initial
+}
+fn default_max_concurrency_limit() -> usize {
+    AdaptiveSettings::default().max
+}
+fn default_decrease_ratio() -> f64 {
+    AdaptiveSettings::default().decrease_ratio
+}
+fn default_ewma_alpha() -> f64 {
+    AdaptiveSettings::default().ewma_alpha
+}
+fn default_rtt_deviation_scale() -> f64 {
+    AdaptiveSettings::default().rtt_deviation_scale
+}
+
+impl RequestConfig {
+    /// The concurrency to deliver with; call once [`Self::concurrency_problems`] is empty.
+    fn concurrency(&self) -> Concurrency {
+        match &self.concurrency {
+            ConcurrencySetting::Fixed(n) => Concurrency::Fixed(usize::try_from(*n).unwrap_or(1)),
+            _ => {
+                let a = &self.adaptive_concurrency;
+                Concurrency::Adaptive(AdaptiveSettings {
+                    initial: a.initial_concurrency,
+                    max: a.max_concurrency_limit,
+                    decrease_ratio: a.decrease_ratio,
+                    ewma_alpha: a.ewma_alpha,
+                    rtt_deviation_scale: a.rtt_deviation_scale,
+                })
+            }
+        }
+    }
+
+    /// What is wrong with `concurrency`, `adaptive_concurrency` and `shared_budget`.
+    fn concurrency_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        match &self.concurrency {
+            ConcurrencySetting::Fixed(n) if *n < 1 => problems.push(format!(
+                "request.concurrency: {n} must be at least 1 (or \"{ADAPTIVE}\", the default)"
+            )),
+            ConcurrencySetting::Fixed(_) => {}
+            ConcurrencySetting::Word(w) if w == ADAPTIVE => {}
+            ConcurrencySetting::Word(w) => problems.push(format!(
+                "request.concurrency: {w:?} is neither \"{ADAPTIVE}\" nor a number of requests (e.g. 4)"
+            )),
+            ConcurrencySetting::Other(v) => problems.push(format!(
+                "request.concurrency: {v} is neither \"{ADAPTIVE}\" nor a whole number of requests (e.g. 4)"
+            )),
+        }
+        let a = &self.adaptive_concurrency;
+        if a.max_concurrency_limit == 0 {
+            problems.push(
+                "request.adaptive_concurrency.max_concurrency_limit: must be at least 1".into(),
+            );
+        }
+        if a.initial_concurrency == 0 || a.initial_concurrency > a.max_concurrency_limit.max(1) {
+            problems.push(format!(
+                "request.adaptive_concurrency.initial_concurrency: {} must be between 1 and max_concurrency_limit ({})",
+                a.initial_concurrency, a.max_concurrency_limit
+            ));
+        }
+        for (key, value) in [
+            ("decrease_ratio", a.decrease_ratio),
+            ("ewma_alpha", a.ewma_alpha),
+        ] {
+            if !(value > 0.0 && value < 1.0) {
+                problems.push(format!(
+                    "request.adaptive_concurrency.{key}: {value} must be between 0 and 1, both excluded"
+                ));
+            }
+        }
+        if !(a.rtt_deviation_scale.is_finite() && a.rtt_deviation_scale >= 0.0) {
+            problems.push(
+                "request.adaptive_concurrency.rtt_deviation_scale: must be a number of 0 or more"
+                    .into(),
+            );
+        }
+        if let Some(shared) = &self.shared_budget {
+            problems.extend(shared.problems());
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,8 +422,29 @@ batch.max_events = 1000
 batch.timeout_secs = 1.0
 # Largest request body, in bytes.
 batch.max_bytes = 10485760
-# Requests in flight.
-request.concurrency = 4
+# Requests in flight per pixel: "adaptive" (found from Meta's answers and usage headers) or a fixed number.
+request.concurrency = "adaptive"
+# Adaptive: requests in flight to start from.
+request.adaptive_concurrency.initial_concurrency = 1
+# Adaptive: the most requests in flight it may reach.
+request.adaptive_concurrency.max_concurrency_limit = 200
+# Adaptive: what a cut multiplies the limit by.
+request.adaptive_concurrency.decrease_ratio = 0.9
+# Adaptive: weight of the newest round-trip times in their moving average.
+request.adaptive_concurrency.ewma_alpha = 0.4
+# Adaptive: standard deviations above the mean round-trip time that count as Meta slowing down.
+request.adaptive_concurrency.rtt_deviation_scale = 2.5
+# Instances sending to the same pixels share Meta's budget through NATS (this server); unset: none.
+# request.shared_budget.url = "nats://127.0.0.1:4222"
+# With shared_budget: the key-value bucket, created when missing.
+# request.shared_budget.bucket = "fbpixel_budget"
+# With shared_budget: seconds after which an instance not heard of counts as gone.
+# request.shared_budget.ttl_secs = 5.0
+# With shared_budget: how to authenticate, as the nats source and sink do; unset: none.
+# request.shared_budget.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# request.shared_budget.auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# request.shared_budget.auth = { token = "${NATS_TOKEN}" }
+# request.shared_budget.auth = { nkey_seed = "${NATS_NKEY_SEED}" }
 # Seconds per request.
 request.timeout_secs = 10.0
 # First wait, in seconds, before a failed request is retried (exponential backoff, full jitter).
@@ -371,9 +564,6 @@ fn default_max_bytes() -> usize {
 fn default_batch_timeout() -> f64 {
     1.0
 }
-fn default_concurrency() -> usize {
-    4
-}
 fn default_request_timeout() -> f64 {
     10.0
 }
@@ -397,7 +587,9 @@ impl Default for BatchConfig {
 impl Default for RequestConfig {
     fn default() -> Self {
         RequestConfig {
-            concurrency: default_concurrency(),
+            concurrency: ConcurrencySetting::default(),
+            adaptive_concurrency: AdaptiveConcurrencyConfig::default(),
+            shared_budget: None,
             timeout_secs: default_request_timeout(),
             retry_initial_backoff_secs: default_initial_backoff(),
             retry_max_duration_secs: default_retry_max_duration(),
@@ -544,9 +736,7 @@ impl FacebookPixelConfig {
         if self.request.retry_attempts == Some(0) {
             problems.push("request.retry_attempts: must be at least 1 (leave it unset to retry without limit)".to_string());
         }
-        if self.request.concurrency == 0 {
-            problems.push("request.concurrency: must be at least 1".to_string());
-        }
+        problems.extend(self.request.concurrency_problems());
         for (key, secs) in [
             ("batch.timeout_secs", self.batch.timeout_secs),
             ("request.timeout_secs", self.request.timeout_secs),
@@ -760,12 +950,13 @@ impl FacebookPixelConfig {
                 batch_max_bytes: self.batch.max_bytes,
                 batch_timeout: Duration::from_secs_f64(self.batch.timeout_secs),
                 delivering: Delivering {
-                    concurrency: self.request.concurrency,
+                    concurrency: self.request.concurrency(),
                     initial_backoff: Duration::from_secs_f64(
                         self.request.retry_initial_backoff_secs,
                     ),
                     max_backoff: Duration::from_secs_f64(self.request.retry_max_duration_secs),
                     max_attempts: self.request.retry_attempts,
+                    shared_budget: self.request.shared_budget.clone(),
                 },
                 dead_letter: self.dead_letter.as_ref().map(|d| d.path.clone()),
                 enrichment: self.enrichment.enabled.then(|| self.enrichment.clone()),
@@ -894,7 +1085,10 @@ mod tests {
         assert_eq!(config.endpoint, "https://graph.facebook.com");
         assert_eq!(config.max_future_secs, 60);
         assert_eq!(config.batch.max_events, 1000);
-        assert_eq!(config.request.concurrency, 4);
+        assert_eq!(
+            config.request.concurrency(),
+            Concurrency::Adaptive(AdaptiveSettings::default())
+        );
         assert!(config.problems().is_empty(), "{:?}", config.problems());
     }
 
@@ -1077,6 +1271,53 @@ api_version = "25.0""#,
                 .iter()
                 .any(|p| p.starts_with("pixels.\"1\": is the sink's pixel_id"))
         );
+    }
+
+    #[test]
+    fn concurrency_is_adaptive_or_a_number_and_wrong_values_are_named() {
+        let fixed = parse("request.concurrency = 16").unwrap();
+        assert_eq!(fixed.request.concurrency(), Concurrency::Fixed(16));
+        assert!(fixed.problems().is_empty());
+        let tuned = parse(
+            "request.concurrency = \"adaptive\"\nrequest.adaptive_concurrency.initial_concurrency = 4\nrequest.adaptive_concurrency.max_concurrency_limit = 32",
+        )
+        .unwrap();
+        match tuned.request.concurrency() {
+            Concurrency::Adaptive(s) => assert_eq!((s.initial, s.max), (4, 32)),
+            other => panic!("{other:?}"),
+        }
+        for (text, problem) in [
+            (
+                "request.concurrency = \"fast\"",
+                "request.concurrency: \"fast\" is neither",
+            ),
+            (
+                "request.concurrency = 2.5",
+                "request.concurrency: 2.5 is neither",
+            ),
+            (
+                "request.concurrency = -1",
+                "request.concurrency: -1 must be at least 1",
+            ),
+            (
+                "request.adaptive_concurrency.decrease_ratio = 1.5",
+                "request.adaptive_concurrency.decrease_ratio: 1.5 must be between 0 and 1",
+            ),
+            (
+                "request.adaptive_concurrency.initial_concurrency = 300",
+                "request.adaptive_concurrency.initial_concurrency: 300 must be between 1 and",
+            ),
+            (
+                "request.shared_budget = { url = \"\" }",
+                "request.shared_budget.url:",
+            ),
+        ] {
+            let problems = parse(text).unwrap().problems();
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert!(problems[0].starts_with(problem), "{text}: {problems:?}");
+        }
+        let err = parse("request.adaptive_concurrency.initial = 2").unwrap_err();
+        assert!(err.contains("unknown field `initial`"), "{err}");
     }
 
     #[test]

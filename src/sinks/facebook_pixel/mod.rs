@@ -8,18 +8,22 @@
 
 pub(crate) mod batch;
 pub(crate) mod capi;
+pub(crate) mod concurrency;
 pub(crate) mod config;
 pub(crate) mod dead_letter;
 pub mod enrichment;
 pub mod ledger;
+pub(crate) mod flow;
 pub(crate) mod mapping;
 pub(crate) mod normalize;
 pub(crate) mod quality;
 pub(crate) mod retry;
 pub(crate) mod service;
+pub(crate) mod shared_budget;
 mod sink;
 #[cfg(test)]
 mod tests;
+pub(crate) mod usage;
 
 pub use capi::ServerEvent;
 pub use config::FacebookPixelConfig;

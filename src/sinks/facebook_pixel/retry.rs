@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::batch::Batch;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::ledger::{self, Ledger, MetaError, Outcome, SentEvent, Verdict};
+use super::flow::Flow;
 use super::service::{Answer, GraphClient, GraphError, advice};
 use crate::acks::EventStatus;
 use crate::backoff::Backoff;
@@ -36,6 +37,8 @@ pub struct Delivery {
     pub max_attempts: Option<u32>,
     /// False while the Graph API refuses the credentials.
     pub healthy: AtomicBool,
+    /// The pixel's flow control, told of every attempt.
+    pub flow: Arc<Flow>,
     /// Unix seconds of the last credentials error logged (one per interval).
     credentials_log: Throttle,
     /// The same for transient failures: a storm of 5xx answers, or a proxy answering every
@@ -62,6 +65,8 @@ enum Final {
 
 impl Delivery {
     /// Shared delivery state; healthy until told otherwise.
+    // One argument per setting of the pixel's delivery, each named at the one call site.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         pixel: String,
         client: GraphClient,
@@ -71,6 +76,7 @@ impl Delivery {
         initial_backoff: Duration,
         max_backoff: Duration,
         max_attempts: Option<u32>,
+        flow: Arc<Flow>,
     ) -> Self {
         Self {
             pixel,
@@ -82,6 +88,7 @@ impl Delivery {
             max_backoff,
             max_attempts,
             healthy: AtomicBool::new(true),
+            flow,
             credentials_log: Throttle::new(CREDENTIALS_LOG_INTERVAL_SECS),
             transient_log: Throttle::new(TRANSIENT_LOG_INTERVAL_SECS),
         }
@@ -209,7 +216,10 @@ impl Delivery {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (answer, took) = self.client.send(body.clone()).await;
+            // A retry keeps its slot, but waits out a pause Meta asked for like a new request.
+            self.flow.ready().await;
+            let (answer, took, usage) = self.client.send(body.clone()).await;
+            self.flow.observe(took, &answer, &usage);
             telemetry::request(&self.metrics, answer_label(&answer), took);
             match answer {
                 Answer::Accepted {

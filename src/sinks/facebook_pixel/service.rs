@@ -14,8 +14,15 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::usage::Usage;
+
 /// Graph API error codes that mean "try again later" (SPEC §7).
 const TRANSIENT_CODES: [i64; 10] = [1, 2, 4, 17, 32, 341, 368, 613, 80003, 80004];
+
+/// Of those, Meta's throttling: 4 application, 17 user (account), 32 page, 613 custom-level
+/// request limits ("Rate Limits" and "Handling Errors" of the Graph API docs), 80003 and
+/// 80004 Business Use Case limits (custom audience, ads management). Flow control cuts on them.
+pub const THROTTLING_CODES: [i64; 6] = [4, 17, 32, 613, 80003, 80004];
 
 /// The longest answer read from the Graph API. Meta's answers are a few hundred bytes (an
 /// `events_received` count, `messages`, `fbtrace_id`, or an `error` object); a longer one is not
@@ -171,7 +178,7 @@ pub fn classify(
             let code = e.code.unwrap_or(0);
             if e.is_transient || TRANSIENT_CODES.contains(&code) {
                 Answer::Transient {
-                    reason: if code == 17 || code == 4 || code == 32 || code == 613 {
+                    reason: if THROTTLING_CODES.contains(&code) {
                         "throttled"
                     } else {
                         "graph_transient"
@@ -404,8 +411,9 @@ impl GraphClient {
         body.into()
     }
 
-    /// POST a body to `/{pixel_id}/events`; returns the answer and the time it took.
-    pub async fn send(&self, body: Bytes) -> (Answer, Duration) {
+    /// POST a body to `/{pixel_id}/events`; returns the answer, the time it took and Meta's
+    /// usage headers.
+    pub async fn send(&self, body: Bytes) -> (Answer, Duration, Usage) {
         let request = Request::builder()
             .method(Method::POST)
             .uri(self.events_url.clone())
@@ -418,8 +426,8 @@ impl GraphClient {
             .body(Full::new(body))
             .expect("a valid request");
         let started = Instant::now();
-        let answer = self.exchange(request, Expect::Events).await;
-        (answer, started.elapsed())
+        let (answer, usage) = self.exchange(request, Expect::Events).await;
+        (answer, started.elapsed(), usage)
     }
 
     /// The healthcheck: `GET /{pixel_id}?fields=id` must answer with the pixel.
@@ -434,7 +442,7 @@ impl GraphClient {
             )
             .body(Full::new(Bytes::new()))
             .expect("a valid request");
-        match self.exchange(request, Expect::Object).await {
+        match self.exchange(request, Expect::Object).await.0 {
             Answer::Accepted { .. } => Ok(()),
             Answer::Transient { detail, .. } => Err(format!(
                 "the Graph API is unreachable or failing ({detail}); events will wait and be retried"
@@ -456,19 +464,20 @@ impl GraphClient {
             )
             .body(Full::new(Bytes::new()))
             .expect("a valid request");
-        let (status, content_type, body) = self.fetch_in_time(request).await?;
+        let (status, content_type, body, _) = self.fetch_in_time(request).await?;
         match classify(status, content_type.as_deref(), &body, Expect::Object) {
             Answer::Accepted { .. } => Ok(body),
             other => Err(other),
         }
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>, expect: Expect) -> Answer {
+    async fn exchange(&self, request: Request<Full<Bytes>>, expect: Expect) -> (Answer, Usage) {
         match self.fetch_in_time(request).await {
-            Ok((status, content_type, body)) => {
-                classify(status, content_type.as_deref(), &body, expect)
-            }
-            Err(answer) => answer,
+            Ok((status, content_type, body, usage)) => (
+                classify(status, content_type.as_deref(), &body, expect),
+                usage,
+            ),
+            Err(answer) => (answer, Usage::default()),
         }
     }
 
@@ -502,6 +511,7 @@ impl GraphClient {
     ) -> Result<Result<Fetched, StatusCode>, BoxError> {
         let response = self.client.request(request).await?;
         let status = response.status();
+        let usage = Usage::from_headers(response.headers());
         let content_type = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -519,7 +529,7 @@ impl GraphClient {
             .collect()
             .await
         {
-            Ok(body) => Ok(Ok((status, content_type, body.to_bytes()))),
+            Ok(body) => Ok(Ok((status, content_type, body.to_bytes(), usage))),
             Err(e) if e.is::<LengthLimitError>() => Ok(Err(status)),
             // The head came, the body did not: say which answer was cut short.
             Err(e) => Err(format!(
@@ -534,8 +544,8 @@ impl GraphClient {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// An answer read whole: status, content type, body.
-type Fetched = (StatusCode, Option<String>, Bytes);
+/// An answer read whole: status, content type, body, usage headers.
+type Fetched = (StatusCode, Option<String>, Bytes, Usage);
 
 /// `appsecret_proof`: hex HMAC-SHA256 of the token, keyed by the app secret.
 pub fn appsecret_proof(token: &str, app_secret: &str) -> String {

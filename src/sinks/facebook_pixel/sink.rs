@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::batch::{Batch, BatchBuilder, Mark};
 use super::capi::UserDataKeys;
+use super::concurrency::Concurrency;
 use super::dead_letter::{DeadLetter, Failed, Stage};
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
 use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
 use super::ledger::{self, Ledger, LedgerConfig, Verdict};
+use super::flow::Flow;
 use super::mapping::{Buffers, Mapper, Outcome, SkipReason, UserMemory};
 use super::quality;
 use super::retry::{Delivery, dead_letter_events};
@@ -72,16 +73,18 @@ fn open_ledger(config: &LedgerConfig, cx: &BuildContext) -> Option<Arc<Ledger>> 
 }
 
 /// How batches are sent: `request.concurrency` and the retry settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Delivering {
-    /// Requests in flight at most.
-    pub concurrency: usize,
+    /// Requests in flight at most: fixed, or adaptive.
+    pub concurrency: Concurrency,
     /// First wait between attempts.
     pub initial_backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
     /// Give up on a transient failure after this many attempts (`None`: never).
     pub max_attempts: Option<u32>,
+    /// `request.shared_budget`, when instances share the pixels' budgets.
+    pub shared_budget: Option<super::shared_budget::SharedBudgetConfig>,
 }
 
 /// One pixel the sink delivers to: its ID, its Graph API client and its batches.
@@ -94,12 +97,10 @@ pub struct Pixel {
     pub batches: BatchBuilder,
 }
 
-/// A pixel while the sink runs: its batches, its delivery and its share of
-/// `request.concurrency`.
+/// A pixel while the sink runs: its batches, its delivery and its flow control.
 struct Lane {
     batches: BatchBuilder,
     delivery: Arc<Delivery>,
-    permits: Arc<Semaphore>,
 }
 
 /// Every pixel's batches, as the mapping writes into them: it asks for the buffer of the
@@ -194,6 +195,10 @@ impl Sink for FacebookPixelSink {
                 let pixel_metrics = metrics.with_label("pixel", pixel.id.clone());
                 telemetry::healthy(&pixel_metrics, true);
                 telemetry::register_pixel_counters(&pixel_metrics);
+                let flow = Flow::new(self.delivering.concurrency, &pixel.id, &pixel_metrics);
+                if let Some(shared) = &self.delivering.shared_budget {
+                    super::shared_budget::start(shared, &pixel.id, &flow, &pixel_metrics);
+                }
                 Lane {
                     batches: pixel.batches,
                     delivery: Arc::new(Delivery::new(
@@ -205,8 +210,8 @@ impl Sink for FacebookPixelSink {
                         self.delivering.initial_backoff,
                         self.delivering.max_backoff,
                         self.delivering.max_attempts,
+                        flow,
                     )),
-                    permits: Arc::new(Semaphore::new(self.delivering.concurrency)),
                 }
             })
             .collect();
@@ -233,7 +238,7 @@ impl Sink for FacebookPixelSink {
                         if lane.batches.deadline().is_some_and(|d| d <= now)
                             && let Some(batch) = lane.batches.take()
                         {
-                            dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
+                            dispatch(&lane.delivery, &mut tasks, batch).await;
                         }
                     }
                     continue;
@@ -275,7 +280,7 @@ impl Sink for FacebookPixelSink {
                         let lane = &mut lanes.lanes[pixel];
                         let keys = (notes.user_data_keys, notes.enriched);
                         if let Some(batch) = lane.batches.commit(mark, original, finalizer, keys) {
-                            dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
+                            dispatch(&lane.delivery, &mut tasks, batch).await;
                         }
                     }
                     (Outcome::Mapped(()), None) => {
@@ -345,7 +350,7 @@ impl Sink for FacebookPixelSink {
         }
         for lane in &mut lanes.lanes {
             if let Some(batch) = lane.batches.take() {
-                dispatch(&lane.delivery, &lane.permits, &mut tasks, batch).await;
+                dispatch(&lane.delivery, &mut tasks, batch).await;
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -404,19 +409,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Start delivering a batch once fewer than `request.concurrency` of its pixel's are in
-/// flight; waiting here is the sink's backpressure.
-async fn dispatch(
-    delivery: &Arc<Delivery>,
-    permits: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
-    batch: Batch,
-) {
-    let permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed");
+/// Start delivering a batch once its pixel's flow control lets one more request go;
+/// waiting here is the sink's backpressure.
+async fn dispatch(delivery: &Arc<Delivery>, tasks: &mut JoinSet<()>, batch: Batch) {
+    let permit = delivery.flow.acquire().await;
     let delivery = delivery.clone();
     tasks.spawn(async move {
         delivery.deliver(batch).await;

@@ -3,6 +3,7 @@
 //! through an [`EventStream`], and what reaches the stand-in, the dead letter
 //! and the acknowledgements is checked (SPEC §7).
 
+mod flow;
 mod mapping;
 
 use std::collections::{BTreeMap, HashSet};
@@ -37,7 +38,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 #[path = "../../../../tests/support/graph.rs"]
 mod graph;
 
-use graph::{GraphStandin, Recorded};
+use graph::{GraphStandin, RateLimit, Recorded};
 
 /// How many times each event_id was in a request answered with 2xx.
 fn delivered(graph: &GraphStandin) -> BTreeMap<String, usize> {
