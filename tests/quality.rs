@@ -435,3 +435,66 @@ fn the_quality_command_exits_1_with_metas_error_and_what_to_do_when_the_token_ca
     assert!(stdout.contains("Permissions error"), "{stdout}");
     assert!(!stdout.contains(TOKEN));
 }
+
+#[test]
+fn the_quality_command_puts_our_coverage_from_the_ledger_beside_metas() {
+    let graph = GraphStandin::start(|_, request| {
+        if !request.is_dataset_quality() {
+            return strict_reply(request);
+        }
+        let mut purchase = QualityEvent::new("Purchase");
+        purchase.match_keys = vec![("email".into(), 60.0)];
+        (200, dataset_quality(&[purchase])).into()
+    });
+    let dir = crate::support::temp_dir("quality-own");
+    let config = temp_file(
+        "quality-own.toml",
+        &format!(
+            "data_dir = \"{}\"\n{}",
+            dir.display(),
+            std::fs::read_to_string(quality_config(&graph.endpoint)).unwrap()
+        ),
+    );
+    // Two purchases with an email, one without: em on 2 of 3.
+    let input = [
+        crate::support::track_event("q-1", "jane.doe@example.com"),
+        crate::support::track_event("q-2", "john.roe@example.com"),
+        crate::support::track_event("q-3", "x")
+            .replace(r#""traits":{"email":"x"}"#, r#""traits":{}"#),
+    ]
+    .join("\n");
+    let run = fbpixel(
+        &["--config", config.to_str().unwrap()],
+        input.as_bytes(),
+        &[("FB_ACCESS_TOKEN", TOKEN)],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = fbpixel(
+        &["quality", "--config", config.to_str().unwrap(), "--json"],
+        b"",
+        &[("FB_ACCESS_TOKEN", TOKEN)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["own_coverage"], true, "{json}");
+    let purchase = &json[0]["pixels"][0]["events"][0];
+    assert_eq!(purchase["event_name"], "Purchase", "{json}");
+    assert_eq!(purchase["events_sent"], 3, "{json}");
+    let em = purchase["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "em")
+        .unwrap_or_else(|| panic!("no em row: {json}"));
+    let ours = em["own_coverage"].as_f64().unwrap();
+    assert!((ours - 200.0 / 3.0).abs() < 0.1, "{em}");
+    assert_eq!(em["meta_coverage"], 60.0, "{em}");
+}

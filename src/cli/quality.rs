@@ -111,7 +111,10 @@ fn own_coverage(sink: &Sink) -> Vec<OwnCoverage> {
             })
             .collect(),
         Err(e) => {
-            eprintln!("warning: sinks.{}: {e}; our own coverage is left out", sink.component.id);
+            eprintln!(
+                "warning: sinks.{}: {e}; our own coverage is left out",
+                sink.component.id
+            );
             Vec::new()
         }
     }

@@ -106,7 +106,7 @@ async fn run_pipeline(
     let (api_stop, api_signal) = shutdown_pair();
     let api_task = api.map(|api| {
         if let Some(addr) = api.local_addr() {
-            tracing::info!(address = %addr, "API listening: GET /health, GET /metrics");
+            tracing::info!(address = %addr, "API listening: GET /health, GET /metrics, GET /tap");
         }
         tokio::spawn(api.serve(api_signal))
     });

@@ -24,8 +24,8 @@ use super::build::{NewComponent, PendingBuffer, Pieces, SinkBuffer, Start, info}
 use super::diff::Identity;
 use super::task::{Finished, Outcome, TaskEnv, Wiring, component_task};
 use crate::component::{
-    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, OutputHandle, Reader, ShutdownTrigger, Taps,
-    WhenFull, shutdown_pair,
+    Backlog, BufferConfig, BufferType, CHANNEL_CAPACITY, OutputHandle, Reader, ShutdownTrigger,
+    Taps, WhenFull, shutdown_pair,
 };
 use crate::config::ComponentConfig;
 use crate::event::EventArray;

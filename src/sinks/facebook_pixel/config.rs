@@ -486,6 +486,9 @@ ledger.store = "disk"
 ledger.bucket = "fbpixel_ledger"
 # With store = "nats_kv": how to authenticate, as the nats source and sink do; unset: none.
 # ledger.auth = { credentials_file = "/etc/fbpixel/nats.creds" }
+# ledger.auth = { user = "fbpixel", password = "${NATS_PASSWORD}" }
+# ledger.auth = { token = "${NATS_TOKEN}" }
+# ledger.auth = { nkey_seed = "${NATS_NKEY_SEED}" }
 # Poll Meta's Dataset Quality API (EMQ, match-key coverage, freshness) into the fbpixel_meta_* gauges.
 quality.enabled = false
 # Seconds between two polls of each pixel (at least 60).

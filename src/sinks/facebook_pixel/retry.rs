@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::batch::Batch;
 use super::dead_letter::{DeadLetter, Failed, Stage};
-use super::ledger::{self, Ledger, MetaError, Outcome, SentEvent, Verdict};
 use super::flow::Flow;
+use super::ledger::{self, Ledger, MetaError, Outcome, SentEvent, Verdict};
 use super::service::{Answer, GraphClient, GraphError, advice};
 use crate::acks::EventStatus;
 use crate::backoff::Backoff;

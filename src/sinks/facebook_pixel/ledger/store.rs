@@ -467,6 +467,7 @@ mod tests {
             enabled: Some(true),
             max_size,
             retention_secs,
+            ..LedgerConfig::default()
         }
     }
 
