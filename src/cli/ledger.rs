@@ -17,7 +17,7 @@ pub enum Source {
     /// A redb file.
     Disk(Reader),
     /// The bucket of `ledger.store = "nats_kv"`.
-    NatsKv(KvReader),
+    NatsKv(Box<KvReader>),
 }
 
 impl Source {
@@ -99,9 +99,9 @@ impl LedgerArgs {
                     LedgerConfig::dir(data_dir, &sink.component.id).map_err(anyhow::Error::msg)?;
                 Source::Disk(Reader::open(&dir).map_err(|e| anyhow::anyhow!("{path}: {e}"))?)
             }
-            LedgerStore::NatsKv => Source::NatsKv(
+            LedgerStore::NatsKv => Source::NatsKv(Box::new(
                 KvReader::open(ledger).map_err(|e| anyhow::anyhow!("{path}.ledger: {e}"))?,
-            ),
+            )),
         };
         Ok(Ledgers {
             readers: vec![reader],
