@@ -7,11 +7,15 @@
 #   SOURCE=segment scripts/delivery-load.sh 1000000 100 16    # Segment batches of 100 to /v1/batch
 #   BUFFER=disk scripts/delivery-load.sh 1000000 500 16       # through the disk buffer: the 200s
 #                                     # come once events are on disk; also times full delivery
+#   FBPIXEL=/path/to/fbpixel EXAMPLES=/path/to/examples SKIP_BUILD=1 scripts/delivery-load.sh …
+#                                     # other binaries (scripts/segment-paired.sh compares two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 batch=${2:-500}
 connections=${3:-4}
+fbpixel=${FBPIXEL:-target/release/fbpixel}
+examples=${EXAMPLES:-target/release/examples}
 export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
 export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
@@ -19,9 +23,9 @@ log=$(mktemp)
 trap 'rm -f "$log" "$log.standin"; kill $standin 2>/dev/null || true' EXIT
 export BENCH_DATA_DIR=${BENCH_DATA_DIR:-target/bench-data}
 rm -rf "$BENCH_DATA_DIR"
-target/release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
+"$examples/graph_standin" --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
 standin=$!
-FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v target/release/fbpixel \
+FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v "$fbpixel" \
   --config "examples/configs/bench-${SOURCE:-http}-to-capi${BUFFER:+-$BUFFER}.toml" 2> "$log" &
 wrapper=$!
 for _ in $(seq 100); do
@@ -34,7 +38,7 @@ pid=$(pgrep -P "$wrapper" fbpixel)
 segment_flag=()
 [ "${SOURCE:-http}" = segment ] && segment_flag=(--segment bench-key)
 start=$(date +%s.%N)
-target/release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
+"$examples/http_load" --address "$BENCH_ADDRESS" --events "$events" \
   --batch "$batch" --connections "$connections" "${segment_flag[@]}"
 # With a disk buffer the load generator's rate is the rate into the buffer: also report the
 # delivery rate the stand-in saw (its count stops growing once the buffer is drained; skipped
@@ -50,6 +54,6 @@ if [ -n "${BUFFER:-}" ]; then
 fi
 kill -TERM "$pid" || true
 wait "$wrapper" || true
-grep -E "Maximum resident set size|Percent of CPU" "$log" | sed 's/^\s*/fbpixel: /'
+grep -E "Maximum resident set size|Percent of CPU|User time|System time" "$log" | sed 's/^\s*/fbpixel: /'
 sort -n "$log.rss" | awk '{ v[NR] = $1 } END { if (NR) printf "fbpixel: RSS samples (KiB): min %d, median %d, max %d over %d samples\n", v[1], v[int((NR+1)/2)], v[NR], NR }'
 rm -f "$log.rss"
