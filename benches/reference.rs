@@ -597,7 +597,9 @@ fn bench(c: &mut Criterion) {
     // Both must write the same server events, or the ratio compares different work.
     let (mut out, mut expected, mut buffer) = (Vec::new(), Vec::new(), Vec::new());
     for input in &inputs {
-        (out.clear(), expected.clear(), buffer.clear());
+        out.clear();
+        expected.clear();
+        buffer.clear();
         buffer.extend_from_slice(input);
         let (outcome, _) = mapper.map_json(&mut buffer, now, &mut expected);
         assert_eq!(outcome, Outcome::Mapped(()));

@@ -246,6 +246,7 @@ fn member_key(out: &mut Vec<u8>, first: &mut bool, key: &str) {
 
 /// A key read from the input: one borrowed had no escapes, so it needs none and is copied
 /// between quotes (escaping every key again was a twentieth of the source's time).
+#[allow(clippy::ptr_arg)] // the Cow itself is the point: whether the key had escapes
 fn input_key(out: &mut Vec<u8>, first: &mut bool, key: &Cow<'_, str>) {
     match key {
         Cow::Borrowed(key) => {
