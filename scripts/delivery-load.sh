@@ -9,22 +9,25 @@
 #                                     # come once events are on disk; also times full delivery
 #   LEDGER=1 scripts/delivery-load.sh 1000000 500 16          # with the delivery ledger on
 #                                     # (scripts/ledger-bench.sh pairs it with the ledger off)
+#   FBPIXEL=/path/to/fbpixel EXAMPLES=/path/to/examples SKIP_BUILD=1 scripts/delivery-load.sh …
+#                                     # other binaries (scripts/segment-paired.sh compares two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 batch=${2:-500}
 connections=${3:-4}
+fbpixel=${FBPIXEL:-${CARGO_TARGET_DIR:-target}/release/fbpixel}
+examples=${EXAMPLES:-${CARGO_TARGET_DIR:-target}/release/examples}
 export BENCH_ADDRESS=${BENCH_ADDRESS:-127.0.0.1:18081}
 export STANDIN_ADDRESS=${STANDIN_ADDRESS:-127.0.0.1:18090}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
-release=${CARGO_TARGET_DIR:-target}/release
 log=$(mktemp)
 trap 'rm -f "$log" "$log.standin"; kill $standin 2>/dev/null || true' EXIT
 export BENCH_DATA_DIR=${BENCH_DATA_DIR:-target/bench-data}
 rm -rf "$BENCH_DATA_DIR"
-$release/examples/graph_standin --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
+"$examples/graph_standin" --address "$STANDIN_ADDRESS" --delay-ms "${DELAY_MS:-0}" 2> "$log.standin" &
 standin=$!
-FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v $release/fbpixel \
+FBPIXEL_LOG=${FBPIXEL_LOG:-warn} /usr/bin/time -v "$fbpixel" \
   --config "examples/configs/bench-${SOURCE:-http}-to-capi${BUFFER:+-$BUFFER}${LEDGER:+-ledger}.toml" 2> "$log" &
 wrapper=$!
 for _ in $(seq 100); do
@@ -37,7 +40,7 @@ pid=$(pgrep -P "$wrapper" fbpixel)
 segment_flag=()
 [ "${SOURCE:-http}" = segment ] && segment_flag=(--segment bench-key)
 start=$(date +%s.%N)
-$release/examples/http_load --address "$BENCH_ADDRESS" --events "$events" \
+"$examples/http_load" --address "$BENCH_ADDRESS" --events "$events" \
   --batch "$batch" --connections "$connections" "${segment_flag[@]}"
 # With a disk buffer the load generator's rate is the rate into the buffer: also report the
 # delivery rate the stand-in saw (its count stops growing once the buffer is drained; skipped
@@ -53,6 +56,6 @@ if [ -n "${BUFFER:-}" ]; then
 fi
 kill -TERM "$pid" || true
 wait "$wrapper" || true
-grep -E "Maximum resident set size|Percent of CPU" "$log" | sed 's/^\s*/fbpixel: /'
+grep -E "Maximum resident set size|Percent of CPU|User time|System time" "$log" | sed 's/^\s*/fbpixel: /'
 sort -n "$log.rss" | awk '{ v[NR] = $1 } END { if (NR) printf "fbpixel: RSS samples (KiB): min %d, median %d, max %d over %d samples\n", v[1], v[int((NR+1)/2)], v[NR], NR }'
 rm -f "$log.rss"
