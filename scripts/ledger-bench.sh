@@ -9,7 +9,7 @@ rounds=${1:-5}
 events=${2:-500000}
 batch=${3:-500}
 connections=${4:-16}
-cargo build --release -q --bin fbpixel --example http_load --example graph_standin
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -q --bin fbpixel --example http_load --example graph_standin
 rate() { grep -oE '[0-9.]+ events/s' | head -1 | cut -d' ' -f1; }
 off=() on=()
 for round in $(seq "$rounds"); do

@@ -246,8 +246,10 @@ impl Entry {
     }
 }
 
-/// Records waiting for the ledger's thread; beyond this, records are dropped and counted.
-const MAX_PENDING: usize = 4096;
+/// Requests whose records wait for the ledger's thread; beyond this, records are dropped and
+/// counted. Each holds its request body until written (a megabyte for a full batch), so this
+/// bounds the ledger's memory too: 64 requests are 16 s of a pixel at 4 requests a second.
+const MAX_PENDING: usize = 64;
 
 /// How often dropped records are logged again.
 const DROP_LOG_INTERVAL_SECS: u64 = 60;

@@ -192,14 +192,22 @@ impl Record {
         }
     }
 
-    /// The stored value: see the module doc.
-    pub fn encode(&self, events: &[u8]) -> Vec<u8> {
-        let header = serde_json::to_vec(self).expect("a record serializes");
-        let mut out = Vec::with_capacity(12 + header.len() + events.len());
+    /// The stored value (see the module doc), written into `out` (cleared first): the writer
+    /// reuses one buffer, so a record of a thousand events costs no fresh pages.
+    pub fn encode_into(&self, events: &[u8], out: &mut Vec<u8>) {
+        out.clear();
         out.extend_from_slice(&self.at_ms.to_le_bytes());
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut *out, self).expect("a record serializes");
+        let header = (out.len() - 12) as u32;
+        out[8..12].copy_from_slice(&header.to_le_bytes());
         out.extend_from_slice(events);
+    }
+
+    /// [`Record::encode_into`] a new buffer.
+    pub fn encode(&self, events: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(events, &mut out);
         out
     }
 
@@ -241,17 +249,24 @@ pub struct SentIds {
 pub fn mask_event(json: &[u8], out: &mut Vec<u8>) -> Option<SentIds> {
     let text = std::str::from_utf8(json).ok()?;
     let mut ids = SentIds::default();
-    // Byte ranges of `text` to replace, in order.
-    let mut masked: Vec<(usize, usize, String)> = Vec::new();
+    // Byte ranges of `text` to replace, in order, with the digest of what they hold.
+    let mut masked: smallvec::SmallVec<[(usize, usize, [u8; 32]); 8]> = smallvec::SmallVec::new();
     for item in sonic_rs::to_object_iter(text) {
         let (key, value) = item.ok()?;
         match key.as_ref() {
             "event_id" => ids.event_id = text_of(&value),
             "event_name" => ids.event_name = text_of(&value),
             "custom_data" => {
-                ids.order_id = sonic_rs::get_from_str(value.as_raw_str(), ["order_id"])
-                    .ok()
-                    .and_then(|v| text_of(&v));
+                for field in sonic_rs::to_object_iter(value.as_raw_str()) {
+                    let Ok((name, v)) = field else { break };
+                    if name.as_ref() == "order_id" {
+                        ids.order_id = text_of(&v);
+                        break;
+                    }
+                }
+                // What follows (app_data, original_event_data…) holds nothing the ledger reads
+                // or masks: the writer serializes user_data and custom_data before them.
+                break;
             }
             "user_data" => {
                 for field in sonic_rs::to_object_iter(value.as_raw_str()) {
@@ -261,18 +276,20 @@ pub fn mask_event(json: &[u8], out: &mut Vec<u8>) -> Option<SentIds> {
                     }
                     let raw = v.as_raw_str();
                     let start = offset_in(text, raw)?;
-                    let digest = v.as_str().map_or_else(|| sha256_hex(raw), sha256_hex);
-                    masked.push((start, start + raw.len(), digest));
+                    let digest = Sha256::digest(v.as_str().unwrap_or(raw).as_bytes());
+                    masked.push((start, start + raw.len(), digest.into()));
                 }
             }
             _ => {}
         }
     }
     let mut at = 0;
+    let mut hex = [0u8; 64];
     for (start, end, digest) in &masked {
         out.extend_from_slice(&json[at..*start]);
+        hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
         out.push(b'"');
-        out.extend_from_slice(digest.as_bytes());
+        out.extend_from_slice(&hex);
         out.push(b'"');
         at = *end;
     }

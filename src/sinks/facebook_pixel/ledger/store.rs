@@ -62,6 +62,9 @@ pub struct Store {
     bytes: u64,
     metrics: ComponentMetrics,
     error_log: Throttle,
+    /// Buffers reused from record to record: the masked events, and the value written.
+    events: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl Store {
@@ -106,6 +109,8 @@ impl Store {
             bytes: 0,
             metrics,
             error_log: Throttle::new(60),
+            events: Vec::new(),
+            value: Vec::new(),
         };
         store
             .write(&[], now)
@@ -153,10 +158,10 @@ impl Store {
             bytes = meta.get("bytes")?.map_or(0, |v| v.value());
             let mut records = txn.open_table(RECORDS)?;
             let mut ids = txn.open_multimap_table(IDS)?;
-            let mut events = Vec::new();
+            let (events, value) = (&mut self.events, &mut self.value);
             for entry in batch {
-                let record = build(entry, &mut events);
-                let value = record.encode(&events);
+                let record = build(entry, events);
+                record.encode_into(events, value);
                 let seq = next_seq;
                 next_seq += 1;
                 records.insert(seq, value.as_slice())?;
