@@ -240,6 +240,29 @@ fn log_event(component: &str, event: Event) {
     }
 }
 
+/// The key-value bucket `config.bucket`, over a connection made as `c` says. When it does not
+/// exist: created with `config` if `create`, else an error. Another instance creating it at the
+/// same moment is not an error: its bucket is opened.
+pub async fn key_value(
+    c: &Connect<'_>,
+    config: jetstream::kv::Config,
+    create: bool,
+) -> Result<jetstream::kv::Store, String> {
+    let js = jetstream::new(connect(c).await?);
+    let name = config.bucket.clone();
+    match js.get_key_value(&name).await {
+        Ok(store) => Ok(store),
+        Err(e) if !create => Err(format!("cannot open the key-value bucket `{name}`: {e}")),
+        Err(_) => match js.create_key_value(config).await {
+            Ok(store) => Ok(store),
+            Err(e) => js
+                .get_key_value(&name)
+                .await
+                .map_err(|_| format!("cannot open or create the key-value bucket `{name}`: {e}")),
+        },
+    }
+}
+
 /// The stream `name`. When it does not exist: created with `subjects =
 /// [subject]` if `create` (and `subject` is given), else an error that says
 /// how to create it.

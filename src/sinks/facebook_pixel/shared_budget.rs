@@ -14,14 +14,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::concurrency::Peers;
 use super::flow::{Flow, Report};
 use crate::backoff::Backoff;
-use crate::nats::{Connect, NatsAuth, connect};
+use crate::nats::{Connect, NatsAuth, key_value};
 use crate::telemetry::{self, ComponentMetrics};
 
 /// The shortest time between two writes of one pixel's report.
@@ -283,32 +283,20 @@ async fn open(
 }
 
 async fn bucket(config: &SharedBudgetConfig, component: &str) -> Result<kv::Store, String> {
-    let client = connect(&Connect {
+    let connect = Connect {
         url: &config.url,
         auth: config.auth.as_ref(),
         name: "fbpixel-shared-budget",
         component,
-    })
-    .await?;
-    let js = jetstream::new(client);
-    match js.get_key_value(&config.bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.bucket.clone(),
-                history: 1,
-                max_age: Duration::from_secs_f64(config.ttl_secs),
-                description: "fbpixel shared budget: each instance's Meta usage per pixel".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot open or create the key-value bucket `{}`: {e}",
-                    config.bucket
-                )
-            }),
-    }
+    };
+    let bucket = kv::Config {
+        bucket: config.bucket.clone(),
+        history: 1,
+        max_age: Duration::from_secs_f64(config.ttl_secs),
+        description: "fbpixel shared budget: each instance's Meta usage per pixel".into(),
+        ..Default::default()
+    };
+    key_value(&connect, bucket, true).await
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::profile::{Key, Profile, user_key};
 use super::{Change, EnrichmentConfig, Persist, order, store_error};
 use crate::backoff::Backoff;
-use crate::nats::{Connect, connect};
+use crate::nats::{Connect, key_value};
 use crate::sinks::facebook_pixel::mapping::OriginalEvent;
 use crate::telemetry::{ComponentInfo, Throttle};
 
@@ -79,33 +79,20 @@ pub(super) fn change(name: &str, value: Option<&[u8]>) -> Option<Change> {
 }
 
 async fn bucket(config: &EnrichmentConfig, component: &str) -> Result<kv::Store, String> {
-    let url = config.url.as_deref().unwrap_or_default();
-    let client = connect(&Connect {
-        url,
+    let connect = Connect {
+        url: config.url.as_deref().unwrap_or_default(),
         auth: config.auth.as_ref(),
         name: "fbpixel-enrichment",
         component,
-    })
-    .await?;
-    let js = jetstream::new(client);
-    match js.get_key_value(&config.bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.bucket.clone(),
-                history: 1,
-                max_age: Duration::from_secs(config.ttl_secs),
-                description: "fbpixel enrichment: hashed user_data keys by user".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot open or create the key-value bucket `{}`: {e}",
-                    config.bucket
-                )
-            }),
-    }
+    };
+    let bucket = kv::Config {
+        bucket: config.bucket.clone(),
+        history: 1,
+        max_age: Duration::from_secs(config.ttl_secs),
+        description: "fbpixel enrichment: hashed user_data keys by user".into(),
+        ..Default::default()
+    };
+    key_value(&connect, bucket, true).await
 }
 
 impl NatsKvStore {

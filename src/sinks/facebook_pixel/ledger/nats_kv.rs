@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -19,7 +19,7 @@ use tokio::sync::mpsc::Receiver;
 use super::store::{Found, build, found};
 use super::{Entry, LedgerConfig};
 use crate::backoff::Backoff;
-use crate::nats::{Connect, connect};
+use crate::nats::{Connect, key_value};
 use crate::telemetry::{ComponentMetrics, Throttle};
 
 /// Revisions kept per key: the times one event (or one order's events) was handled.
@@ -37,38 +37,21 @@ fn key(kind: char, id: &str) -> String {
 }
 
 async fn bucket(config: &LedgerConfig, component: &str, create: bool) -> Result<kv::Store, String> {
-    let client = connect(&Connect {
+    let connect = Connect {
         url: config.url.as_deref().unwrap_or_default(),
         auth: config.auth.as_ref(),
         name: "fbpixel-ledger",
         component,
-    })
-    .await?;
-    let js = jetstream::new(client);
-    match js.get_key_value(&config.bucket).await {
-        Ok(store) => Ok(store),
-        Err(e) if !create => Err(format!(
-            "cannot open the ledger's key-value bucket `{}`: {e} (no instance has written to it yet?)",
-            config.bucket
-        )),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: config.bucket.clone(),
-                history: HISTORY,
-                max_age: Duration::from_secs(config.retention_secs),
-                max_bytes: i64::try_from(config.max_size).unwrap_or(i64::MAX),
-                description: "fbpixel delivery ledger: what became of every message (hashes only)"
-                    .into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot open or create the ledger's key-value bucket `{}`: {e}",
-                    config.bucket
-                )
-            }),
-    }
+    };
+    let bucket = kv::Config {
+        bucket: config.bucket.clone(),
+        history: HISTORY,
+        max_age: Duration::from_secs(config.retention_secs),
+        max_bytes: i64::try_from(config.max_size).unwrap_or(i64::MAX),
+        description: "fbpixel delivery ledger: what became of every message (hashes only)".into(),
+        ..Default::default()
+    };
+    key_value(&connect, bucket, create).await
 }
 
 /// The writer: connect (retrying, while records wait in the queue), then put every record
