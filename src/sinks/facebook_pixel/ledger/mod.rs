@@ -16,6 +16,7 @@
 
 pub mod nats_kv;
 pub mod record;
+mod scan;
 pub mod store;
 
 use std::ops::Range;

@@ -242,15 +242,39 @@ pub struct SentIds {
     pub order_id: Option<String>,
 }
 
+/// The values of a server event to replace: byte ranges of it, in order, each with the
+/// SHA-256 of what it holds.
+pub type Masked = smallvec::SmallVec<[(usize, usize, [u8; 32]); 8]>;
+
 /// Copy the server event `json` into `out` with every user_data value that is not already a
 /// SHA-256 hash (client_ip_address, client_user_agent, fbc, fbp, the unhashed ids…) replaced
 /// by the hex SHA-256 of its text, and read its ids. `None` when `json` is not an object (then
 /// nothing is written): the ledger keeps the record without the event, never a raw value.
+///
+/// What this sink's serializer wrote is read by [`super::scan`], which knows its layout; anything
+/// else (or anything that scan does not recognise) by sonic-rs's general reader, which gives the
+/// same answer, only slower (a test holds the two to it).
 pub fn mask_event(json: &[u8], out: &mut Vec<u8>) -> Option<SentIds> {
+    let (ids, masked) = super::scan::scan(json).or_else(|| scan_general(json))?;
+    let mut at = 0;
+    let mut hex = [0u8; 64];
+    for (start, end, digest) in &masked {
+        out.extend_from_slice(&json[at..*start]);
+        hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
+        out.push(b'"');
+        out.extend_from_slice(&hex);
+        out.push(b'"');
+        at = *end;
+    }
+    out.extend_from_slice(&json[at..]);
+    Some(ids)
+}
+
+/// The ids and the values to mask of any JSON object, read with sonic-rs.
+pub(super) fn scan_general(json: &[u8]) -> Option<(SentIds, Masked)> {
     let text = std::str::from_utf8(json).ok()?;
     let mut ids = SentIds::default();
-    // Byte ranges of `text` to replace, in order, with the digest of what they hold.
-    let mut masked: smallvec::SmallVec<[(usize, usize, [u8; 32]); 8]> = smallvec::SmallVec::new();
+    let mut masked = Masked::new();
     for item in sonic_rs::to_object_iter(text) {
         let (key, value) = item.ok()?;
         match key.as_ref() {
@@ -264,9 +288,6 @@ pub fn mask_event(json: &[u8], out: &mut Vec<u8>) -> Option<SentIds> {
                         break;
                     }
                 }
-                // What follows (app_data, original_event_data…) holds nothing the ledger reads
-                // or masks: the writer serializes user_data and custom_data before them.
-                break;
             }
             "user_data" => {
                 for field in sonic_rs::to_object_iter(value.as_raw_str()) {
@@ -283,18 +304,7 @@ pub fn mask_event(json: &[u8], out: &mut Vec<u8>) -> Option<SentIds> {
             _ => {}
         }
     }
-    let mut at = 0;
-    let mut hex = [0u8; 64];
-    for (start, end, digest) in &masked {
-        out.extend_from_slice(&json[at..*start]);
-        hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
-        out.push(b'"');
-        out.extend_from_slice(&hex);
-        out.push(b'"');
-        at = *end;
-    }
-    out.extend_from_slice(&json[at..]);
-    Some(ids)
+    Some((ids, masked))
 }
 
 /// A string, or a number as text.

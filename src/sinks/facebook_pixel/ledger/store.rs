@@ -29,6 +29,9 @@ const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const IDS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("ids");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache for the writer.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// The file's name in the ledger's folder.
 pub const FILE_NAME: &str = "ledger.redb";
 
@@ -91,6 +94,9 @@ impl Store {
             .map_err(|e| format!("ledger: cannot create {}: {e}", path.display()))?;
         let db = Builder::new()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            // redb's default cache is 1 GiB, and a ledger is written, not read back: a small one
+            // keeps the process's memory flat however large the file grows.
+            .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| match e {
                 DatabaseError::DatabaseAlreadyOpen => format!(

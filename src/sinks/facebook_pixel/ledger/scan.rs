@@ -1,0 +1,246 @@
+//! The ledger's fast reading of a server event as this sink's serializer writes it: compact
+//! JSON whose top-level keys come in [`crate::sinks::facebook_pixel::capi::ServerEvent`]'s
+//! order — `event_name` first, `event_id` before `user_data`, `custom_data` right after it.
+//!
+//! It finds its way by byte patterns where that layout makes them unambiguous: inside a JSON
+//! string every `"` is escaped, so `,"user_data":{` can only be a key, and the first one is the
+//! top-level one, since only later members (custom_data's own properties) could hold another.
+//! Only user_data (every value) and custom_data (its top-level keys, for `order_id`) are walked.
+//! Whatever does not match the layout returns `None`, and the caller reads the event with
+//! sonic-rs instead ([`super::record::scan_general`]); a test holds both to the same answer.
+
+use sha2::{Digest, Sha256};
+
+use super::record::{Masked, SentIds};
+
+/// The ids of a server event and the user_data values to mask; `None` when `json` is not laid
+/// out as this sink writes it.
+pub fn scan(json: &[u8]) -> Option<(SentIds, Masked)> {
+    const USER_DATA: &[u8] = b",\"user_data\":{";
+    const EVENT_NAME: &[u8] = b"{\"event_name\":\"";
+    const EVENT_ID: &[u8] = b",\"event_id\":\"";
+    const CUSTOM_DATA: &[u8] = b",\"custom_data\":{";
+    // No UTF-8 check of the whole event: the serializer wrote it from Rust strings, and the
+    // texts read out of it are checked one by one.
+    let user_data = memchr::memmem::find(json, USER_DATA)? + USER_DATA.len() - 1;
+    let head = &json[..user_data];
+    // custom_data first: not this layout, and the user_data found may be one of its properties.
+    if memchr::memmem::find(head, b"\"custom_data\":").is_some() {
+        return None;
+    }
+    let mut ids = SentIds::default();
+    if head.starts_with(EVENT_NAME) {
+        ids.event_name = Some(text(json, EVENT_NAME.len() - 1)?.0);
+    }
+    if let Some(at) = memchr::memmem::find(head, EVENT_ID) {
+        ids.event_id = Some(text(json, at + EVENT_ID.len() - 1)?.0);
+    }
+    let mut masked = Masked::new();
+    let after_user_data = members(json, user_data, |_, value, end| {
+        if !hashed(&json[value..end]) {
+            let digest = match json[value] {
+                b'"' => Sha256::digest(text(json, value)?.0.as_bytes()),
+                _ => Sha256::digest(&json[value..end]),
+            };
+            masked.push((value, end, digest.into()));
+        }
+        Some(())
+    })?;
+    if json[after_user_data..].starts_with(CUSTOM_DATA) {
+        let custom_data = after_user_data + CUSTOM_DATA.len() - 1;
+        members(json, custom_data, |key, value, end| {
+            if key == b"order_id" && ids.order_id.is_none() {
+                ids.order_id = match json[value] {
+                    b'"' => Some(text(json, value)?.0),
+                    // A number, as the general reader takes one: digits, `.` and `-` only.
+                    _ if json[value..end]
+                        .iter()
+                        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-')) =>
+                    {
+                        Some(std::str::from_utf8(&json[value..end]).ok()?.to_owned())
+                    }
+                    _ => None,
+                };
+            }
+            Some(())
+        })?;
+    } else if memchr::memmem::find(&json[after_user_data..], b"\"custom_data\":").is_some() {
+        return None;
+    }
+    Some((ids, masked))
+}
+
+/// Call `each(key, value start, value end)` for every member of the object at `open` (its `{`);
+/// the index just after its `}`.
+fn members(
+    json: &[u8],
+    open: usize,
+    mut each: impl FnMut(&[u8], usize, usize) -> Option<()>,
+) -> Option<usize> {
+    let mut i = open + 1;
+    if *json.get(i)? == b'}' {
+        return Some(i + 1);
+    }
+    loop {
+        if *json.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = i + 1 + memchr::memchr(b'"', json.get(i + 1..)?)?;
+        let key = &json[i + 1..key_end];
+        if key.contains(&b'\\') || *json.get(key_end + 1)? != b':' {
+            return None;
+        }
+        let value = key_end + 2;
+        let end = skip(json, value)?;
+        each(key, value, end)?;
+        match *json.get(end)? {
+            b',' => i = end + 1,
+            b'}' => return Some(end + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The index just after the value starting at `i`.
+fn skip(json: &[u8], i: usize) -> Option<usize> {
+    match *json.get(i)? {
+        b'"' => Some(string_end(json, i)? + 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *json.get(j)? {
+                    b'"' => j = string_end(json, j)?,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let rest = json.get(i..)?;
+            let len = rest.iter().position(|b| matches!(b, b',' | b'}' | b']'))?;
+            (len > 0).then_some(i + len)
+        }
+    }
+}
+
+/// The index of the `"` closing the string whose opening `"` is at `open`.
+fn string_end(json: &[u8], open: usize) -> Option<usize> {
+    let mut j = open + 1;
+    loop {
+        j += memchr::memchr2(b'"', b'\\', json.get(j..)?)?;
+        if json[j] == b'"' {
+            return Some(j);
+        }
+        j += 2;
+    }
+}
+
+/// The text of the string at `open`, unescaped, and the index after it.
+fn text(json: &[u8], open: usize) -> Option<(String, usize)> {
+    let close = string_end(json, open)?;
+    let raw = &json[open + 1..close];
+    let text = if raw.contains(&b'\\') {
+        serde_json::from_slice(&json[open..=close]).ok()?
+    } else {
+        std::str::from_utf8(raw).ok()?.to_owned()
+    };
+    Some((text, close + 1))
+}
+
+/// Whether a user_data value (its JSON text) is what Meta is sent hashed: a string of 64 hex
+/// digits, or an array of only such strings.
+fn hashed(value: &[u8]) -> bool {
+    fn hex64(s: &[u8]) -> bool {
+        s.len() == 66 && s[0] == b'"' && s[65] == b'"' && s[1..65].iter().all(u8::is_ascii_hexdigit)
+    }
+    match value.first() {
+        Some(b'"') => hex64(value),
+        Some(b'[') => {
+            let inner = &value[1..value.len() - 1];
+            inner.is_empty() || inner.split(|&b| b == b',').all(hex64)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::scan_general;
+    use super::*;
+
+    /// Every server event of the golden cases (the serializer's own output), and shapes it
+    /// could write: escapes, numbers, empty and mixed arrays, a custom_data property named like
+    /// the keys the scan looks for.
+    fn events() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let mut events = Vec::new();
+        for case in std::fs::read_dir(root).unwrap() {
+            let path = case.unwrap().path().join("stdout.ndjson");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                events.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+            }
+        }
+        assert!(events.len() >= 30, "{} golden events", events.len());
+        let h = "a".repeat(64);
+        events.extend([
+            format!(r#"{{"event_name":"Purch\"ase","event_time":1,"event_id":"id\u00e9,\"event_id\":\"x","event_source_url":"https://a/?q=,\"user_data\":{{","action_source":"website","user_data":{{"em":["{h}","{h}"],"ph":[],"client_user_agent":"Mozilla \"5\" \\","fbc":"fb.1.2.3","madid":["x","{h}"],"db":"{h}"}},"custom_data":{{"contents":[{{"id":"p","order_id":"inner"}}],"user_data":{{"em":"raw"}},"order_id":12345,"value":1}}}}"#),
+            format!(r#"{{"event_name":"Lead","event_time":1,"event_id":"n","action_source":"system_generated","user_data":{{"lead_id":"123","external_id":["{h}"]}},"custom_data":{{"order_id":"o-\"1"}},"app_data":{{"extinfo":["i2"]}}}}"#),
+            format!(r#"{{"event_name":"X","event_time":1,"user_data":{{}},"custom_data":{{}}}}"#),
+            format!(r#"{{"event_name":"X","event_time":1,"event_id":"e","user_data":{{"client_ip_address":"::1"}}}}"#),
+            // Not the serializer's layout: both readers must still agree (the scan says None).
+            format!(r#"{{ "event_name": "X", "user_data": {{ "fbp": "fb.1.2" }} }}"#),
+            format!(r#"{{"custom_data":{{"order_id":"o"}},"user_data":{{"fbp":"fb.1.2"}}}}"#),
+        ]);
+        events
+    }
+
+    #[test]
+    fn the_scan_reads_what_the_general_reader_reads_or_leaves_it_to_it() {
+        let mut fast = 0;
+        for event in events() {
+            let general = scan_general(event.as_bytes()).expect("the general reader reads it");
+            match scan(event.as_bytes()) {
+                Some(scanned) => {
+                    fast += 1;
+                    assert_eq!(scanned.0, general.0, "ids of {event}");
+                    assert_eq!(scanned.1, general.1, "masked values of {event}");
+                }
+                None => assert!(
+                    event.contains(": ") || event.starts_with("{\"custom_data\""),
+                    "the scan gave up on the serializer's layout: {event}"
+                ),
+            }
+        }
+        assert!(fast >= 30, "only {fast} events took the fast path");
+    }
+
+    #[test]
+    fn a_masked_event_has_no_unhashed_value_left_whichever_reader_read_it() {
+        for event in events() {
+            let mut out = Vec::new();
+            super::super::record::mask_event(event.as_bytes(), &mut out).unwrap();
+            let masked: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            for (key, value) in masked["user_data"].as_object().unwrap() {
+                let strings: Vec<&serde_json::Value> = match value {
+                    serde_json::Value::Array(items) => items.iter().collect(),
+                    other => vec![other],
+                };
+                for s in strings {
+                    let s = s.as_str().unwrap_or_default();
+                    assert!(
+                        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()),
+                        "{key} = {s} left unhashed in {event}"
+                    );
+                }
+            }
+        }
+    }
+}
