@@ -11,7 +11,20 @@
 
 use sha2::{Digest, Sha256};
 
-use super::record::{Masked, SentIds};
+/// What the ledger reads back from a server event the sink wrote.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SentIds {
+    /// `event_id`.
+    pub event_id: Option<String>,
+    /// `event_name`.
+    pub event_name: Option<String>,
+    /// `custom_data.order_id`.
+    pub order_id: Option<String>,
+}
+
+/// The values of a server event to replace: byte ranges of it, in order, each with the
+/// SHA-256 of what it holds.
+pub type Masked = smallvec::SmallVec<[(usize, usize, [u8; 32]); 8]>;
 
 /// The ids of a server event and the user_data values to mask; `None` when `json` is not laid
 /// out as this sink writes it.
@@ -168,79 +181,5 @@ fn hashed(value: &[u8]) -> bool {
             inner.is_empty() || inner.split(|&b| b == b',').all(hex64)
         }
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::record::scan_general;
-    use super::*;
-
-    /// Every server event of the golden cases (the serializer's own output), and shapes it
-    /// could write: escapes, numbers, empty and mixed arrays, a custom_data property named like
-    /// the keys the scan looks for.
-    fn events() -> Vec<String> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-        let mut events = Vec::new();
-        for case in std::fs::read_dir(root).unwrap() {
-            let path = case.unwrap().path().join("stdout.ndjson");
-            if let Ok(text) = std::fs::read_to_string(path) {
-                events.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
-            }
-        }
-        assert!(events.len() >= 30, "{} golden events", events.len());
-        let h = "a".repeat(64);
-        events.extend([
-            format!(r#"{{"event_name":"Purch\"ase","event_time":1,"event_id":"id\u00e9,\"event_id\":\"x","event_source_url":"https://a/?q=,\"user_data\":{{","action_source":"website","user_data":{{"em":["{h}","{h}"],"ph":[],"client_user_agent":"Mozilla \"5\" \\","fbc":"fb.1.2.3","madid":["x","{h}"],"db":"{h}"}},"custom_data":{{"contents":[{{"id":"p","order_id":"inner"}}],"user_data":{{"em":"raw"}},"order_id":12345,"value":1}}}}"#),
-            format!(r#"{{"event_name":"Lead","event_time":1,"event_id":"n","action_source":"system_generated","user_data":{{"lead_id":"123","external_id":["{h}"]}},"custom_data":{{"order_id":"o-\"1"}},"app_data":{{"extinfo":["i2"]}}}}"#),
-            format!(r#"{{"event_name":"X","event_time":1,"user_data":{{}},"custom_data":{{}}}}"#),
-            format!(r#"{{"event_name":"X","event_time":1,"event_id":"e","user_data":{{"client_ip_address":"::1"}}}}"#),
-            // Not the serializer's layout: both readers must still agree (the scan says None).
-            format!(r#"{{ "event_name": "X", "user_data": {{ "fbp": "fb.1.2" }} }}"#),
-            format!(r#"{{"custom_data":{{"order_id":"o"}},"user_data":{{"fbp":"fb.1.2"}}}}"#),
-        ]);
-        events
-    }
-
-    #[test]
-    fn the_scan_reads_what_the_general_reader_reads_or_leaves_it_to_it() {
-        let mut fast = 0;
-        for event in events() {
-            let general = scan_general(event.as_bytes()).expect("the general reader reads it");
-            match scan(event.as_bytes()) {
-                Some(scanned) => {
-                    fast += 1;
-                    assert_eq!(scanned.0, general.0, "ids of {event}");
-                    assert_eq!(scanned.1, general.1, "masked values of {event}");
-                }
-                None => assert!(
-                    event.contains(": ") || event.starts_with("{\"custom_data\""),
-                    "the scan gave up on the serializer's layout: {event}"
-                ),
-            }
-        }
-        assert!(fast >= 30, "only {fast} events took the fast path");
-    }
-
-    #[test]
-    fn a_masked_event_has_no_unhashed_value_left_whichever_reader_read_it() {
-        for event in events() {
-            let mut out = Vec::new();
-            super::super::record::mask_event(event.as_bytes(), &mut out).unwrap();
-            let masked: serde_json::Value = serde_json::from_slice(&out).unwrap();
-            for (key, value) in masked["user_data"].as_object().unwrap() {
-                let strings: Vec<&serde_json::Value> = match value {
-                    serde_json::Value::Array(items) => items.iter().collect(),
-                    other => vec![other],
-                };
-                for s in strings {
-                    let s = s.as_str().unwrap_or_default();
-                    assert!(
-                        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()),
-                        "{key} = {s} left unhashed in {event}"
-                    );
-                }
-            }
-        }
     }
 }
