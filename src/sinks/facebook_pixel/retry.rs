@@ -19,8 +19,8 @@ use crate::telemetry::{self, ComponentMetrics, Throttle};
 
 /// What every delivery task of one pixel shares.
 pub struct Delivery {
-    /// The pixel's ID.
-    pub pixel: String,
+    /// The pixel's ID (shared with the ledger's records of its requests).
+    pub pixel: Arc<str>,
     /// The Graph API client of the pixel.
     pub client: GraphClient,
     /// The sink's dead letter, if configured (shared by its pixels).
@@ -79,7 +79,7 @@ impl Delivery {
         flow: Arc<Flow>,
     ) -> Self {
         Self {
-            pixel,
+            pixel: Arc::from(pixel),
             client,
             dead_letter,
             ledger,
@@ -173,7 +173,7 @@ impl Delivery {
             .collect();
         ledger.record(ledger::Entry::Sent {
             at_ms: chrono::Utc::now().timestamp_millis(),
-            pixel: Arc::from(self.pixel.as_str()),
+            pixel: self.pixel.clone(),
             body: batch.body(),
             events,
             verdict,
@@ -190,7 +190,7 @@ impl Delivery {
     ) -> EventStatus {
         let events: Vec<Failed<'_>> = range
             .map(|i| Failed {
-                pixel: Some(&self.pixel),
+                pixel: Some(&*self.pixel),
                 reason,
                 error,
                 event: &batch.entries[i].original,

@@ -322,10 +322,12 @@ impl Sink for FacebookPixelSink {
                     log_dead_lettered_rejections(dead_letter.as_deref(), &metrics, &failed);
                 }
                 drop(failed);
-                let mut messages = Vec::with_capacity(rejected.len());
+                let mut messages = Vec::new();
                 for (reason, original, mut finalizer) in rejected {
                     finalizer.update(status);
-                    messages.push((original, reason));
+                    if ledger.is_some() {
+                        messages.push((original, reason));
+                    }
                 }
                 if let Some(ledger) = &ledger {
                     let outcome = super::retry::outcome(status);

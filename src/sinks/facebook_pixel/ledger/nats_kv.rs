@@ -143,11 +143,6 @@ impl KvReader {
         })
     }
 
-    /// The bucket's name.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Every event the bucket holds under `id` (an event id, a messageId or an order id).
     pub fn find(&self, id: &str) -> Result<Vec<Found>, String> {
         self.runtime.block_on(async {

@@ -206,13 +206,6 @@ impl Record {
         out.extend_from_slice(events);
     }
 
-    /// [`Record::encode_into`] a new buffer.
-    pub fn encode(&self, events: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode_into(events, &mut out);
-        out
-    }
-
     /// A stored value's time, without reading the rest.
     pub fn at_ms(value: &[u8]) -> Option<i64> {
         Some(i64::from_le_bytes(value.get(..8)?.try_into().ok()?))
@@ -279,10 +272,10 @@ pub(super) fn scan_general(json: &[u8]) -> Option<(SentIds, Masked)> {
             "user_data" => {
                 for field in sonic_rs::to_object_iter(value.as_raw_str()) {
                     let (_, v) = field.ok()?;
-                    if is_hashed(&v) {
+                    let raw = v.as_raw_str();
+                    if super::scan::hashed(raw.as_bytes()) {
                         continue;
                     }
-                    let raw = v.as_raw_str();
                     let start = offset_in(text, raw)?;
                     let digest = Sha256::digest(v.as_str().unwrap_or(raw).as_bytes());
                     masked.push((start, start + raw.len(), digest.into()));
@@ -307,32 +300,16 @@ fn text_of(value: &sonic_rs::LazyValue<'_>) -> Option<String> {
     }
 }
 
-/// Whether a user_data value is already what Meta is sent hashed: a 64-digit hex string, or an
-/// array of them.
-fn is_hashed(value: &sonic_rs::LazyValue<'_>) -> bool {
-    fn hex64(s: &str) -> bool {
-        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-    }
-    if let Some(s) = value.as_str() {
-        return hex64(s);
-    }
-    let raw = value.as_raw_str();
-    if !raw.starts_with('[') {
-        return false;
-    }
-    sonic_rs::to_array_iter(raw)
-        .all(|item| item.ok().and_then(|v| v.as_str().map(hex64)) == Some(true))
-}
-
 /// Where `part` (a slice of `whole`, as sonic-rs's lazy values are) starts in `whole`.
 fn offset_in(whole: &str, part: &str) -> Option<usize> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     (start + part.len() <= whole.len()).then_some(start)
 }
 
-/// The hex SHA-256 of `text`.
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+/// The id of what has none of its own: `sha256:` and the digest of its bytes, so the ledger
+/// files it without keeping any of its contents.
+pub fn digest_id(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// What the ledger reads of a message that ended in the mapping.
@@ -401,7 +378,7 @@ pub fn message_ids(original: &[u8]) -> MessageIds {
     };
     MessageIds {
         // Never the message itself: a digest, so the ledger stays free of its contents.
-        id: id.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(original)))),
+        id: id.unwrap_or_else(|| digest_id(original)),
         order_id,
         name,
     }
@@ -410,6 +387,10 @@ pub fn message_ids(original: &[u8]) -> MessageIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sha256_hex(text: &str) -> String {
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
 
     const EVENT: &str = r#"{"event_name":"Purchase","event_time":1,"event_id":"m-1","action_source":"website","user_data":{"em":["b4c9a289323b21a01c3e940f150eb9b8c542587f1abfd8f0e1cc1ffc5e475514"],"ph":["254aa248acb47dd654ca3ea53f48c2c26d641d23d7e2e93a1ec56258df7674c4"],"client_ip_address":"203.0.113.9","client_user_agent":"Mozilla/5.0 (X11)","fbp":"fb.1.1.2","external_id":["8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92"]},"custom_data":{"currency":"USD","value":10,"order_id":"o-7"}}"#;
 
@@ -476,7 +457,8 @@ mod tests {
                 ..EventRecord::default()
             }],
         );
-        let value = record.encode(b"{\"a\":1}");
+        let mut value = Vec::new();
+        record.encode_into(b"{\"a\":1}", &mut value);
         assert_eq!(Record::at_ms(&value), Some(1_700_000_000_123));
         let (back, events) = Record::decode(&value).unwrap();
         assert_eq!(back, record);

@@ -169,8 +169,9 @@ fn text(json: &[u8], open: usize) -> Option<(String, usize)> {
 }
 
 /// Whether a user_data value (its JSON text) is what Meta is sent hashed: a string of 64 hex
-/// digits, or an array of only such strings.
-fn hashed(value: &[u8]) -> bool {
+/// digits, or an array of only such strings, written compactly (as the serializer writes them;
+/// anything else is masked, which can only mask more).
+pub(super) fn hashed(value: &[u8]) -> bool {
     fn hex64(s: &[u8]) -> bool {
         s.len() == 66 && s[0] == b'"' && s[65] == b'"' && s[1..65].iter().all(u8::is_ascii_hexdigit)
     }

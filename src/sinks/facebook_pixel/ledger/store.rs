@@ -18,10 +18,9 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::Receiver;
 
-use super::record::{EventRecord, Record, mask_event, message_ids};
+use super::record::{EventRecord, Record, digest_id, mask_event, message_ids};
 use super::{Entry, LedgerConfig};
 use crate::telemetry::{ComponentMetrics, Throttle};
 
@@ -118,9 +117,27 @@ impl Store {
             events: Vec::new(),
             value: Vec::new(),
         };
-        store
-            .write(&[], now)
-            .map_err(|e| format!("ledger: {}: {e}", store.path.display()))?;
+        let shown = store.path.display().to_string();
+        let fail = |e: &dyn std::fmt::Display| format!("ledger: {shown}: {e}");
+        // The counters as the last process left them; the writer keeps them from here on.
+        {
+            let txn = store.db.begin_read().map_err(|e| fail(&e))?;
+            match txn.open_table(META) {
+                Ok(meta) => {
+                    let read = |key| -> Result<u64, String> {
+                        Ok(meta
+                            .get(key)
+                            .map_err(|e| fail(&e))?
+                            .map_or(0, |v| v.value()))
+                    };
+                    store.next_seq = read("next_seq")?;
+                    store.bytes = read("bytes")?;
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(fail(&e)),
+            }
+        }
+        store.write(&[], now).map_err(|e| fail(&e))?;
         Ok(store)
     }
 
@@ -157,11 +174,9 @@ impl Store {
     /// it commits.
     fn write(&mut self, batch: &[Entry], now: i64) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
-        let (mut next_seq, mut bytes);
+        let (mut next_seq, mut bytes) = (self.next_seq, self.bytes);
         {
             let mut meta = txn.open_table(META)?;
-            next_seq = meta.get("next_seq")?.map_or(0, |v| v.value());
-            bytes = meta.get("bytes")?.map_or(0, |v| v.value());
             let mut records = txn.open_table(RECORDS)?;
             let mut ids = txn.open_multimap_table(IDS)?;
             let (events, value) = (&mut self.events, &mut self.value);
@@ -244,13 +259,13 @@ pub(super) fn build(entry: &Entry, events: &mut Vec<u8>) -> Record {
                     match mask_event(json, events) {
                         Some(ids) => {
                             record.sent = Some((start as u32, events.len() as u32));
-                            record.id = ids.event_id.unwrap_or_else(|| digest(json));
+                            record.id = ids.event_id.unwrap_or_else(|| digest_id(json));
                             record.order_id = ids.order_id;
                             record.event_name = ids.event_name;
                         }
                         None => {
                             events.truncate(start);
-                            record.id = digest(json);
+                            record.id = digest_id(json);
                         }
                     }
                     record
@@ -285,10 +300,6 @@ pub(super) fn build(entry: &Entry, events: &mut Vec<u8>) -> Record {
             Record::new(*at_ms, None, 0, verdict.clone(), records)
         }
     }
-}
-
-fn digest(json: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(json)))
 }
 
 /// One event found in the ledger: the record it is in (its `events` left empty) and the event
@@ -346,11 +357,6 @@ impl Reader {
             .open_read_only(&file)
             .map_err(|e| format!("ledger: cannot open {}: {e}", file.display()))?;
         Ok(Self { db, path: file })
-    }
-
-    /// The file read.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> String {
@@ -552,12 +558,38 @@ mod tests {
     }
 
     #[test]
-    fn a_running_ledger_can_be_read_by_another_handle() {
+    fn a_running_ledger_can_be_read_by_another_handle_that_sees_its_later_commits() {
         let dir = tempdir("concurrent");
         let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 0).unwrap();
         store.write(&[sent(10, &["a"])], 10).unwrap();
         let reader = Reader::open(&dir).unwrap();
         assert_eq!(reader.find("a").unwrap().len(), 1);
+        store.write(&[sent(20, &["b"])], 20).unwrap();
+        assert_eq!(
+            reader.find("b").unwrap().len(),
+            1,
+            "a commit after the reader opened"
+        );
+    }
+
+    #[test]
+    fn a_reopened_ledger_numbers_its_records_after_the_last_ones() {
+        let dir = tempdir("reopen");
+        let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 0).unwrap();
+        store.write(&[sent(10, &["a"])], 10).unwrap();
+        let bytes = store.bytes;
+        drop(store);
+        let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 20).unwrap();
+        assert_eq!((store.next_seq, store.bytes), (1, bytes));
+        store.write(&[sent(20, &["b"])], 20).unwrap();
+        drop(store);
+        let reader = Reader::open(&dir).unwrap();
+        assert_eq!(
+            reader.find("a").unwrap().len(),
+            1,
+            "overwritten by the next process"
+        );
+        assert_eq!(reader.summary().unwrap(), (2, Some(10)));
     }
 
     fn tempdir(name: &str) -> PathBuf {
