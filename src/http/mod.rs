@@ -417,3 +417,25 @@ impl Served {
         .await;
     }
 }
+
+/// The settings every HTTP source shares (acknowledgements, TLS, connection limits, keep-alive),
+/// as `fbpixel generate` prints them: one text for every source's `EXAMPLE`, so the sources
+/// cannot drift apart (`concat!` needs a literal, hence a macro).
+macro_rules! listener_example {
+    () => {
+        r#"# Whether to answer a request only once every sink delivered its events (also on when a sink downstream asks for it).
+acknowledgements = false
+# Serve HTTPS with this PEM certificate chain (leaf first) and private key; unset: plain HTTP.
+# tls = { crt_file = "/etc/fbpixel/tls.crt", key_file = "/etc/fbpixel/tls.key" }
+# Most connections open at once; unset: 1024, or a quarter of `ulimit -n` when that is lower.
+# max_connections = 1024
+# Seconds a client has to send a request head, from connecting and again after each answer.
+header_timeout_secs = 30
+# Seconds after which a busy connection is retired once its current answer is sent.
+keepalive.max_connection_age_secs = 300
+# Each connection's age is this fraction shorter or longer at random, so clients do not reconnect together.
+keepalive.max_connection_age_jitter_factor = 0.1
+"#
+    };
+}
+pub(crate) use listener_example;

@@ -64,7 +64,8 @@ pub struct HttpServerConfig {
 
 /// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
 /// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
-pub const EXAMPLE: &str = r#"
+pub const EXAMPLE: &str = concat!(
+    r#"
 # Listen address, IP:port (required).
 address = "0.0.0.0:8081"
 # The path events are POSTed to.
@@ -76,19 +77,10 @@ max_body_bytes = 10485760
 # Who may send; unset: anyone. Basic (username and password) or bearer (token).
 # auth = { strategy = "basic", username = "vector", password = "${HTTP_SERVER_PASSWORD}" }
 # auth = { strategy = "bearer", token = "${HTTP_SERVER_TOKEN}" }
-# Whether to answer a request only once every sink delivered its events (also on when a sink downstream asks for it).
-acknowledgements = false
-# Serve HTTPS with this PEM certificate chain (leaf first) and private key; unset: plain HTTP.
-# tls = { crt_file = "/etc/fbpixel/tls.crt", key_file = "/etc/fbpixel/tls.key" }
-# Most connections open at once; unset: 1024, or a quarter of `ulimit -n` when that is lower.
-# max_connections = 1024
-# Seconds a client has to send a request head, from connecting and again after each answer.
-header_timeout_secs = 30
-# Seconds after which a busy connection is retired once its current answer is sent.
-keepalive.max_connection_age_secs = 300
-# Each connection's age is this fraction shorter or longer at random, so clients do not reconnect together.
-keepalive.max_connection_age_jitter_factor = 0.1
-"#;
+"#,
+    crate::http::listener_example!(),
+    r#""#
+);
 
 /// `auth`: HTTP basic or bearer authentication.
 #[derive(Clone, Debug, Deserialize)]

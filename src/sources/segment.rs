@@ -102,7 +102,8 @@ pub struct SegmentConfig {
 
 /// Every setting, at its default, for `fbpixel generate`: a comment line before each; one
 /// unset by default is commented out. `tests/generate.rs` fails when a setting is missing.
-pub const EXAMPLE: &str = r#"
+pub const EXAMPLE: &str = concat!(
+    r#"
 # Listen address, IP:port (required).
 address = "0.0.0.0:8080"
 # Accepted write keys (required); a request with another, or none, gets 401.
@@ -113,19 +114,9 @@ infer_ip = false
 trust_forwarded_for = false
 # With trust_forwarded_for: the proxies (CIDRs or addresses) that may set it; empty: every peer may.
 trusted_proxies = []
-# Whether to answer a request only once every sink delivered its events (also on when a sink downstream asks for it).
-acknowledgements = false
-# Serve HTTPS with this PEM certificate chain (leaf first) and private key; unset: plain HTTP.
-# tls = { crt_file = "/etc/fbpixel/tls.crt", key_file = "/etc/fbpixel/tls.key" }
-# Most connections open at once; unset: 1024, or a quarter of `ulimit -n` when that is lower.
-# max_connections = 1024
-# Seconds a client has to send a request head, from connecting and again after each answer.
-header_timeout_secs = 30
-# Seconds after which a busy connection is retired once its current answer is sent.
-keepalive.max_connection_age_secs = 300
-# Each connection's age is this fraction shorter or longer at random, so clients do not reconnect together.
-keepalive.max_connection_age_jitter_factor = 0.1
-# Web pages (origins) browser analytics.js may post from: "*" for any, a list of "https://shop.example", or [] for no CORS.
+"#,
+    crate::http::listener_example!(),
+    r#"# Web pages (origins) browser analytics.js may post from: "*" for any, a list of "https://shop.example", or [] for no CORS.
 cors.allowed_origins = ["*"]
 # Request headers allowed besides Content-Type, Authorization and X-Retry-Count.
 cors.allowed_headers = []
@@ -133,7 +124,8 @@ cors.allowed_headers = []
 cors.allow_credentials = false
 # Seconds a browser may cache a preflight answer.
 cors.max_age_secs = 7200
-"#;
+"#
+);
 
 impl SegmentConfig {
     /// The write keys that are not empty (an unset `${VAR}` gives an empty one).
