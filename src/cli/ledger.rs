@@ -2,6 +2,7 @@
 //! own under `data_dir`, or the folders `--ledger` names (one per instance, with NATS scale-out)
 //! — and looking an id up in all of them.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -21,10 +22,20 @@ pub enum Source {
 }
 
 impl Source {
-    fn find(&self, id: &str) -> Result<Vec<Found>, String> {
+    fn find_many(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Found>>, String> {
         match self {
-            Source::Disk(r) => r.find(id),
-            Source::NatsKv(r) => r.find(id),
+            Source::Disk(r) => r.find_many(ids),
+            // A key per id in the bucket: a lookup each.
+            Source::NatsKv(r) => {
+                let mut found = HashMap::new();
+                for id in ids {
+                    let events = r.find(id)?;
+                    if !events.is_empty() {
+                        found.insert((*id).to_owned(), events);
+                    }
+                }
+                Ok(found)
+            }
         }
     }
 
@@ -113,11 +124,23 @@ impl LedgerArgs {
 impl Ledgers {
     /// Every event held under `id` in any of the ledgers, oldest first.
     pub fn find(&self, id: &str) -> anyhow::Result<Vec<Found>> {
-        let mut found = Vec::new();
+        Ok(self.find_many(&[id])?.remove(id).unwrap_or_default())
+    }
+
+    /// [`Ledgers::find`] for many ids, reading each ledger once: each id found, with its
+    /// events oldest first (an id never seen is not in the map).
+    pub fn find_many(&self, ids: &[&str]) -> anyhow::Result<HashMap<String, Vec<Found>>> {
+        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
         for reader in &self.readers {
-            found.extend(reader.find(id).map_err(anyhow::Error::msg)?);
+            for (id, events) in reader.find_many(ids).map_err(anyhow::Error::msg)? {
+                found.entry(id).or_default().extend(events);
+            }
         }
-        found.sort_by_key(|f| f.record.at_ms);
+        if self.readers.len() > 1 {
+            for events in found.values_mut() {
+                events.sort_by_key(|f| f.record.at_ms);
+            }
+        }
         Ok(found)
     }
 

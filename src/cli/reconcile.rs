@@ -65,10 +65,12 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         bail!("{}: no ids in it", args.ids.display());
     }
     let ledgers = args.ledger.open()?;
+    let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut found = ledgers.find_many(&wanted)?;
     let mut statuses = Vec::with_capacity(ids.len());
     for id in ids {
-        let found = ledgers.find(&id)?;
-        statuses.push(status(id, &found));
+        let events = found.remove(&id).unwrap_or_default();
+        statuses.push(status(id, &events));
     }
     let mut counts: BTreeMap<&str, usize> = [
         "delivered",

@@ -14,6 +14,7 @@
 //! server event with every customer-information value as a SHA-256 hash (see
 //! [`record::mask_event`]). No raw personal data.
 
+mod id_index;
 pub mod nats_kv;
 pub mod record;
 mod scan;

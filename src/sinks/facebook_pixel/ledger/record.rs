@@ -194,15 +194,15 @@ impl Record {
         }
     }
 
-    /// The stored value (see the module doc), written into `out` (cleared first): the writer
-    /// reuses one buffer, so a record of a thousand events costs no fresh pages.
+    /// The stored value (see the module doc), appended to `out`: the writer reuses one
+    /// buffer for a commit's values, so they cost no fresh pages.
     pub fn encode_into(&self, events: &[u8], out: &mut Vec<u8>) {
-        out.clear();
+        let start = out.len();
         out.extend_from_slice(&self.at_ms.to_le_bytes());
         out.extend_from_slice(&[0; 4]);
         serde_json::to_writer(&mut *out, self).expect("a record serializes");
-        let header = (out.len() - 12) as u32;
-        out[8..12].copy_from_slice(&header.to_le_bytes());
+        let header = (out.len() - start - 12) as u32;
+        out[start + 8..start + 12].copy_from_slice(&header.to_le_bytes());
         out.extend_from_slice(events);
     }
 

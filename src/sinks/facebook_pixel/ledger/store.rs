@@ -3,29 +3,32 @@
 //! ([`Reader`]) — also while the sink runs, which is why the file is opened in redb's
 //! single-writer mode (one process writes, others may read its commits).
 //!
-//! Tables: `records` (a sequence number → a [`Record`] as [`Record::encode`] lays it out),
-//! `ids` (every event id and order id → the records that mention it; an id sent twice, or an
-//! order with a Purchase and an AppendValue, has several) and `meta` (the next sequence number
-//! and the bytes kept, so the bounds hold across restarts). Records are pruned oldest first,
-//! by age (`retention_secs`) and by size (`max_size`), in the same transaction that adds new
-//! ones, and at open.
+//! Tables: `records` (a sequence number → a [`Record`] as [`Record::encode_into`] lays it
+//! out), `index` (a commit's first sequence number → the [`id_index`] block of every event id
+//! and order id in its records; an id sent twice, or an order with a Purchase and an
+//! AppendValue, is in several) and `meta` (the next sequence number and the bytes kept, so the
+//! bounds hold across restarts). Records are pruned oldest first, by age (`retention_secs`)
+//! and by size (`max_size`), in the same transaction that adds new ones, and at open; a block
+//! goes with the last record it points at.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Builder, ConcurrencyMode, Database, DatabaseError, MultimapTableDefinition, ReadOnlyDatabase,
-    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase,
+    ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Receiver;
 
+use super::id_index::{self, BlockBuilder};
 use super::record::{EventRecord, Record, digest_id, mask_event, message_ids};
 use super::{Entry, LedgerConfig};
 use crate::telemetry::{ComponentMetrics, Throttle};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
-const IDS: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("ids");
+const INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("index");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// redb's page cache for the writer.
@@ -41,9 +44,20 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 /// Most entries in one commit.
 const MAX_ENTRIES_PER_COMMIT: usize = 512;
 
-/// What an id entry costs besides its id, counted against `max_size` (its sequence number
-/// and the B-tree's share).
-const ID_OVERHEAD: u64 = 24;
+/// How long the writer sleeps when the queue is empty before a commit is due.
+const STAGE_POLL: Duration = Duration::from_millis(5);
+
+/// A request's record is stored as several values, each with at most this many bytes of
+/// masked events or this many events: redb copies a value whole whenever its leaf splits,
+/// and reads back the pages of a transaction that outgrew its write buffer, so one value of a
+/// thousand events (half a megabyte) was written twice and read once; and each value costs a
+/// copy of the path to its leaf, so values of a few events made that the larger cost.
+const CHUNK_BYTES: usize = 64 << 10;
+const CHUNK_EVENTS: usize = 128;
+
+/// What a table entry costs besides its value, counted against `max_size` (its key and the
+/// B-tree's share).
+const ENTRY_OVERHEAD: u64 = 16;
 
 /// The file in a ledger folder.
 pub fn file_path(dir: &Path) -> PathBuf {
@@ -64,9 +78,19 @@ pub struct Store {
     bytes: u64,
     metrics: ComponentMetrics,
     error_log: Throttle,
-    /// Buffers reused from record to record: the masked events, and the value written.
+    /// The masked events of the record being staged (a buffer reused from record to record).
     events: Vec<u8>,
-    value: Vec<u8>,
+    /// What the next commit adds.
+    staged: Staged,
+}
+
+/// The records of the next commit, encoded: their values one after the other (each ends at
+/// the next of `ends`), and the index block of their ids.
+#[derive(Default)]
+struct Staged {
+    values: Vec<u8>,
+    ends: Vec<usize>,
+    block: BlockBuilder,
 }
 
 impl Store {
@@ -115,7 +139,7 @@ impl Store {
             metrics,
             error_log: Throttle::new(60),
             events: Vec::new(),
-            value: Vec::new(),
+            staged: Staged::default(),
         };
         let shown = store.path.display().to_string();
         let fail = |e: &dyn std::fmt::Display| format!("ledger: {shown}: {e}");
@@ -137,23 +161,42 @@ impl Store {
                 Err(e) => return Err(fail(&e)),
             }
         }
-        store.write(&[], now).map_err(|e| fail(&e))?;
+        store.commit(now).map_err(|e| fail(&e))?;
         Ok(store)
     }
 
     /// Write what arrives until every sender is gone, at most one transaction per
-    /// [`COMMIT_INTERVAL`]. Runs on a thread of its own (redb is blocking).
+    /// [`COMMIT_INTERVAL`]. Runs on a thread of its own (redb is blocking). Each entry is
+    /// masked and encoded as soon as it arrives, so the request body it holds (the events as
+    /// sent, larger than what is kept) is freed at once rather than when the commit is due.
     pub fn run(mut self, mut entries: Receiver<Entry>) {
         while let Some(first) = entries.blocking_recv() {
             let started = Instant::now();
-            let mut batch = vec![first];
-            while batch.len() < MAX_ENTRIES_PER_COMMIT
+            let mut staged = 1;
+            let mut events = first.events();
+            self.stage(&first);
+            drop(first);
+            while staged < MAX_ENTRIES_PER_COMMIT && !entries.is_closed() {
+                match entries.try_recv() {
+                    Ok(entry) => {
+                        staged += 1;
+                        events += entry.events();
+                        self.stage(&entry);
+                    }
+                    Err(_) => match COMMIT_INTERVAL.checked_sub(started.elapsed()) {
+                        Some(rest) => std::thread::sleep(rest.min(STAGE_POLL)),
+                        None => break,
+                    },
+                }
+            }
+            while staged < MAX_ENTRIES_PER_COMMIT
                 && let Ok(entry) = entries.try_recv()
             {
-                batch.push(entry);
+                staged += 1;
+                events += entry.events();
+                self.stage(&entry);
             }
-            let events: usize = batch.iter().map(Entry::events).sum();
-            match self.write(&batch, now_ms()) {
+            match self.commit(now_ms()) {
                 Ok(()) => super::written(&self.metrics, events),
                 Err(e) => {
                     super::dropped(&self.metrics, events, "write_failed");
@@ -162,35 +205,76 @@ impl Store {
                     }
                 }
             }
-            if let Some(rest) = COMMIT_INTERVAL.checked_sub(started.elapsed())
-                && !entries.is_closed()
-            {
-                std::thread::sleep(rest);
+        }
+    }
+
+    /// Stage the records of `batch` and commit them.
+    #[cfg(test)]
+    fn write(&mut self, batch: &[Entry], now: i64) -> Result<(), redb::Error> {
+        for entry in batch {
+            self.stage(entry);
+        }
+        self.commit(now)
+    }
+
+    /// Mask and encode the record of `entry` for the next commit, in stored values of at most
+    /// [`CHUNK_BYTES`], and index its ids.
+    fn stage(&mut self, entry: &Entry) {
+        let staged = &mut self.staged;
+        let mut whole = build(entry, &mut self.events);
+        let mut rest = std::mem::take(&mut whole.events).into_iter();
+        loop {
+            let (chunk, blob) = split_chunk(&mut rest, &self.events);
+            let record = Record {
+                events: chunk,
+                ..whole.clone()
+            };
+            // At most MAX_ENTRIES_PER_COMMIT entries of at most a thousand events.
+            let offset = staged.ends.len() as u32;
+            for id in ids_of(&record) {
+                staged.block.add(id, offset);
+            }
+            record.encode_into(blob, &mut staged.values);
+            staged.ends.push(staged.values.len());
+            if rest.len() == 0 {
+                break;
             }
         }
     }
 
-    /// Add the records of `batch` and prune, in one transaction. The counters move only when
-    /// it commits.
-    fn write(&mut self, batch: &[Entry], now: i64) -> Result<(), redb::Error> {
+    /// Add the staged records and prune, in one transaction. The counters move only when it
+    /// commits; the staged records are gone either way.
+    fn commit(&mut self, now: i64) -> Result<(), redb::Error> {
+        let result = self.commit_staged(now);
+        let staged = &mut self.staged;
+        staged.values.clear();
+        staged.ends.clear();
+        staged.block.clear();
+        result
+    }
+
+    fn commit_staged(&mut self, now: i64) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
         let (mut next_seq, mut bytes) = (self.next_seq, self.bytes);
         {
             let mut meta = txn.open_table(META)?;
             let mut records = txn.open_table(RECORDS)?;
-            let mut ids = txn.open_multimap_table(IDS)?;
-            let (events, value) = (&mut self.events, &mut self.value);
-            for entry in batch {
-                let record = build(entry, events);
-                record.encode_into(events, value);
-                let seq = next_seq;
+            let mut index = txn.open_table(INDEX)?;
+            let staged = &mut self.staged;
+            let first = next_seq;
+            let mut start = 0;
+            for &end in &staged.ends {
+                let value = &staged.values[start..end];
+                records.insert(next_seq, value)?;
                 next_seq += 1;
-                records.insert(seq, value.as_slice())?;
-                bytes += value.len() as u64;
-                for id in ids_of(&record) {
-                    ids.insert(id, seq)?;
-                    bytes += id.len() as u64 + ID_OVERHEAD;
-                }
+                bytes += value.len() as u64 + ENTRY_OVERHEAD;
+                start = end;
+            }
+            let block = &mut staged.block;
+            if !block.is_empty() {
+                let encoded = block.encode();
+                index.insert(first, encoded)?;
+                bytes += encoded.len() as u64 + ENTRY_OVERHEAD;
             }
             let cutoff = now.saturating_sub(self.retention_ms);
             loop {
@@ -201,19 +285,36 @@ impl Store {
                 if !old && bytes <= self.max_size {
                     break;
                 }
-                let Some((seq, value)) = records.pop_first()? else {
+                let Some((_, value)) = records.pop_first()? else {
                     break;
                 };
-                let (seq, value) = (seq.value(), value.value().to_vec());
-                bytes = bytes.saturating_sub(value.len() as u64);
-                if let Some((record, _)) = Record::decode(&value) {
-                    for id in ids_of(&record) {
-                        ids.remove(id, seq)?;
-                        bytes = bytes.saturating_sub(id.len() as u64 + ID_OVERHEAD);
+                bytes = bytes.saturating_sub(value.value().len() as u64 + ENTRY_OVERHEAD);
+            }
+            // A block goes once the next one starts at or before the oldest record kept (every
+            // record it points at is gone); all of them when no record is left.
+            let oldest = records.first()?.map(|(seq, _)| seq.value());
+            loop {
+                let next = {
+                    let mut blocks = index.iter()?;
+                    match (blocks.next(), blocks.next()) {
+                        (Some(_), Some(second)) => Some(second?.0.value()),
+                        (Some(_), None) => None,
+                        (None, _) => break,
                     }
+                };
+                let gone = match (oldest, next) {
+                    (None, _) => true,
+                    (Some(oldest), Some(next)) => next <= oldest,
+                    (Some(_), None) => false,
+                };
+                if !gone {
+                    break;
+                }
+                if let Some((_, block)) = index.pop_first()? {
+                    bytes = bytes.saturating_sub(block.value().len() as u64 + ENTRY_OVERHEAD);
                 }
             }
-            if records.is_empty()? {
+            if oldest.is_none() {
                 bytes = 0;
             }
             meta.insert("next_seq", next_seq)?;
@@ -224,6 +325,38 @@ impl Store {
         self.bytes = bytes;
         Ok(())
     }
+}
+
+/// The first events of `rest` that make one stored value (taken out of it), their ranges
+/// rebased onto the slice of `events` returned. Events are masked into `events` in order, so
+/// a run of them is one slice.
+fn split_chunk<'e>(
+    rest: &mut std::vec::IntoIter<EventRecord>,
+    events: &'e [u8],
+) -> (Vec<EventRecord>, &'e [u8]) {
+    let mut start = None;
+    let mut end = 0;
+    let mut count = 0;
+    for event in rest.as_slice().iter().take(CHUNK_EVENTS) {
+        if let Some((from, to)) = event.sent {
+            let from = start.unwrap_or(from as usize);
+            if count > 0 && to as usize - from > CHUNK_BYTES {
+                break;
+            }
+            start = Some(from);
+            end = to as usize;
+        }
+        count += 1;
+    }
+    let start = start.unwrap_or(0);
+    let mut chunk: Vec<EventRecord> = rest.take(count).collect();
+    for event in &mut chunk {
+        if let Some((from, to)) = &mut event.sent {
+            *from -= start as u32;
+            *to -= start as u32;
+        }
+    }
+    (chunk, events.get(start..end).unwrap_or_default())
 }
 
 /// The ids a record is found by: each event's id and order id.
@@ -366,33 +499,55 @@ impl Reader {
     /// Every event the ledger holds under `id` (an event id, a messageId or an order id),
     /// oldest first.
     pub fn find(&self, id: &str) -> Result<Vec<Found>, String> {
+        Ok(self.find_many(&[id])?.remove(id).unwrap_or_default())
+    }
+
+    /// [`Reader::find`] for many ids in one pass over the index: each id found, with its
+    /// events oldest first (an id never seen is not in the map).
+    pub fn find_many(&self, ids: &[&str]) -> Result<HashMap<String, Vec<Found>>, String> {
+        let mut found: HashMap<String, Vec<Found>> = HashMap::new();
         let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let records = match txn.open_table(RECORDS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.fail(e)),
+        let (records, index) = match (txn.open_table(RECORDS), txn.open_table(INDEX)) {
+            (Ok(records), Ok(index)) => (records, index),
+            (Err(redb::TableError::TableDoesNotExist(_)), _)
+            | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(found),
+            (Err(e), _) | (_, Err(e)) => return Err(self.fail(e)),
         };
-        let ids = txn.open_multimap_table(IDS).map_err(|e| self.fail(e))?;
-        let mut found = Vec::new();
-        for seq in ids.get(id).map_err(|e| self.fail(e))? {
-            let seq = seq.map_err(|e| self.fail(e))?.value();
+        let wanted: HashSet<u64> = ids.iter().map(|id| id_index::id_hash(id)).collect();
+        let wanted_ids: HashSet<&str> = ids.iter().copied().collect();
+        let mut seqs = Vec::new();
+        for item in index.iter().map_err(|e| self.fail(e))? {
+            let (first, block) = item.map_err(|e| self.fail(e))?;
+            let first = first.value();
+            seqs.extend(id_index::candidates(block.value(), &wanted).map(|o| first + u64::from(o)));
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        for seq in seqs {
             let Some(value) = records.get(seq).map_err(|e| self.fail(e))? else {
                 continue;
             };
             let Some((mut record, events)) = Record::decode(value.value()) else {
                 continue;
             };
-            let matching: Vec<EventRecord> = std::mem::take(&mut record.events)
-                .into_iter()
-                .filter(|e| e.id == id || e.order_id.as_deref() == Some(id))
-                .collect();
-            for event in matching {
+            for event in std::mem::take(&mut record.events) {
+                let mut keys = std::iter::once(event.id.as_str())
+                    .chain(event.order_id.as_deref())
+                    .filter(|id| wanted_ids.contains(id))
+                    .peekable();
+                if keys.peek().is_none() {
+                    continue;
+                }
+                let keys: Vec<String> = keys.map(str::to_owned).collect();
                 let sent = Record::event_json(&event, events).map(str::to_owned);
-                found.push(Found {
+                let item = Found {
                     record: record.clone(),
                     event,
                     sent,
-                });
+                };
+                for key in keys {
+                    found.entry(key).or_default().push(item.clone());
+                }
             }
         }
         Ok(found)
