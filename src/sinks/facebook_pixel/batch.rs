@@ -95,6 +95,20 @@ impl BatchBuilder {
         }
     }
 
+    /// An empty builder with the same limits and request fields: each mapping worker
+    /// builds its own batches.
+    pub fn empty_like(&self) -> Self {
+        Self {
+            max_events: self.max_events,
+            max_bytes: self.max_bytes,
+            timeout: self.timeout,
+            closing: self.closing.clone(),
+            json: PREFIX.to_vec(),
+            entries: Vec::new(),
+            deadline: None,
+        }
+    }
+
     /// Prepare for the next event, whose JSON is then written to
     /// [`BatchBuilder::json`]; follow with `commit` or `abandon`.
     pub fn begin(&mut self) -> Mark {

@@ -124,6 +124,9 @@ pub struct FacebookPixelConfig {
     pub(crate) max_future_secs: u64,
     #[serde(default)]
     pub(crate) batch: BatchConfig,
+    /// How many tasks map events.
+    #[serde(default)]
+    pub(crate) mapping: MappingConfig,
     #[serde(default)]
     pub(crate) request: RequestConfig,
     #[serde(default)]
@@ -149,6 +152,51 @@ pub struct BatchConfig {
     /// Largest request body, in bytes.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
+}
+
+/// The most workers `mapping.workers` accepts: beyond the cores there is nothing to gain, only
+/// more partly filled batches.
+const MAX_WORKERS: usize = 64;
+
+/// `mapping`: how the sink spreads its mapping over cores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Tasks mapping events in parallel, each with its own batches; unset: one per core, or
+    /// one with `enrichment` (its remembered users are one store).
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+impl MappingConfig {
+    /// What is wrong with `mapping.workers`, given whether enrichment is on.
+    fn problems(&self, enrichment: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        match self.workers {
+            Some(0) => problems.push(
+                "mapping.workers: must be at least 1 (1 maps on one task; leave it unset for one per core)"
+                    .to_string(),
+            ),
+            Some(n) if n > MAX_WORKERS => problems.push(format!(
+                "mapping.workers: {n} is more than {MAX_WORKERS}; more workers than cores only cut batches smaller (leave it unset for one per core)"
+            )),
+            Some(n) if n > 1 && enrichment => problems.push(format!(
+                "mapping.workers: {n} with enrichment.enabled, whose remembered users are one store that one worker updates; set mapping.workers = 1 or leave it unset"
+            )),
+            _ => {}
+        }
+        problems
+    }
+
+    /// The number of workers: as set, else one per core (one with enrichment).
+    fn resolved(&self, enrichment: bool) -> usize {
+        match self.workers {
+            Some(n) => n,
+            None if enrichment => 1,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        }
+        .clamp(1, MAX_WORKERS)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,6 +470,8 @@ batch.max_events = 1000
 batch.timeout_secs = 1.0
 # Largest request body, in bytes.
 batch.max_bytes = 10485760
+# Tasks mapping events in parallel, each with its own batches; unset: one per core (1 with enrichment).
+# mapping.workers = 2
 # Requests in flight per pixel: "adaptive" (found from Meta's answers and usage headers) or a fixed number.
 request.concurrency = "adaptive"
 # Adaptive: requests in flight to start from.
@@ -740,6 +790,7 @@ impl FacebookPixelConfig {
             problems.push("request.retry_attempts: must be at least 1 (leave it unset to retry without limit)".to_string());
         }
         problems.extend(self.request.concurrency_problems());
+        problems.extend(self.mapping.problems(self.enrichment.enabled));
         for (key, secs) in [
             ("batch.timeout_secs", self.batch.timeout_secs),
             ("request.timeout_secs", self.request.timeout_secs),
@@ -903,6 +954,8 @@ pub struct ValidFacebookPixel {
     batch_max_events: usize,
     batch_max_bytes: usize,
     batch_timeout: Duration,
+    /// `mapping.workers`, resolved.
+    workers: usize,
     delivering: Delivering,
     dead_letter: Option<PathBuf>,
     enrichment: Option<EnrichmentConfig>,
@@ -952,6 +1005,7 @@ impl FacebookPixelConfig {
                 batch_max_events: self.batch.max_events,
                 batch_max_bytes: self.batch.max_bytes,
                 batch_timeout: Duration::from_secs_f64(self.batch.timeout_secs),
+                workers: self.mapping.resolved(self.enrichment.enabled),
                 delivering: Delivering {
                     concurrency: self.request.concurrency(),
                     initial_backoff: Duration::from_secs_f64(
@@ -1062,6 +1116,7 @@ impl ValidSink for ValidFacebookPixel {
             this.ledger,
             cx,
         )
+        .with_workers(this.workers)
         .with_quality(quality);
         Ok((Box::new(sink), healthcheck))
     }
@@ -1154,6 +1209,41 @@ mod tests {
     fn batch_size_is_capped_at_metas_limit() {
         let config = parse("batch.max_events = 1001").unwrap();
         assert!(config.problems()[0].starts_with("batch.max_events:"));
+    }
+
+    #[test]
+    fn mapping_workers_are_checked_naming_the_key() {
+        let problems = |text: &str| parse(text).unwrap().problems();
+        for text in ["mapping.workers = 0", "mapping.workers = 65"] {
+            let problems = problems(text);
+            assert_eq!(problems.len(), 1, "{text}: {problems:?}");
+            assert!(problems[0].starts_with("mapping.workers: "), "{problems:?}");
+        }
+        // The remembered users are one store: one worker.
+        let with_enrichment = problems("mapping.workers = 2\nenrichment.enabled = true");
+        assert_eq!(with_enrichment.len(), 1, "{with_enrichment:?}");
+        assert!(
+            with_enrichment[0].starts_with("mapping.workers: 2 with enrichment.enabled"),
+            "{with_enrichment:?}"
+        );
+        assert!(problems("mapping.workers = 1\nenrichment.enabled = true").is_empty());
+        assert!(problems("mapping.workers = 64").is_empty());
+        let err = parse("mapping.workers = -1").unwrap_err();
+        assert!(err.contains("invalid value"), "{err}");
+        let err = parse("mapping.threads = 2").unwrap_err();
+        assert!(err.contains("unknown field `threads`"), "{err}");
+    }
+
+    #[test]
+    fn mapping_workers_default_to_one_per_core_and_to_one_with_enrichment() {
+        let resolved = |text: &str| {
+            let config = parse(text).unwrap();
+            config.mapping.resolved(config.enrichment.enabled)
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(resolved(""), cores.min(MAX_WORKERS));
+        assert_eq!(resolved("enrichment.enabled = true"), 1);
+        assert_eq!(resolved("mapping.workers = 3"), 3);
     }
 
     #[test]

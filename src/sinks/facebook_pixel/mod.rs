@@ -19,11 +19,13 @@ pub(crate) mod normalize;
 pub(crate) mod quality;
 pub(crate) mod retry;
 pub(crate) mod service;
+mod shards;
 pub(crate) mod shared_budget;
 mod sink;
 #[cfg(test)]
 mod tests;
 pub(crate) mod usage;
+mod worker;
 
 pub use capi::ServerEvent;
 pub use config::FacebookPixelConfig;

@@ -1,29 +1,32 @@
 //! The sink as a pipeline component: events in → mapping → batches per pixel →
 //! concurrent, retried requests to the Graph API.
+//!
+//! This file opens what the sink keeps (dead letter, ledger, enrichment store) and builds one
+//! delivery per pixel; the mapping loop is [`super::worker`], run once or, with
+//! `mapping.workers`, several times over by [`super::shards`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::task::JoinSet;
 
-use super::batch::{Batch, BatchBuilder, Mark};
-use super::capi::UserDataKeys;
+use super::batch::BatchBuilder;
 use super::concurrency::Concurrency;
-use super::dead_letter::{DeadLetter, Failed, Stage};
+use super::dead_letter::DeadLetter;
 use super::enrichment::disk::DiskStore;
 use super::enrichment::nats_kv::NatsKvStore;
-use super::enrichment::{self, EnrichmentConfig, EnrichmentMetrics, Identities, StoreKind};
+use super::enrichment::{self, EnrichmentConfig, Identities, StoreKind};
 use super::flow::Flow;
-use super::ledger::{self, Ledger, LedgerConfig, Verdict};
-use super::mapping::{Buffers, Mapper, Outcome, SkipReason, UserMemory};
+use super::ledger::{Ledger, LedgerConfig};
+use super::mapping::Mapper;
 use super::quality;
-use super::retry::{Delivery, dead_letter_events};
+use super::retry::Delivery;
 use super::service::GraphClient;
-use crate::acks::EventStatus;
+use super::shards;
+use super::worker::{REJECTION_LOG_INTERVAL_SECS, Shared, Worker};
 use crate::component::{BuildContext, ComponentError, EventStream, Sink};
-use crate::telemetry::{self, KeyCoverage, Throttle};
+use crate::telemetry::{self, Throttle};
 
 /// The users remembered for `enrichment`, loaded from its store. A store that cannot be
 /// opened is logged and counted, and the sink goes on with memory alone: enrichment must never
@@ -97,42 +100,13 @@ pub struct Pixel {
     pub batches: BatchBuilder,
 }
 
-/// A pixel while the sink runs: its batches, its delivery and its flow control.
-struct Lane {
-    batches: BatchBuilder,
-    delivery: Arc<Delivery>,
-}
-
-/// Every pixel's batches, as the mapping writes into them: it asks for the buffer of the
-/// event's pixel once the event is mapped, and the event is begun there.
-struct Lanes {
-    lanes: Vec<Lane>,
-    /// The lane the current event was begun in.
-    begun: Option<(usize, Mark)>,
-}
-
-impl Buffers for Lanes {
-    fn buffer(&mut self, pixel: usize) -> &mut Vec<u8> {
-        let lane = &mut self.lanes[pixel];
-        self.begun = Some((pixel, lane.batches.begin()));
-        lane.batches.json()
-    }
-}
-
-impl Lanes {
-    /// The earliest batch deadline.
-    fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.lanes.iter().filter_map(|l| l.batches.deadline()).min()
-    }
-}
-
 /// The running sink: maps what arrives, batches it per pixel, and delivers the batches.
 pub struct FacebookPixelSink {
     mapper: Mapper,
     /// `enrichment`, when enabled: its store is opened when the sink starts.
     enrichment: Option<EnrichmentConfig>,
-    /// The users remembered, once opened.
-    identities: Option<Identities>,
+    /// `mapping.workers`, resolved: how many tasks map events (1 with enrichment).
+    workers: usize,
     /// The pixels, in the mapping's pixel order, until the sink runs.
     pixels: Vec<Pixel>,
     dead_letter_path: Option<std::path::PathBuf>,
@@ -158,7 +132,7 @@ impl FacebookPixelSink {
         Self {
             mapper,
             enrichment,
-            identities: None,
+            workers: 1,
             pixels,
             dead_letter_path,
             ledger,
@@ -166,6 +140,12 @@ impl FacebookPixelSink {
             cx,
             quality: None,
         }
+    }
+
+    /// Map on `workers` tasks (`mapping.workers`, resolved); 1 when not called.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
     }
 
     /// Poll Meta's Dataset Quality API while the sink runs.
@@ -177,256 +157,73 @@ impl FacebookPixelSink {
 
 #[async_trait]
 impl Sink for FacebookPixelSink {
-    async fn run(mut self: Box<Self>, mut input: EventStream) -> Result<(), ComponentError> {
-        let metrics = self.cx.metrics.clone();
-        let dead_letter = match &self.dead_letter_path {
+    async fn run(self: Box<Self>, input: EventStream) -> Result<(), ComponentError> {
+        let this = *self;
+        let metrics = this.cx.metrics.clone();
+        let dead_letter = match &this.dead_letter_path {
             Some(path) => Some(Arc::new(DeadLetter::open(path).map_err(ComponentError)?)),
             None => None,
         };
         telemetry::register_delivery_counters(&metrics);
-        let ledger = self
+        let ledger = this
             .ledger
             .as_ref()
-            .and_then(|config| open_ledger(config, &self.cx));
-        let _quality = self.quality.take().map(|poller| poller.spawn(&metrics));
-        let lanes = std::mem::take(&mut self.pixels)
+            .and_then(|config| open_ledger(config, &this.cx));
+        let _quality = this.quality.map(|poller| poller.spawn(&metrics));
+        // One delivery per pixel, whatever the number of workers: flow control is the pixel's.
+        let lanes: Vec<(BatchBuilder, Arc<Delivery>)> = this
+            .pixels
             .into_iter()
             .map(|pixel| {
                 let pixel_metrics = metrics.with_label("pixel", pixel.id.clone());
                 telemetry::healthy(&pixel_metrics, true);
                 telemetry::register_pixel_counters(&pixel_metrics);
-                let flow = Flow::new(self.delivering.concurrency, &pixel.id, &pixel_metrics);
-                if let Some(shared) = &self.delivering.shared_budget {
+                let flow = Flow::new(this.delivering.concurrency, &pixel.id, &pixel_metrics);
+                if let Some(shared) = &this.delivering.shared_budget {
                     super::shared_budget::start(shared, &pixel.id, &flow, &pixel_metrics);
                 }
-                Lane {
-                    batches: pixel.batches,
-                    delivery: Arc::new(Delivery::new(
-                        pixel.id,
-                        pixel.client,
-                        dead_letter.clone(),
-                        ledger.clone(),
-                        pixel_metrics,
-                        self.delivering.initial_backoff,
-                        self.delivering.max_backoff,
-                        self.delivering.max_attempts,
-                        flow,
-                    )),
-                }
+                let delivery = Delivery::new(
+                    pixel.id,
+                    pixel.client,
+                    dead_letter.clone(),
+                    ledger.clone(),
+                    pixel_metrics,
+                    this.delivering.initial_backoff,
+                    this.delivering.max_backoff,
+                    this.delivering.max_attempts,
+                    flow,
+                );
+                (pixel.batches, Arc::new(delivery))
             })
             .collect();
-        let mut lanes = Lanes { lanes, begun: None };
-        let coverage = KeyCoverage::new(&metrics, &UserDataKeys::NAMES);
-        self.identities = self
+        let mut identities = this
             .enrichment
             .as_ref()
-            .map(|config| open_enrichment(config, &self.cx));
-        let enrichment = self
-            .identities
-            .as_ref()
-            .map(|_| EnrichmentMetrics::new(&metrics));
-        let mut tasks = JoinSet::new();
-        let mut scratch = Vec::new();
-        let rejection_log = Throttle::new(REJECTION_LOG_INTERVAL_SECS);
-        loop {
-            let deadline = lanes.deadline();
-            let events = tokio::select! {
-                events = input.next() => events,
-                () = sleep_until(deadline), if deadline.is_some() => {
-                    let now = tokio::time::Instant::now();
-                    for lane in &mut lanes.lanes {
-                        if lane.batches.deadline().is_some_and(|d| d <= now)
-                            && let Some(batch) = lane.batches.take()
-                        {
-                            dispatch(&lane.delivery, &mut tasks, batch).await;
-                        }
-                    }
-                    continue;
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            };
-            let Some(events) = events else { break };
-            let now = Utc::now();
-            if let Some(identities) = &mut self.identities {
-                identities.sync();
-            }
-            let mut counts = [0u64; UserDataKeys::NAMES.len()];
-            // Mapping rejections of this input batch, dead-lettered together.
-            let mut rejected: Vec<(String, bytes::Bytes, crate::acks::EventFinalizer)> = Vec::new();
-            // Skipped messages of this input batch, for the ledger.
-            let mut skipped: Vec<(bytes::Bytes, String)> = Vec::new();
-            for event in events {
-                let (original, mut finalizer) = event.into_bytes_parts();
-                // Mapping unescapes strings in place, and the original must
-                // stay whole for the dead letter: map a copy.
-                scratch.clear();
-                scratch.extend_from_slice(&original);
-                let memory = self
-                    .identities
-                    .as_mut()
-                    .map(|memory| memory as &mut dyn UserMemory);
-                let (outcome, notes) =
-                    self.mapper
-                        .map_json_into(&mut scratch, now, &mut lanes, memory);
-                let begun = lanes.begun.take();
-                if let Some(enrichment) = &enrichment {
-                    enrichment.enriched(notes.enriched);
-                }
-                match (outcome, begun) {
-                    (Outcome::Mapped(()), Some((pixel, mark))) => {
-                        for (i, count) in counts.iter_mut().enumerate() {
-                            *count += u64::from(notes.user_data_keys.has(i));
-                        }
-                        let lane = &mut lanes.lanes[pixel];
-                        let keys = (notes.user_data_keys, notes.enriched);
-                        if let Some(batch) = lane.batches.commit(mark, original, finalizer, keys) {
-                            dispatch(&lane.delivery, &mut tasks, batch).await;
-                        }
-                    }
-                    (Outcome::Mapped(()), None) => {
-                        unreachable!("a mapped event is written to its pixel's buffer")
-                    }
-                    (Outcome::Skipped(reason), begun) => {
-                        abandon(&mut lanes, begun);
-                        telemetry::skipped(&metrics, skip_label(&reason));
-                        metrics.discarded(1, true);
-                        finalizer.update(EventStatus::Dropped);
-                        if ledger.is_some() {
-                            skipped.push((original, format!("{}: {reason}", skip_label(&reason))));
-                        }
-                    }
-                    (Outcome::Rejected(rejection), begun) => {
-                        abandon(&mut lanes, begun);
-                        let reason = format!("{}: {}", rejection.field, rejection.problem);
-                        rejected.push((reason, original, finalizer));
-                    }
-                }
-            }
-            coverage.add(&counts);
-            if let (Some(enrichment), Some(identities)) = (&enrichment, &self.identities) {
-                enrichment.users(identities.len());
-            }
-            if !rejected.is_empty() {
-                let failed: Vec<Failed<'_>> = rejected
+            .map(|config| open_enrichment(config, &this.cx));
+        let shared = Arc::new(Shared {
+            mapper: this.mapper,
+            metrics,
+            dead_letter,
+            ledger,
+            rejection_log: Throttle::new(REJECTION_LOG_INTERVAL_SECS),
+        });
+        // The remembered users are one store that mapping updates: one worker (validation
+        // refuses more workers with enrichment; this holds it whatever the caller asked).
+        let count = if identities.is_some() {
+            1
+        } else {
+            this.workers.max(1)
+        };
+        let workers = (0..count)
+            .map(|_| {
+                let lanes = lanes
                     .iter()
-                    .map(|(reason, original, _)| Failed {
-                        pixel: None,
-                        reason,
-                        error: None,
-                        event: original,
-                    })
+                    .map(|(batches, delivery)| (batches.empty_like(), delivery.clone()))
                     .collect();
-                let status =
-                    dead_letter_events(dead_letter.as_deref(), &metrics, Stage::Mapping, &failed);
-                if status == EventStatus::DeadLettered && rejection_log.ready() {
-                    log_dead_lettered_rejections(dead_letter.as_deref(), &metrics, &failed);
-                }
-                drop(failed);
-                let mut messages = Vec::new();
-                for (reason, original, mut finalizer) in rejected {
-                    finalizer.update(status);
-                    if ledger.is_some() {
-                        messages.push((original, reason));
-                    }
-                }
-                if let Some(ledger) = &ledger {
-                    let outcome = super::retry::outcome(status);
-                    ledger.record(ledger::Entry::Mapping {
-                        at_ms: now.timestamp_millis(),
-                        verdict: Verdict::failed(outcome, ledger::Stage::Mapping, None),
-                        messages,
-                    });
-                }
-            }
-            if let (Some(ledger), false) = (&ledger, skipped.is_empty()) {
-                ledger.record(ledger::Entry::Mapping {
-                    at_ms: now.timestamp_millis(),
-                    verdict: Verdict::failed(
-                        ledger::Outcome::Skipped,
-                        ledger::Stage::Mapping,
-                        None,
-                    ),
-                    messages: skipped,
-                });
-            }
-        }
-        for lane in &mut lanes.lanes {
-            if let Some(batch) = lane.batches.take() {
-                dispatch(&lane.delivery, &mut tasks, batch).await;
-            }
-        }
-        while tasks.join_next().await.is_some() {}
+                Worker::new(shared.clone(), lanes, identities.take())
+            })
+            .collect();
+        shards::run(input, workers).await;
         Ok(())
-    }
-}
-
-/// Forget an event begun in a lane but not mapped after all.
-fn abandon(lanes: &mut Lanes, begun: Option<(usize, Mark)>) {
-    if let Some((pixel, mark)) = begun {
-        lanes.lanes[pixel].batches.abandon(mark);
-    }
-}
-
-/// How often mapping rejections that went to the dead letter are logged again.
-const REJECTION_LOG_INTERVAL_SECS: u64 = 10;
-
-/// One line for mapping rejections kept in the dead letter, so they are not silent: how many,
-/// where, and the first one's messageId and reason. Reasons name a field and a problem, never a
-/// value (see `Rejection`), and a messageId is Segment's random id, so no personal data is logged.
-fn log_dead_lettered_rejections(
-    dead_letter: Option<&DeadLetter>,
-    metrics: &telemetry::ComponentMetrics,
-    failed: &[Failed<'_>],
-) {
-    #[derive(serde::Deserialize)]
-    struct Id<'a> {
-        #[serde(rename = "messageId", borrow, default)]
-        message_id: Option<std::borrow::Cow<'a, str>>,
-    }
-    let Some(first) = failed.first() else { return };
-    // The error path only: reading the id again costs nothing on delivery.
-    let id = serde_json::from_slice::<Id<'_>>(first.event)
-        .ok()
-        .and_then(|i| i.message_id)
-        .map_or_else(
-            || "(no messageId)".to_owned(),
-            |id| id.chars().take(128).collect(),
-        );
-    let path = dead_letter
-        .map(|d| d.path().display().to_string())
-        .unwrap_or_default();
-    tracing::warn!(
-        component = %metrics.info().id,
-        events = failed.len(),
-        "{} event(s) rejected by the mapping were written to the dead letter {path}; first: messageId {id}: {} (fix the input or the settings, then `fbpixel replay`; logged at most every {REJECTION_LOG_INTERVAL_SECS} s, counted in fbpixel_dead_lettered_events_total{{stage=\"mapping\"}})",
-        failed.len(),
-        first.reason,
-    );
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Start delivering a batch once its pixel's flow control lets one more request go;
-/// waiting here is the sink's backpressure.
-async fn dispatch(delivery: &Arc<Delivery>, tasks: &mut JoinSet<()>, batch: Batch) {
-    let permit = delivery.flow.acquire().await;
-    let delivery = delivery.clone();
-    tasks.spawn(async move {
-        delivery.deliver(batch).await;
-        drop(permit);
-    });
-}
-
-fn skip_label(reason: &SkipReason) -> &'static str {
-    match reason {
-        SkipReason::NotSent(_) => "not_sent",
-        SkipReason::PageViewOff => "page_view_off",
-        SkipReason::DisabledByIntegrations => "disabled_by_integrations",
-        SkipReason::Consent => "consent",
     }
 }

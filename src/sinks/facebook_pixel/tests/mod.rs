@@ -5,6 +5,7 @@
 
 mod flow;
 mod mapping;
+mod workers;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
