@@ -33,8 +33,9 @@ fn wait_for_log(p: &mut Proc, text: &str) {
     );
 }
 
-/// The front tier: events POSTed to `port` are answered 200 once stored in the stream.
-fn front(nats: &str, port: u16) -> Proc {
+/// The front tier: events POSTed to `port` are answered 200 once stored in the stream;
+/// `extra`: more settings of its `nats` sink.
+fn front(nats: &str, port: u16, extra: &str) -> Proc {
     let mut p = spawn(&format!(
         r#"
 [sources.web]
@@ -50,6 +51,7 @@ subject = "{SUBJECT}"
 stream = "{STREAM}"
 create_stream = true
 acknowledgements = true
+{extra}
 "#
     ));
     p.wait_for_port(port);
@@ -138,14 +140,51 @@ fn stop(mut p: Proc, name: &str) {
     );
 }
 
+/// How many messages the stream holds.
+fn stored_messages(nats: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(nats).await.unwrap());
+        let mut stream = js.get_stream(STREAM).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    })
+}
+
 #[test]
 fn two_back_tier_instances_share_the_stream_and_deliver_every_event_exactly_once() {
     let Some(nats) = NatsServer::start("scale-out", &[]) else {
         return;
     };
+    share_the_stream_and_deliver_exactly_once(&nats, "");
+    assert_eq!(
+        stored_messages(&nats.url),
+        EVENTS as u64,
+        "a message per event"
+    );
+}
+
+#[test]
+fn with_batched_messages_two_back_tier_instances_deliver_every_event_exactly_once() {
+    let Some(nats) = NatsServer::start("scale-out-batch", &[]) else {
+        return;
+    };
+    share_the_stream_and_deliver_exactly_once(&nats, "batch.max_events = 25");
+    // Each request of 100 events is 4 messages of 25 (more only if the sink took a request
+    // in parts).
+    let messages = stored_messages(&nats.url);
+    assert!(
+        (EVENTS as u64 / 25..EVENTS as u64 / 5).contains(&messages),
+        "{messages} messages for {EVENTS} events"
+    );
+}
+
+fn share_the_stream_and_deliver_exactly_once(nats: &NatsServer, front_extra: &str) {
     let graph = graph();
     let port = free_port();
-    let front = front(&nats.url, port);
+    let front = front(&nats.url, port, front_extra);
     let a = back(&nats.url, &graph.endpoint, "111", 30);
     let b = back(&nats.url, &graph.endpoint, "222", 30);
 
@@ -191,7 +230,8 @@ fn when_a_back_tier_instance_is_killed_the_other_delivers_what_it_held() {
     };
     let graph = graph();
     let port = free_port();
-    let front = front(&nats.url, port);
+    // Batches, so a killed instance held messages of several events each.
+    let front = front(&nats.url, port, "batch.max_events = 10");
     let a = back(&nats.url, &graph.endpoint, "111", 2);
     let b = back(&nats.url, &graph.endpoint, "222", 2);
 
@@ -501,4 +541,24 @@ request.retry_max_duration_secs = 0.2
     assert!(log.contains("publishing to NATS failed"), "{log}");
     assert!(!log.contains("jane"), "{log}");
     stop(p, "the instance");
+}
+
+#[test]
+fn a_resent_batch_is_stored_once() {
+    let Some(nats) = NatsServer::start("sink-batch", &[]) else {
+        return;
+    };
+    let port = free_port();
+    let front = front(&nats.url, port, "batch.max_events = 10");
+    let body: Vec<String> = (0..10)
+        .map(|i| track_event(&format!("batch-{i}"), "jane@example.com"))
+        .collect();
+    let body = format!("[{}]", body.join(","));
+    for _ in 0..2 {
+        let r = post(port, &[], body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // One message of ten events; the copy had the same Nats-Msg-Id (the payload's digest).
+    assert_eq!(stored_messages(&nats.url), 1);
+    stop(front, "front");
 }

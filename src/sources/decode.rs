@@ -45,32 +45,54 @@ pub fn object(bytes: Bytes) -> Result<Event, DecodeError> {
 /// body is rejected when any part of it is invalid, so a sender never has to
 /// guess which events were taken.
 pub fn body(body: &Bytes) -> Result<Vec<Event>, DecodeError> {
+    let mut events = Vec::new();
+    append(body, &mut events)?;
+    Ok(events)
+}
+
+/// [`body`]'s events appended to `events`, without a vector of their own: their number, or the
+/// error, with `events` as it was.
+pub fn append(body: &Bytes, events: &mut Vec<Event>) -> Result<usize, DecodeError> {
+    let before = events.len();
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     let Some(start) = start else {
-        return Ok(Vec::new());
+        return Ok(0);
     };
-    if body[start] == b'[' {
-        let items: Vec<&RawValue> =
-            serde_json::from_slice(body).map_err(|e| DecodeError::Syntax(e.to_string()))?;
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(index, raw)| match kind(raw) {
-                "an object" => Ok(event_at(body, raw)),
-                found => Err(DecodeError::ElementNotAnObject { index, found }),
-            })
-            .collect()
-    } else {
-        serde_json::Deserializer::from_slice(body)
-            .into_iter::<&RawValue>()
-            .map(|item| {
-                let raw = item.map_err(|e| DecodeError::Syntax(e.to_string()))?;
-                match kind(raw) {
-                    "an object" => Ok(event_at(body, raw)),
-                    found => Err(DecodeError::NotAnObject(found)),
-                }
-            })
-            .collect()
+    let taken =
+        if body[start] == b'[' {
+            match serde_json::from_slice::<Vec<&RawValue>>(body) {
+                Ok(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .try_for_each(|(index, raw)| match kind(raw) {
+                        "an object" => {
+                            events.push(event_at(body, raw));
+                            Ok(())
+                        }
+                        found => Err(DecodeError::ElementNotAnObject { index, found }),
+                    }),
+                Err(e) => Err(DecodeError::Syntax(e.to_string())),
+            }
+        } else {
+            serde_json::Deserializer::from_slice(body)
+                .into_iter::<&RawValue>()
+                .try_for_each(|item| {
+                    let raw = item.map_err(|e| DecodeError::Syntax(e.to_string()))?;
+                    match kind(raw) {
+                        "an object" => {
+                            events.push(event_at(body, raw));
+                            Ok(())
+                        }
+                        found => Err(DecodeError::NotAnObject(found)),
+                    }
+                })
+        };
+    match taken {
+        Ok(()) => Ok(events.len() - before),
+        Err(e) => {
+            events.truncate(before);
+            Err(e)
+        }
     }
 }
 
@@ -139,6 +161,19 @@ mod tests {
     fn ndjson_and_pretty_printed_objects_become_single_line_events() {
         let body = Bytes::from_static(b"{\"a\":1}\n{\r\n  \"b\": \"x\\ny\"\n}\n");
         assert_eq!(jsons(body_ok(&body)), ["{\"a\":1}", "{  \"b\": \"x\\ny\"}"]);
+    }
+
+    #[test]
+    fn append_adds_every_event_or_none() {
+        let mut events = body_ok(&Bytes::from_static(b"{\"a\":1}"));
+        let ndjson = Bytes::from_static(b"{\"b\":2}\n{\"c\":3}");
+        assert_eq!(append(&ndjson, &mut events), Ok(2));
+        let bad = Bytes::from_static(b"{\"d\":4}\n[5]");
+        assert_eq!(
+            append(&bad, &mut events),
+            Err(DecodeError::NotAnObject("an array"))
+        );
+        assert_eq!(jsons(events), ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
     }
 
     #[test]

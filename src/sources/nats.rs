@@ -1,11 +1,13 @@
 //! The `nats` source: a JetStream durable pull consumer. Instances sharing a
 //! `durable` name share its messages, so back-tier instances scale out.
 //!
-//! Every message is one event with its own acknowledgement: it is acked once
-//! every sink has delivered, dead-lettered or dropped it, terminated when a
-//! sink rejected it for good (or it is not a JSON object), and nak'd with a
-//! delay when delivery failed, so JetStream redelivers it, maybe to another
-//! instance. While an event waits in the pipeline its message is kept alive
+//! A message is one event, or several (NDJSON or a JSON array, as a `nats`
+//! sink with `batch.max_events` writes them), with one acknowledgement: it is
+//! acked once every sink has delivered, dead-lettered or dropped all its
+//! events, terminated when a sink rejected one for good and none failed (or it
+//! is not JSON objects), and nak'd with a delay when a delivery failed, so
+//! JetStream redelivers it, maybe to another instance (its events that had
+//! been delivered go again; Meta deduplicates them by `event_id`). While an event waits in the pipeline its message is kept alive
 //! with progress acks, so a slow sink does not cause redeliveries; when an
 //! instance dies, its messages come back after `ack_wait_secs`.
 
@@ -21,14 +23,14 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::decode;
-use crate::acks::{BatchNotifier, BatchStatus, BatchStatusReceiver};
+use super::decode::{self, DecodeError};
+use crate::acks::{BatchStatus, BatchStatusReceiver};
 use crate::backoff::Backoff;
 use crate::component::{
     Acknowledgements, BuildContext, BuildError, ComponentError, Source, SourceConfig,
     SourceContext, ValidSource, ValidateContext,
 };
-use crate::event::{Event, EventArray};
+use crate::event::{self, Event, EventArray};
 use crate::nats::{self as shared, Connect, NatsAuth};
 use crate::telemetry::{ComponentMetrics, Stage};
 
@@ -351,8 +353,7 @@ impl Source for NatsSource {
                     let mut events: EventArray = Vec::new();
                     let mut next = Some(first);
                     while let Some(message) = next.take() {
-                        if let Some((event, id, status)) = pending.take(message, &metrics).await {
-                            events.push(event);
+                        if let Some((id, status)) = pending.take(message, &mut events, &metrics).await {
                             statuses.push(status_of(id, status));
                         }
                         // Whatever else has already arrived goes in the same batch.
@@ -431,34 +432,40 @@ async fn next_message(
 }
 
 impl Pending {
-    /// Turn one message into an event with its own finalizer, returned with
-    /// the id its status settles; a message that is not an event is
-    /// terminated here, so it is not redelivered forever.
+    /// Append one message's events to `events`, all with one finalizer; returns the id its
+    /// status settles. A message that is not events is terminated here, so it is not
+    /// redelivered forever.
     async fn take(
         &mut self,
         message: jetstream::Message,
+        events: &mut EventArray,
         metrics: &ComponentMetrics,
-    ) -> Option<(Event, u64, BatchStatusReceiver)> {
+    ) -> Option<(u64, BatchStatusReceiver)> {
         let payload = message.message.payload.clone();
         metrics.received_wire_bytes(payload.len());
-        let decoded = decode::object(payload);
-        // Only its stream sequence is logged, should it not be an event.
+        let start = events.len();
+        let decoded = match decode::append(&payload, events) {
+            Ok(0) => Err(DecodeError::Syntax("the message is empty".into())),
+            other => other,
+        };
+        // Only its stream sequence is logged, should it not be events.
         let sequence = decoded
             .is_err()
             .then(|| message.info().map(|i| i.stream_sequence).ok())
             .flatten();
         let Some(reply) = message.message.reply else {
             // Not from a JetStream consumer (nothing to acknowledge), so not ours.
+            events.truncate(start);
             tracing::debug!(component = %self.component, "a message without a reply subject was ignored");
             return None;
         };
         match decoded {
-            Ok(event) => {
-                let (finalizer, status) = BatchNotifier::new();
+            Ok(_) => {
+                let status = event::track(&mut events[start..]);
                 let id = self.next_id;
                 self.next_id += 1;
                 self.replies.insert(id, reply);
-                Some((event.with_finalizer(finalizer), id, status))
+                Some((id, status))
             }
             Err(e) => {
                 // The error describes the shape, never the content (personal data).
