@@ -57,5 +57,8 @@ fi
 kill -TERM "$pid" || true
 wait "$wrapper" || true
 grep -E "Maximum resident set size|Percent of CPU|User time|System time" "$log" | sed 's/^\s*/fbpixel: /'
+# A ledger that could not keep up dropped records (counted and logged): say so, or its cost is
+# understated.
+grep -o "ledger: records dropped ([a-z_]*)" "$log" | sort | uniq -c | sed 's/^\s*/fbpixel: /' || true
 sort -n "$log.rss" | awk '{ v[NR] = $1 } END { if (NR) printf "fbpixel: RSS samples (KiB): min %d, median %d, max %d over %d samples\n", v[1], v[int((NR+1)/2)], v[NR], NR }'
 rm -f "$log.rss"

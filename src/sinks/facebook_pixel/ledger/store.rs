@@ -747,6 +747,35 @@ mod tests {
         assert_eq!(reader.summary().unwrap(), (2, Some(10)));
     }
 
+    #[test]
+    fn a_large_request_is_stored_in_several_values_and_every_event_is_found_with_its_own_json() {
+        let dir = tempdir("chunks");
+        let mut store = Store::open_at(&dir, &config(1 << 30, 3600), metrics(), 0).unwrap();
+        let ids: Vec<String> = (0..300).map(|i| format!("e-{i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        store.write(&[sent(10, &refs)], 10).unwrap();
+        drop(store);
+        let reader = Reader::open(&dir).unwrap();
+        let (values, _) = reader.summary().unwrap();
+        assert_eq!(values, 300_usize.div_ceil(CHUNK_EVENTS) as u64);
+        let wanted = ["e-0", "e-127", "e-128", "e-299", "o-e-200", "never"];
+        let found = reader.find_many(&wanted).unwrap();
+        assert_eq!(found.len(), 5, "{:?}", found.keys());
+        for id in ["e-0", "e-127", "e-128", "e-299"] {
+            let event = &found[id][0];
+            assert_eq!(event.event.id, id);
+            let sent = event.sent.as_deref().unwrap();
+            assert!(
+                sent.contains(&format!("\"event_id\":\"{id}\"")),
+                "{id}: {sent}"
+            );
+            assert_eq!(event.record.fbtrace_id.as_deref(), Some("trace-1"));
+        }
+        assert_eq!(found["o-e-200"][0].event.id, "e-200");
+        assert!(!found.contains_key("never"));
+        assert_eq!(reader.find("e-250").unwrap().len(), 1);
+    }
+
     fn tempdir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "fbpixel-ledger-{name}-{}-{}",
