@@ -387,36 +387,37 @@ impl Outgoing {
         if max_events == 1 || json.len() >= max_bytes || has_line_break(&json) {
             return Self::single(json, finalizer);
         }
-        let mut first = Some((json, finalizer));
-        let mut payload = BytesMut::new();
-        let mut finalizers = SmallVec::new();
-        while finalizers.len() + usize::from(first.is_some()) < max_events
+        // Take events while they fit; the one that does not goes back to the front.
+        let mut size = json.len();
+        let mut parts: SmallVec<[(Bytes, EventFinalizer); 8]> = smallvec![(json, finalizer)];
+        while parts.len() < max_events
             && let Some(event) = queue.pop_front()
         {
             let (json, finalizer) = event.into_bytes_parts();
-            let size = first.as_ref().map_or(payload.len(), |(j, _)| j.len());
             if size + 1 + json.len() > max_bytes || has_line_break(&json) {
                 queue.push_front(Event::from_json(json).with_finalizer(finalizer));
                 break;
             }
-            if let Some((first_json, first_finalizer)) = first.take() {
-                let room = (first_json.len() + 1) * max_events.min(queue.len() + 2);
-                payload.reserve(room.min(max_bytes));
-                payload.extend_from_slice(&first_json);
-                finalizers.push(first_finalizer);
+            size += 1 + json.len();
+            parts.push((json, finalizer));
+        }
+        if parts.len() == 1 {
+            let (json, finalizer) = parts.pop().expect("one part");
+            return Self::single(json, finalizer);
+        }
+        let mut payload = BytesMut::with_capacity(size);
+        let mut finalizers = SmallVec::with_capacity(parts.len());
+        for (json, finalizer) in parts {
+            if !payload.is_empty() {
+                payload.put_u8(b'\n');
             }
-            payload.put_u8(b'\n');
             payload.extend_from_slice(&json);
             finalizers.push(finalizer);
         }
-        if let Some((json, finalizer)) = first {
-            return Self::single(json, finalizer);
-        }
         let payload = payload.freeze();
-        let digest = Sha256::digest(&payload);
         Self {
-            message_id: Some(hex::encode(digest)),
-            bytes: payload.len() + 1 - finalizers.len(),
+            message_id: Some(hex::encode(Sha256::digest(&payload))),
+            bytes: size + 1 - finalizers.len(),
             payload,
             finalizers,
         }

@@ -21,6 +21,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use super::id_index::{self, BlockBuilder};
 use super::record::{EventRecord, Record, digest_id, mask_event, message_ids};
@@ -176,25 +177,22 @@ impl Store {
             let mut events = first.events();
             self.stage(&first);
             drop(first);
-            while staged < MAX_ENTRIES_PER_COMMIT && !entries.is_closed() {
+            // Disconnected comes only once the queue is empty: what was sent is all staged.
+            while staged < MAX_ENTRIES_PER_COMMIT {
                 match entries.try_recv() {
                     Ok(entry) => {
                         staged += 1;
                         events += entry.events();
                         self.stage(&entry);
                     }
-                    Err(_) => match COMMIT_INTERVAL.checked_sub(started.elapsed()) {
-                        Some(rest) => std::thread::sleep(rest.min(STAGE_POLL)),
-                        None => break,
-                    },
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        match COMMIT_INTERVAL.checked_sub(started.elapsed()) {
+                            Some(rest) => std::thread::sleep(rest.min(STAGE_POLL)),
+                            None => break,
+                        }
+                    }
                 }
-            }
-            while staged < MAX_ENTRIES_PER_COMMIT
-                && let Ok(entry) = entries.try_recv()
-            {
-                staged += 1;
-                events += entry.events();
-                self.stage(&entry);
             }
             match self.commit(now_ms()) {
                 Ok(()) => super::written(&self.metrics, events),
