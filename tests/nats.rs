@@ -92,7 +92,12 @@ buffer.type = "memory"
 }
 
 fn graph() -> GraphStandin {
-    GraphStandin::start(|_, r| {
+    graph_after(Duration::ZERO)
+}
+
+/// A stand-in answering each request after `delay`.
+fn graph_after(delay: Duration) -> GraphStandin {
+    GraphStandin::builder().delay(delay).start(|_, r| {
         (
             200,
             format!(r#"{{"events_received":{},"id":"1"}}"#, r.event_ids().len()),
@@ -228,7 +233,9 @@ fn when_a_back_tier_instance_is_killed_the_other_delivers_what_it_held() {
     let Some(nats) = NatsServer::start("kill", &[]) else {
         return;
     };
-    let graph = graph();
+    // Slow answers, so that the kill lands while events are still in flight however fast the
+    // back tier maps (with quick ones, batched messages had all 3,000 delivered before it).
+    let graph = graph_after(Duration::from_millis(300));
     let port = free_port();
     // Batches, so a killed instance held messages of several events each.
     let front = front(&nats.url, port, "batch.max_events = 10");
